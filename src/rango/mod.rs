@@ -1,0 +1,185 @@
+//! The Rango site: index and about pages with the visitor's visit count.
+
+pub mod models;
+pub mod visits;
+
+use rocket::fairing::{self, AdHoc};
+use rocket::figment::providers::Serialized;
+use rocket::figment::Figment;
+use rocket::http::uri::Origin;
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::Redirect;
+use rocket::{get, routes, Build, Rocket, Route, State};
+use rocket_db_pools::{Connection, Database};
+use rocket_dyn_templates::{context, Template};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::session::Session;
+
+/// The site's settings: `[default.rango]` in Rocket.toml or `ROCKET_RANGO='{...}'`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RangoConfig {
+    /// Seconds that must pass before a visit counts again (default 86400, a day; the book's
+    /// `days > 0`).
+    pub visit_interval: u64,
+    /// Load the book's sample categories and pages at launch when there are none (default true).
+    pub sample_data: bool,
+}
+
+impl Default for RangoConfig {
+    fn default() -> Self {
+        RangoConfig {
+            visit_interval: 86_400,
+            sample_data: true,
+        }
+    }
+}
+
+impl RangoConfig {
+    /// The settings in `figment`'s `rango` table, over the defaults.
+    ///
+    /// # Errors
+    /// A setting is unknown or of the wrong type; the error names it.
+    pub fn from_figment(figment: &Figment) -> Result<Self, Box<rocket::figment::Error>> {
+        Figment::from(Serialized::defaults(RangoConfig::default()))
+            .merge(figment.focus("rango"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// `visit_interval` as a duration.
+    pub fn visit_interval(&self) -> Duration {
+        Duration::seconds(i64::try_from(self.visit_interval).unwrap_or(i64::MAX))
+    }
+}
+
+/// Reads the site's settings and, if asked, loads the sample data into an empty database
+/// (attach after the migrations).
+pub fn fairing() -> AdHoc {
+    AdHoc::try_on_ignite("Rango", setup)
+}
+
+async fn setup(rocket: Rocket<Build>) -> fairing::Result {
+    let config = match RangoConfig::from_figment(rocket.figment()) {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("invalid [rango] settings: {e}");
+            return Err(rocket);
+        }
+    };
+    if config.sample_data {
+        if let Err(e) = load_sample_data(&rocket).await {
+            log::error!("loading the sample data failed: {e}");
+            return Err(rocket);
+        }
+    }
+    Ok(rocket.manage(config))
+}
+
+async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {
+    let Some(db) = Db::fetch(rocket) else {
+        return Ok(());
+    };
+    let mut conn = db.pool().acquire().await?;
+    if models::is_empty(&mut conn).await? {
+        let (categories, pages) = models::populate(&mut conn).await?;
+        log::info!("loaded the sample data: {categories} categories, {pages} pages");
+    }
+    Ok(())
+}
+
+/// The site's routes.
+pub fn routes() -> Vec<Route> {
+    routes![home, index, about, append_slash]
+}
+
+/// The project's root serves the index too, as the book's project URLs do.
+#[get("/")]
+async fn home(
+    db: Connection<Db>,
+    session: Session<'_>,
+    config: &State<RangoConfig>,
+) -> Result<Template, Error> {
+    index_page(db, session, config).await
+}
+
+/// "Rango says...": the most liked categories, the most viewed pages and the visit count.
+#[get("/rango")]
+async fn index(
+    _slash: Slashed,
+    db: Connection<Db>,
+    session: Session<'_>,
+    config: &State<RangoConfig>,
+) -> Result<Template, Error> {
+    index_page(db, session, config).await
+}
+
+async fn index_page(
+    mut db: Connection<Db>,
+    session: Session<'_>,
+    config: &State<RangoConfig>,
+) -> Result<Template, Error> {
+    let categories = models::most_liked_categories(&mut db, 5).await?;
+    let pages = models::most_viewed_pages(&mut db, 5).await?;
+    let visits =
+        visits::record_visit(&session, config.visit_interval(), OffsetDateTime::now_utc())?;
+    Ok(Template::render(
+        "rango/index",
+        context! { categories, pages, visits, nav: "index" },
+    ))
+}
+
+/// The about page and the visit count.
+#[get("/rango/about")]
+fn about(
+    _slash: Slashed,
+    session: Session<'_>,
+    config: &State<RangoConfig>,
+) -> Result<Template, Error> {
+    let visits =
+        visits::record_visit(&session, config.visit_interval(), OffsetDateTime::now_utc())?;
+    Ok(Template::render(
+        "rango/about",
+        context! { visits, nav: "about" },
+    ))
+}
+
+/// A guard that passes only requests whose path ends with a slash. Rocket matches `/rango` and
+/// `/rango/` alike; the pages are at the slashed URLs, as Django's are.
+struct Slashed;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Slashed {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        if req.uri().path().ends_with('/') {
+            Outcome::Success(Slashed)
+        } else {
+            Outcome::Forward(Status::NotFound)
+        }
+    }
+}
+
+/// The pages served at slashed URLs, without their slash.
+const SLASHED_PAGES: &[&str] = &["/rango", "/rango/about"];
+
+/// Django's `APPEND_SLASH`: a page's URL without its slash redirects permanently to the
+/// slashed one, query kept; anything else is not found.
+#[get("/<_..>", rank = 20)]
+fn append_slash(uri: &Origin<'_>) -> Option<Redirect> {
+    let path = uri.path();
+    if !SLASHED_PAGES.contains(&path.as_str()) {
+        return None;
+    }
+    let target = match uri.query() {
+        Some(query) => format!("{path}/?{query}"),
+        None => format!("{path}/"),
+    };
+    Some(Redirect::moved(target))
+}

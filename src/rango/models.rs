@@ -1,0 +1,177 @@
+//! Categories and pages (the book's models) and its sample data.
+
+use serde::Serialize;
+use sqlx::SqliteConnection;
+
+/// A category of pages.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Category {
+    /// Its name, unique.
+    pub name: String,
+    /// Its URL slug, unique.
+    pub slug: String,
+    /// How often it was viewed.
+    pub views: i64,
+    /// How often it was liked.
+    pub likes: i64,
+}
+
+/// A page in a category.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Page {
+    /// The name of its category.
+    pub category: String,
+    /// Its title.
+    pub title: String,
+    /// Where it points.
+    pub url: String,
+    /// How often it was viewed.
+    pub views: i64,
+}
+
+/// The `n` most liked categories, most liked first.
+///
+/// # Errors
+/// The query fails.
+pub async fn most_liked_categories(
+    db: &mut SqliteConnection,
+    n: i64,
+) -> Result<Vec<Category>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT name, slug, views, likes FROM category ORDER BY likes DESC, name LIMIT ?1",
+    )
+    .bind(n)
+    .fetch_all(db)
+    .await
+}
+
+/// The `n` most viewed pages, most viewed first.
+///
+/// # Errors
+/// The query fails.
+pub async fn most_viewed_pages(
+    db: &mut SqliteConnection,
+    n: i64,
+) -> Result<Vec<Page>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.name AS category, p.title, p.url, p.views FROM page p \
+         JOIN category c ON c.id = p.category_id ORDER BY p.views DESC, p.title LIMIT ?1",
+    )
+    .bind(n)
+    .fetch_all(db)
+    .await
+}
+
+/// A category of the sample data: name, slug, views, likes, and its pages (title, url, views).
+type SampleCategory = (
+    &'static str,
+    &'static str,
+    i64,
+    i64,
+    &'static [(&'static str, &'static str, i64)],
+);
+
+/// The book's sample data (`populate_rango.py`, with the views and likes of its exercises).
+pub const SAMPLE: &[SampleCategory] = &[
+    (
+        "Python",
+        "python",
+        128,
+        64,
+        &[
+            (
+                "Official Python Tutorial",
+                "https://docs.python.org/3/tutorial/",
+                42,
+            ),
+            (
+                "How to Think like a Computer Scientist",
+                "https://greenteapress.com/wp/think-python-2e/",
+                27,
+            ),
+            (
+                "Learn Python in 10 Minutes",
+                "https://www.stavros.io/tutorials/python/",
+                13,
+            ),
+        ],
+    ),
+    (
+        "Django",
+        "django",
+        64,
+        32,
+        &[
+            (
+                "Official Django Tutorial",
+                "https://docs.djangoproject.com/en/stable/intro/tutorial01/",
+                36,
+            ),
+            ("Django Rocks", "http://www.djangorocks.com/", 21),
+            (
+                "How to Tango with Django",
+                "https://www.tangowithdjango.com/",
+                55,
+            ),
+        ],
+    ),
+    (
+        "Other Frameworks",
+        "other-frameworks",
+        32,
+        16,
+        &[
+            ("Bottle", "https://bottlepy.org/docs/dev/", 8),
+            ("Flask", "https://flask.palletsprojects.com/", 17),
+        ],
+    ),
+];
+
+/// Loads [`SAMPLE`]; what is already there (by slug, and by title within a category) is kept.
+/// Returns how many categories and pages it added.
+///
+/// # Errors
+/// A statement fails; nothing is added then.
+pub async fn populate(db: &mut SqliteConnection) -> Result<(u64, u64), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(db).await?;
+    let (mut categories, mut pages) = (0, 0);
+    for (name, slug, views, likes, sample_pages) in SAMPLE {
+        categories += sqlx::query(
+            "INSERT INTO category (name, slug, views, likes) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(slug)
+        .bind(views)
+        .bind(likes)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for (title, url, views) in *sample_pages {
+            pages += sqlx::query(
+                "INSERT INTO page (category_id, title, url, views) \
+                 SELECT id, ?2, ?3, ?4 FROM category WHERE slug = ?1 ON CONFLICT DO NOTHING",
+            )
+            .bind(slug)
+            .bind(title)
+            .bind(url)
+            .bind(views)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+    }
+    tx.commit().await?;
+    Ok((categories, pages))
+}
+
+/// Whether there is no category at all.
+///
+/// # Errors
+/// The query fails.
+pub async fn is_empty(db: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM category")
+        .fetch_one(db)
+        .await?;
+    Ok(count == 0)
+}

@@ -1,0 +1,505 @@
+//! The per-request session: its state, the typed handle handlers get, and how it is saved.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use super::config::SessionConfig;
+use super::record::{Data, Expiry, Record, EXPIRY_KEY};
+use super::store::{SessionStore, StoreError};
+
+/// The key and value Django's `set_test_cookie` stores.
+const TEST_COOKIE_KEY: &str = "testcookie";
+const TEST_COOKIE_VALUE: &str = "worked";
+
+/// How many times a save reloads and merges before it gives up on a session that other requests
+/// keep changing.
+const MAX_MERGE_ATTEMPTS: u32 = 32;
+
+/// A session as one request sees it. Loaded once by the guard, read and changed by the handler,
+/// saved by the fairing.
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    /// The cookie value the request carried, adopted or not.
+    incoming: Option<String>,
+    /// The id of the stored session this request loaded; `None` for a new or flushed session.
+    id: Option<String>,
+    /// The stored version loaded; saves apply over it.
+    version: i64,
+    /// The stored expiry date loaded.
+    stored_expires: Option<OffsetDateTime>,
+    /// The data as this request sees it.
+    data: Data,
+    /// What this request changed: a value set, or `None` for a key removed.
+    changes: BTreeMap<String, Option<Value>>,
+    /// `clear` ran: a merge starts from an empty session, not from the stored data.
+    cleared: bool,
+    /// Something changed that needs a save.
+    modified: bool,
+    /// Stored sessions to delete (flushed).
+    flushed: Vec<String>,
+    /// The id `cycle_key` retired; deleted once the data is stored under a new key.
+    cycled_from: Option<String>,
+}
+
+impl SessionState {
+    /// The state for a request that carried `incoming` and whose store found `record` for it.
+    pub(crate) fn new(incoming: Option<String>, record: Option<Record>) -> Self {
+        match record {
+            Some(record) => SessionState {
+                id: incoming.clone(),
+                incoming,
+                version: record.version,
+                stored_expires: Some(record.expires),
+                data: record.data,
+                ..SessionState::default()
+            },
+            None => SessionState {
+                incoming,
+                ..SessionState::default()
+            },
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        // Writing an equal value is no change: no save, no write.
+        if self.data.get(key) == Some(&value) {
+            return;
+        }
+        self.data.insert(key.to_owned(), value.clone());
+        self.changes.insert(key.to_owned(), Some(value));
+        self.modified = true;
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Value> {
+        let old = self.data.remove(key)?;
+        self.changes.insert(key.to_owned(), None);
+        self.modified = true;
+        Some(old)
+    }
+
+    fn clear(&mut self) {
+        if !self.data.is_empty() {
+            self.data.clear();
+            self.changes.clear();
+            self.cleared = true;
+            self.modified = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        self.flushed.extend(self.id.take());
+        self.flushed.extend(self.cycled_from.take());
+        self.data.clear();
+        self.changes.clear();
+        self.cleared = false;
+        self.modified = false;
+        self.version = 0;
+        self.stored_expires = None;
+    }
+
+    fn cycle_key(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.cycled_from = Some(id);
+        }
+    }
+
+    fn expiry(&self) -> Expiry {
+        Expiry::from_data(&self.data)
+    }
+
+    fn expiry_age(&self, config: &SessionConfig, now: OffsetDateTime) -> Duration {
+        match self.expiry() {
+            Expiry::Default | Expiry::BrowserClose => config.age(),
+            Expiry::Age(age) => age,
+            Expiry::At(date) => date - now,
+        }
+    }
+
+    fn expiry_date(&self, config: &SessionConfig, now: OffsetDateTime) -> OffsetDateTime {
+        match self.expiry() {
+            Expiry::At(date) => date,
+            _ => now + self.expiry_age(config, now),
+        }
+    }
+
+    fn expire_at_browser_close(&self, config: &SessionConfig) -> bool {
+        match self.expiry() {
+            Expiry::Default => config.expire_at_browser_close,
+            Expiry::BrowserClose => true,
+            Expiry::Age(_) | Expiry::At(_) => false,
+        }
+    }
+
+    /// An unchanged session is due for a sliding save once less than half its age is left.
+    fn sliding_due(&self, config: &SessionConfig, now: OffsetDateTime) -> bool {
+        if !config.sliding_expiry || matches!(self.expiry(), Expiry::At(_)) {
+            return false;
+        }
+        match self.stored_expires {
+            Some(expires) => (expires - now) * 2 < self.expiry_age(config, now),
+            None => false,
+        }
+    }
+
+    /// The stored data with this request's changes applied over it.
+    fn merge_into(&self, mut stored: Data) -> Data {
+        if self.cleared {
+            stored.clear();
+        }
+        for (key, change) in &self.changes {
+            match change {
+                Some(value) => stored.insert(key.clone(), value.clone()),
+                None => stored.remove(key),
+            };
+        }
+        stored
+    }
+
+    /// Saves or deletes what this request did, by Django's middleware rules, and says which
+    /// cookie the response needs.
+    pub(crate) async fn commit(
+        self,
+        store: &dyn SessionStore,
+        config: &SessionConfig,
+        server_error: bool,
+        now: OffsetDateTime,
+    ) -> Result<Commit, StoreError> {
+        // A flush is a logout: honoured whatever the response.
+        for id in &self.flushed {
+            store.delete(id).await?;
+        }
+        // A 5xx response leaves the session as it was (Django: `status_code < 500`).
+        if server_error {
+            return Ok(Commit::Nothing);
+        }
+        if self.data.is_empty() {
+            // An emptied session loses its row and its cookie; an untouched empty one gets none.
+            for id in self.id.iter().chain(&self.cycled_from) {
+                store.delete(id).await?;
+            }
+            return Ok(match self.incoming {
+                Some(_) => Commit::RemoveCookie,
+                None => Commit::Nothing,
+            });
+        }
+        let due = self.modified
+            || self.cycled_from.is_some()
+            || config.save_every_request
+            || self.sliding_due(config, now);
+        if !due {
+            return Ok(Commit::Nothing);
+        }
+        let expires = self.expiry_date(config, now);
+        let id = match &self.id {
+            None => {
+                let (id, _) = store.create(&self.data, expires).await?;
+                if let Some(old) = &self.cycled_from {
+                    store.delete(old).await?;
+                }
+                id
+            }
+            Some(id) => match self.save_merged(store, config, id, now).await? {
+                Some(id) => id,
+                None => return Ok(Commit::Interrupted),
+            },
+        };
+        let max_age = (!self.expire_at_browser_close(config)).then(|| self.expiry_age(config, now));
+        Ok(Commit::SetCookie { id, max_age })
+    }
+
+    /// Saves over the loaded version; when another request saved first, reloads and applies
+    /// this request's changes over what it stored. `None` when the session was deleted or
+    /// expired meanwhile: it is never brought back.
+    async fn save_merged(
+        &self,
+        store: &dyn SessionStore,
+        config: &SessionConfig,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        let mut record = Record {
+            data: self.data.clone(),
+            expires: self.expiry_date(config, now),
+            version: self.version,
+        };
+        for _ in 0..MAX_MERGE_ATTEMPTS {
+            if let Some((id, _)) = store.update(id, &record).await? {
+                return Ok(Some(id));
+            }
+            let Some(stored) = store.load(id).await? else {
+                return Ok(None);
+            };
+            let merged = SessionState {
+                data: self.merge_into(stored.data),
+                ..SessionState::default()
+            };
+            record = Record {
+                expires: merged.expiry_date(config, now),
+                data: merged.data,
+                version: stored.version,
+            };
+        }
+        Err(StoreError::Contention(MAX_MERGE_ATTEMPTS))
+    }
+}
+
+/// What the response needs after a commit.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Commit {
+    /// No cookie.
+    Nothing,
+    /// Send the session's cookie: persistent with this `Max-Age`, or for the browser session.
+    SetCookie {
+        id: String,
+        max_age: Option<Duration>,
+    },
+    /// Tell the browser to drop its cookie.
+    RemoveCookie,
+    /// The session was ended by a concurrent request before this one saved.
+    Interrupted,
+}
+
+/// The session of the current request, handed to handlers by its request guard.
+///
+/// Reads and writes are synchronous: the guard loaded the session (once per request), and the
+/// fairing saves it after the handler, only if something changed. Values are any `serde` type,
+/// stored as JSON.
+///
+/// ```rust,no_run
+/// # use rango::session::Session;
+/// #[rocket::get("/count")]
+/// fn count(session: Session<'_>) -> String {
+///     let n: u64 = session.get("n").unwrap_or(0) + 1;
+///     session.insert("n", n).ok();
+///     n.to_string()
+/// }
+/// ```
+pub struct Session<'r> {
+    state: &'r Mutex<SessionState>,
+    config: &'r SessionConfig,
+}
+
+impl<'r> Session<'r> {
+    pub(crate) fn new(state: &'r Mutex<SessionState>, config: &'r SessionConfig) -> Self {
+        Session { state, config }
+    }
+
+    fn state(&self) -> MutexGuard<'r, SessionState> {
+        // No code panics while holding the lock; a poisoned one still holds consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The value under `key` as a `T`; `None` when absent or not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let value = self.state().data.get(key)?.clone();
+        match serde_json::from_value(value) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                log::warn!("session value {key:?} is not of the type asked for: {e}");
+                None
+            }
+        }
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.state().data.get(key).cloned()
+    }
+
+    /// Stores `value` under `key`. Storing a value equal to the one there is no change.
+    ///
+    /// # Errors
+    /// The value does not serialize to JSON (a map with non-string keys, say).
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), serde_json::Error> {
+        let value = serde_json::to_value(value)?;
+        self.state().set(key, value);
+        Ok(())
+    }
+
+    /// Removes `key` and returns its value, if it was there.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        self.state().remove(key)
+    }
+
+    /// Removes `key` and returns its value as a `T`, if it was there and is one.
+    pub fn remove_as<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.remove(key)
+            .and_then(|value| serde_json::from_value(value).ok())
+    }
+
+    /// Whether `key` holds a value.
+    pub fn contains(&self, key: &str) -> bool {
+        self.state().data.contains_key(key)
+    }
+
+    /// The keys that hold values.
+    pub fn keys(&self) -> Vec<String> {
+        self.state().data.keys().cloned().collect()
+    }
+
+    /// Whether the session holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.state().data.is_empty()
+    }
+
+    /// Whether this request changed the session (it will be saved).
+    pub fn is_modified(&self) -> bool {
+        self.state().modified
+    }
+
+    /// Removes every value but keeps the session's key. An emptied session loses its stored
+    /// record and cookie at the end of the request.
+    pub fn clear(&self) {
+        self.state().clear();
+    }
+
+    /// Ends the session (logout): deletes its data and stored record, drops its cookie, and
+    /// starts a new, empty session that gets a fresh key if anything is stored in it.
+    pub fn flush(&self) {
+        self.state().flush();
+    }
+
+    /// Keeps the data under a new key and deletes the old record when the response is sent
+    /// (call it on login, against session fixation). [`Session::key`] is `None` until then.
+    pub fn cycle_key(&self) {
+        self.state().cycle_key();
+    }
+
+    /// The key (cookie value) of the stored session; `None` for a session not stored yet.
+    pub fn key(&self) -> Option<String> {
+        self.state().id.clone()
+    }
+
+    /// Sets when this session ends; [`Expiry::Default`] goes back to the configured policy.
+    pub fn set_expiry(&self, expiry: Expiry) {
+        let mut state = self.state();
+        match expiry.to_value() {
+            Some(value) => state.set(EXPIRY_KEY, value),
+            None => {
+                state.remove(EXPIRY_KEY);
+            }
+        }
+    }
+
+    /// When this session ends, as set with [`Session::set_expiry`].
+    pub fn expiry(&self) -> Expiry {
+        self.state().expiry()
+    }
+
+    /// How long the session lives after a save made now (Django's `get_expiry_age`).
+    pub fn expiry_age(&self) -> Duration {
+        self.state()
+            .expiry_age(self.config, OffsetDateTime::now_utc())
+    }
+
+    /// When the session ends if saved now (Django's `get_expiry_date`).
+    pub fn expiry_date(&self) -> OffsetDateTime {
+        self.state()
+            .expiry_date(self.config, OffsetDateTime::now_utc())
+    }
+
+    /// Whether the cookie ends with the browser (Django's `get_expire_at_browser_close`).
+    pub fn expire_at_browser_close(&self) -> bool {
+        self.state().expire_at_browser_close(self.config)
+    }
+
+    /// Stores a marker to check on the next request that the browser keeps cookies.
+    pub fn set_test_cookie(&self) {
+        self.state()
+            .set(TEST_COOKIE_KEY, Value::from(TEST_COOKIE_VALUE));
+    }
+
+    /// Whether the marker of [`Session::set_test_cookie`] came back.
+    pub fn test_cookie_worked(&self) -> bool {
+        self.state().data.get(TEST_COOKIE_KEY) == Some(&Value::from(TEST_COOKIE_VALUE))
+    }
+
+    /// Removes the marker of [`Session::set_test_cookie`].
+    pub fn delete_test_cookie(&self) {
+        self.state().remove(TEST_COOKIE_KEY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn loaded(data: Value) -> SessionState {
+        let Value::Object(data) = data else {
+            unreachable!()
+        };
+        let record = Record {
+            data,
+            expires: OffsetDateTime::now_utc() + Duration::hours(1),
+            version: 1,
+        };
+        SessionState::new(Some("k".into()), Some(record))
+    }
+
+    #[test]
+    fn equal_writes_are_no_change() {
+        let mut state = loaded(json!({"a": 1}));
+        state.set("a", json!(1));
+        assert!(!state.modified);
+        state.set("a", json!(2));
+        assert!(state.modified);
+    }
+
+    #[test]
+    fn removing_a_missing_key_is_no_change() {
+        let mut state = loaded(json!({"a": 1}));
+        assert_eq!(state.remove("b"), None);
+        assert!(!state.modified);
+    }
+
+    #[test]
+    fn merge_applies_only_this_requests_changes() {
+        let mut state = loaded(json!({"a": 1, "b": 1}));
+        state.set("a", json!(2));
+        state.remove("b");
+        let Value::Object(stored) = json!({"a": 1, "b": 1, "c": 7}) else {
+            unreachable!()
+        };
+        assert_eq!(
+            Value::Object(state.merge_into(stored)),
+            json!({"a": 2, "c": 7})
+        );
+    }
+
+    #[test]
+    fn merge_after_clear_starts_empty() {
+        let mut state = loaded(json!({"a": 1}));
+        state.clear();
+        state.set("b", json!(2));
+        let Value::Object(stored) = json!({"a": 1, "c": 7}) else {
+            unreachable!()
+        };
+        assert_eq!(Value::Object(state.merge_into(stored)), json!({"b": 2}));
+    }
+
+    #[test]
+    fn sliding_is_due_past_half_the_age() {
+        let config = SessionConfig {
+            sliding_expiry: true,
+            cookie_age: 100,
+            ..SessionConfig::default()
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut state = loaded(json!({"a": 1}));
+        state.stored_expires = Some(now + Duration::seconds(60));
+        assert!(!state.sliding_due(&config, now));
+        state.stored_expires = Some(now + Duration::seconds(40));
+        assert!(state.sliding_due(&config, now));
+        let off = SessionConfig {
+            sliding_expiry: false,
+            ..config
+        };
+        assert!(!state.sliding_due(&off, now));
+    }
+}

@@ -1,0 +1,128 @@
+//! Session keys: what the cookie of a server-side store holds.
+//!
+//! A key is 32 characters of `[a-z0-9]` drawn from the operating system's secure random source
+//! (about 165 bits, as Django's `get_random_string(32, ...)`). Stores never keep the key itself:
+//! they keep its SHA-256 digest, so a copied table or backup cannot be replayed as cookies
+//! (OWASP CheatSheetSeries PR #2133: a plain hash is enough for a 128-bit+ random id).
+
+use std::fmt;
+
+use rand::distributions::{Distribution, Uniform};
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+
+/// The characters a key is made of: lowercase only, as Django's (case-insensitive file systems).
+const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The length of a key in characters.
+pub const KEY_LEN: usize = 32;
+
+/// A well-formed session key.
+///
+/// It can only be made by [`SessionKey::generate`] or by [`SessionKey::parse`] of a well-formed
+/// string, so holding one proves the value is safe to use in a store lookup.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionKey(String);
+
+impl SessionKey {
+    /// A new key from the OS's secure random source.
+    pub fn generate() -> Self {
+        let pick = Uniform::from(0..ALPHABET.len());
+        let key = (0..KEY_LEN)
+            .map(|_| char::from(ALPHABET[pick.sample(&mut OsRng)]))
+            .collect();
+        SessionKey(key)
+    }
+
+    /// The key in `value` if it is well formed: exactly [`KEY_LEN`] characters of `[a-z0-9]`.
+    ///
+    /// Anything else (empty, too long, upper case, punctuation, non-ASCII) is `None`: such a
+    /// cookie is ignored and never adopted.
+    pub fn parse(value: &str) -> Option<Self> {
+        let well_formed = value.len() == KEY_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        well_formed.then(|| SessionKey(value.to_owned()))
+    }
+
+    /// The key as the cookie carries it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 digest of the key: what a store keeps in place of the key.
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Keys are secrets: debug output shows only a prefix.
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({}…)", &self.0[..4])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_well_formed_and_distinct() {
+        let a = SessionKey::generate();
+        let b = SessionKey::generate();
+        assert_eq!(SessionKey::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.as_str().len(), KEY_LEN);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn generated_keys_use_the_whole_alphabet() {
+        let seen: std::collections::HashSet<u8> = (0..200)
+            .flat_map(|_| SessionKey::generate().0.into_bytes())
+            .collect();
+        assert_eq!(seen.len(), ALPHABET.len());
+    }
+
+    #[test]
+    fn malformed_values_are_rejected() {
+        let long = "a".repeat(5000);
+        for bad in [
+            "",
+            "1",
+            "abcdefghijklmnopqrstuvwxyz01234",   // 31
+            "abcdefghijklmnopqrstuvwxyz0123456", // 33
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+            "abcdefghijklmnopqrstuvwxyz01234;",
+            "abcdefghijklmnopqrstuvwxyz01234é",
+            "abcdefghijklmnopqrstuvwxyz01234\0",
+            long.as_str(),
+        ] {
+            assert_eq!(SessionKey::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digest_is_sha256_of_the_key() {
+        let key = SessionKey::parse("abcdefghijklmnopqrstuvwxyz012345").expect("valid");
+        let hex: String = key.digest().iter().map(|b| format!("{b:02x}")).collect();
+        // printf abcdefghijklmnopqrstuvwxyz012345 | sha256sum
+        assert_eq!(
+            hex,
+            "653bb1245e828fcda4fa53fcd5a3def5bd7654e651f54b4132b73d74e64435c4"
+        );
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_key() {
+        let key = SessionKey::generate();
+        assert!(!format!("{key:?}").contains(key.as_str()));
+    }
+}

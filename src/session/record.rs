@@ -1,0 +1,128 @@
+//! What a store keeps for a session: its data, its expiry date and a version.
+
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+/// A session's data: string keys, JSON values.
+pub type Data = Map<String, Value>;
+
+/// The data key that holds a per-session expiry set with `Session::set_expiry`, as Django's
+/// `_session_expiry`: an integer of seconds (0 = at browser close) or an RFC 3339 date.
+pub const EXPIRY_KEY: &str = "_session_expiry";
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The session's data.
+    pub data: Data,
+    /// When the store stops returning it.
+    pub expires: OffsetDateTime,
+    /// Bumped by every update; a save applies only over the version it read, so concurrent
+    /// saves are merged rather than lost.
+    pub version: i64,
+}
+
+/// The data encoded for storage: a JSON object.
+pub fn encode(data: &Data) -> String {
+    // A map of string keys and JSON values always serializes; the fallback is unreachable.
+    serde_json::to_string(data).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// The data decoded from storage. A record that is not a JSON object (corrupted, truncated,
+/// written by something else) is logged and read as an empty session, never an error: Django's
+/// "Session data corrupted" rule.
+pub fn decode(text: &str) -> Data {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(data)) => data,
+        Ok(_) => {
+            log::warn!("session data corrupted (not a JSON object); starting an empty session");
+            Data::new()
+        }
+        Err(e) => {
+            log::warn!("session data corrupted ({e}); starting an empty session");
+            Data::new()
+        }
+    }
+}
+
+/// When a session ends, as set per session with `Session::set_expiry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The configured policy: `cookie_age` and `expire_at_browser_close`.
+    Default,
+    /// When the browser closes (the server still keeps it `cookie_age` after the last save).
+    BrowserClose,
+    /// This long after the last save.
+    Age(Duration),
+    /// At this date, whenever it is saved.
+    At(OffsetDateTime),
+}
+
+impl Expiry {
+    /// The expiry the data holds under [`EXPIRY_KEY`]; anything unreadable is `Default`.
+    pub fn from_data(data: &Data) -> Expiry {
+        match data.get(EXPIRY_KEY) {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(0) => Expiry::BrowserClose,
+                Some(seconds) => Expiry::Age(Duration::seconds(seconds)),
+                None => Expiry::Default,
+            },
+            Some(Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339)
+                .map(Expiry::At)
+                .unwrap_or(Expiry::Default),
+            _ => Expiry::Default,
+        }
+    }
+
+    /// The value stored under [`EXPIRY_KEY`], `None` for the default (the key is removed).
+    pub fn to_value(self) -> Option<Value> {
+        match self {
+            Expiry::Default => None,
+            Expiry::BrowserClose => Some(Value::from(0)),
+            Expiry::Age(age) if age.whole_seconds() == 0 => Some(Value::from(-1)),
+            Expiry::Age(age) => Some(Value::from(age.whole_seconds())),
+            Expiry::At(date) => date.format(&Rfc3339).ok().map(Value::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decode_of_encode_is_identity() {
+        let Value::Object(data) =
+            json!({"visits": 3, "name": "é\"; x", "nested": {"a": [1, null]}})
+        else {
+            unreachable!()
+        };
+        assert_eq!(decode(&encode(&data)), data);
+    }
+
+    #[test]
+    fn corrupt_records_decode_as_empty() {
+        for bad in ["", "{", "[1,2]", "42", "\"str\"", "null", "\u{0}\u{1}"] {
+            assert!(decode(bad).is_empty(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_round_trips_through_the_data() {
+        let date = OffsetDateTime::from_unix_timestamp(2_000_000_000).expect("valid");
+        for expiry in [
+            Expiry::BrowserClose,
+            Expiry::Age(Duration::seconds(10)),
+            Expiry::Age(Duration::seconds(-10)),
+            Expiry::At(date),
+        ] {
+            let mut data = Data::new();
+            data.insert(EXPIRY_KEY.into(), expiry.to_value().expect("a value"));
+            assert_eq!(Expiry::from_data(&data), expiry);
+        }
+        assert_eq!(Expiry::Default.to_value(), None);
+        assert_eq!(Expiry::from_data(&Data::new()), Expiry::Default);
+    }
+}

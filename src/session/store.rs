@@ -1,0 +1,80 @@
+//! The seam between the session layer and where sessions are kept.
+
+use time::OffsetDateTime;
+
+use super::record::{Data, Record};
+
+/// What went wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the operation.
+    #[error("session store unavailable: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `create` kept drawing keys that were taken; the store is likely broken.
+    #[error("session store gave no free key after {0} attempts")]
+    NoFreeKey(u32),
+    /// A save kept losing to concurrent saves of the same session.
+    #[error("session changed by concurrent requests {0} times during one save")]
+    Contention(u32),
+    /// A session is too big for the store (the cookie store's 4096 bytes, for one).
+    #[error("session too large for this store: {0}")]
+    TooLarge(String),
+}
+
+impl StoreError {
+    /// Wraps any backend error.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// A store's result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where sessions live. Object safe, so the configured store is chosen at launch.
+///
+/// A session is named by its *id*: the value its cookie holds. For a server-side store that is
+/// a [`SessionKey`](super::SessionKey); a store that keeps the data in the cookie itself would
+/// return the sealed data as the id. The store, not the session layer, decides.
+///
+/// The rules every store keeps (the generic store suite checks them):
+/// - `load` of an unknown, malformed or expired id is `Ok(None)` and creates nothing;
+/// - `create` never reuses a live id; it retries on a collision;
+/// - `update` applies only over the version it is given, so a save never overwrites a
+///   concurrent one unseen, and never brings back a deleted session;
+/// - `delete` of an unknown id is `Ok(())`;
+/// - `clear_expired` removes expired sessions and says how many.
+#[rocket::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// The live session named `id`, or `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn load(&self, id: &str) -> Result<Option<Record>>;
+
+    /// Stores a new session and returns its id and version.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot answer or finds no free key.
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)>;
+
+    /// Replaces the session `id` by `record` if its stored version is still `record.version`;
+    /// the stored version becomes the returned one. `Ok(None)` when it is not (changed or
+    /// deleted meanwhile): the caller reloads and merges.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>>;
+
+    /// Deletes the session `id`, if there is one.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn delete(&self, id: &str) -> Result<()>;
+
+    /// Deletes expired sessions; returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn clear_expired(&self) -> Result<u64>;
+}

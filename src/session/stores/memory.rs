@@ -1,0 +1,104 @@
+//! Sessions in this process's memory: for tests and for trying things out. Lost at restart and
+//! not shared between instances.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use time::OffsetDateTime;
+
+use crate::session::key::SessionKey;
+use crate::session::record::{Data, Record};
+use crate::session::store::{Result, SessionStore, StoreError};
+
+/// How many fresh keys `create` draws before it gives up.
+const CREATE_ATTEMPTS: u32 = 10;
+
+/// A store in a `HashMap`, keyed by the keys' digests as the SQL store is.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    records: Mutex<HashMap<[u8; 32], Record>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn records(&self) -> MutexGuard<'_, HashMap<[u8; 32], Record>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many records it holds, expired or not.
+    pub fn len(&self) -> usize {
+        self.records().len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records().is_empty()
+    }
+}
+
+#[rocket::async_trait]
+impl SessionStore for MemoryStore {
+    async fn load(&self, id: &str) -> Result<Option<Record>> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(None);
+        };
+        let now = OffsetDateTime::now_utc();
+        Ok(self
+            .records()
+            .get(&key.digest())
+            .filter(|record| record.expires > now)
+            .cloned())
+    }
+
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+        let mut records = self.records();
+        for _ in 0..CREATE_ATTEMPTS {
+            let key = SessionKey::generate();
+            if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(key.digest()) {
+                slot.insert(Record {
+                    data: data.clone(),
+                    expires,
+                    version: 1,
+                });
+                return Ok((key.as_str().to_owned(), 1));
+            }
+        }
+        Err(StoreError::NoFreeKey(CREATE_ATTEMPTS))
+    }
+
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(None);
+        };
+        let mut records = self.records();
+        match records.get_mut(&key.digest()) {
+            Some(stored) if stored.version == record.version => {
+                *stored = Record {
+                    version: record.version + 1,
+                    ..record.clone()
+                };
+                Ok(Some((id.to_owned(), stored.version)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        if let Some(key) = SessionKey::parse(id) {
+            self.records().remove(&key.digest());
+        }
+        Ok(())
+    }
+
+    async fn clear_expired(&self) -> Result<u64> {
+        let now = OffsetDateTime::now_utc();
+        let mut records = self.records();
+        let before = records.len();
+        records.retain(|_, record| record.expires > now);
+        Ok((before - records.len()) as u64)
+    }
+}

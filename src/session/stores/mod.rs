@@ -1,0 +1,7 @@
+//! The stores: one module per backend.
+
+mod memory;
+mod sql;
+
+pub use memory::MemoryStore;
+pub use sql::SqliteStore;
