@@ -16,16 +16,16 @@
 mod config;
 mod fairing;
 mod guard;
+mod handle;
 mod key;
 mod record;
-mod handle;
 mod store;
 pub mod stores;
 
 pub use config::{Backend, ConfigError, SessionConfig};
 pub use fairing::{SessionManager, Sessions, StoreFactory};
 pub use guard::SessionError;
+pub use handle::Session;
 pub use key::{SessionKey, KEY_LEN};
 pub use record::{decode, encode, Data, Expiry, Record, EXPIRY_KEY};
-pub use handle::Session;
 pub use store::{Result, SessionStore, StoreError};

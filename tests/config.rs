@@ -1,0 +1,107 @@
+//! Settings: Rocket.toml's profiles, environment overrides, and bad settings failing the launch.
+
+mod common;
+
+use rango::rango::RangoConfig;
+use rango::session::SessionConfig;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+async fn launch_fails_with(settings: &[(&str, Value)]) -> bool {
+    let dir = TempDir::new().expect("temp dir");
+    match rango::rocket_with(common::figment(&dir, settings))
+        .ignite()
+        .await
+    {
+        Ok(_) => false,
+        Err(e) => matches!(e.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+    }
+}
+
+#[tokio::test]
+async fn bad_session_settings_fail_the_launch() {
+    for (setting, value) in [
+        ("session.cookie_age", json!(0)),
+        ("session.cookie_age", json!("two weeks")),
+        ("session.cookie_name", json!("")),
+        ("session.cookie_path", json!("rango")),
+        ("session.cookie_same_site", json!("Sometimes")),
+        ("session.cookie_same_site", json!("None")),
+        ("session.backend", json!("file")),
+        ("session.backend", json!("cache")),
+        ("session.cookie_agee", json!(60)),
+        ("rango.visit_interval", json!(-1)),
+        ("rango.visits_interval", json!(1)),
+    ] {
+        assert!(
+            launch_fails_with(&[(setting, value.clone())]).await,
+            "{setting} = {value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn good_settings_launch() {
+    assert!(!launch_fails_with(&[]).await);
+    assert!(
+        !launch_fails_with(&[
+            ("session.cookie_same_site", json!("None")),
+            ("session.cookie_secure", json!(true)),
+        ])
+        .await
+    );
+}
+
+#[test]
+fn setting_errors_name_the_setting() {
+    let figment = rocket::Config::figment()
+        .merge(("session.cookie_same_site", "None"))
+        .merge(("session.cookie_secure", false));
+    let message = SessionConfig::from_figment(&figment)
+        .expect_err("refused")
+        .to_string();
+    assert!(message.contains("session.cookie_same_site"), "{message}");
+    assert!(message.contains("cookie_secure"), "{message}");
+}
+
+/// One test, because environment variables are global to the process.
+#[test]
+fn rocket_toml_profiles_and_environment_overrides() {
+    let default = SessionConfig::from_figment(&rocket::Config::figment()).expect("valid");
+    assert!(!default.expire_at_browser_close, "persistent by default");
+    assert_eq!(default.cookie_age, 1_209_600);
+    assert!(default.sliding_expiry, "Rango slides");
+    assert!(!default.cookie_secure);
+    let rango = RangoConfig::from_figment(&rocket::Config::figment()).expect("valid");
+    assert_eq!(rango.visit_interval, 86_400);
+
+    let browser_close = rocket::Config::figment().select("browser_close");
+    let config = SessionConfig::from_figment(&browser_close).expect("valid");
+    assert!(config.expire_at_browser_close);
+    assert_eq!(config.cookie_age, 1_209_600);
+
+    let release = rocket::Config::figment().select("release");
+    assert!(
+        SessionConfig::from_figment(&release)
+            .expect("valid")
+            .cookie_secure
+    );
+
+    std::env::set_var(
+        "ROCKET_SESSION",
+        "{expire_at_browser_close=true,cookie_age=60}",
+    );
+    std::env::set_var("ROCKET_RANGO", "{visit_interval=2}");
+    let figment = rocket::Config::figment();
+    std::env::remove_var("ROCKET_SESSION");
+    std::env::remove_var("ROCKET_RANGO");
+    let config = SessionConfig::from_figment(&figment).expect("valid");
+    assert!(config.expire_at_browser_close);
+    assert_eq!(config.cookie_age, 60);
+    assert_eq!(
+        config.cookie_name, "sessionid",
+        "the rest of Rocket.toml stays"
+    );
+    let rango = RangoConfig::from_figment(&figment).expect("valid");
+    assert_eq!(rango.visit_interval, 2);
+}

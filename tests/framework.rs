@@ -1,0 +1,230 @@
+//! The session layer on its own, as a crate user would mount it: with a counting store, to see
+//! exactly what store I/O each request costs, and with a store that fails.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rocket::http::{Cookie, Status};
+use rocket::local::asynchronous::Client;
+use rocket::{get, routes, Build, Rocket};
+use time::OffsetDateTime;
+
+use rango::session::stores::MemoryStore;
+use rango::session::{Data, Record, Session, SessionConfig, SessionStore, Sessions, StoreError};
+
+/// A memory store that counts the calls it gets.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    loads: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+#[rocket::async_trait]
+impl SessionStore for Counting {
+    async fn load(&self, id: &str) -> rango::session::Result<Option<Record>> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+    async fn create(
+        &self,
+        data: &Data,
+        expires: OffsetDateTime,
+    ) -> rango::session::Result<(String, i64)> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.create(data, expires).await
+    }
+    async fn update(
+        &self,
+        id: &str,
+        record: &Record,
+    ) -> rango::session::Result<Option<(String, i64)>> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.update(id, record).await
+    }
+    async fn delete(&self, id: &str) -> rango::session::Result<()> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(id).await
+    }
+    async fn clear_expired(&self) -> rango::session::Result<u64> {
+        self.inner.clear_expired().await
+    }
+}
+
+/// A store that is down.
+struct Down;
+
+#[rocket::async_trait]
+impl SessionStore for Down {
+    async fn load(&self, _: &str) -> rango::session::Result<Option<Record>> {
+        Err(StoreError::backend(std::io::Error::other(
+            "connection refused",
+        )))
+    }
+    async fn create(&self, _: &Data, _: OffsetDateTime) -> rango::session::Result<(String, i64)> {
+        Err(StoreError::backend(std::io::Error::other(
+            "connection refused",
+        )))
+    }
+    async fn update(&self, _: &str, _: &Record) -> rango::session::Result<Option<(String, i64)>> {
+        Err(StoreError::backend(std::io::Error::other(
+            "connection refused",
+        )))
+    }
+    async fn delete(&self, _: &str) -> rango::session::Result<()> {
+        Err(StoreError::backend(std::io::Error::other(
+            "connection refused",
+        )))
+    }
+    async fn clear_expired(&self) -> rango::session::Result<u64> {
+        Err(StoreError::backend(std::io::Error::other(
+            "connection refused",
+        )))
+    }
+}
+
+#[get("/plain")]
+fn plain() -> &'static str {
+    "plain"
+}
+
+#[get("/read")]
+fn read(session: Session<'_>) -> String {
+    session.get::<u32>("n").unwrap_or(0).to_string()
+}
+
+#[get("/write")]
+fn write(session: Session<'_>) -> &'static str {
+    let n = session.get::<u32>("n").unwrap_or(0);
+    session.insert("n", n + 1).expect("serializes");
+    "ok"
+}
+
+#[get("/twice")]
+fn twice(a: Session<'_>, b: Session<'_>) -> String {
+    format!("{}{}", a.is_empty(), b.is_empty())
+}
+
+fn app(store: Arc<dyn SessionStore>) -> Rocket<Build> {
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    rocket::custom(figment)
+        .attach(Sessions::fairing(
+            move |_: &Rocket<Build>, _: &SessionConfig| Ok(store.clone()),
+        ))
+        .mount("/", routes![plain, read, write, twice])
+}
+
+#[tokio::test]
+async fn a_handler_without_a_session_costs_no_store_io() {
+    let store = Arc::new(Counting::default());
+    let client = Client::untracked(app(store.clone())).await.expect("launch");
+    let response = client.get("/write").dispatch().await;
+    let key = response
+        .cookies()
+        .get("sessionid")
+        .expect("cookie")
+        .value()
+        .to_owned();
+    let (loads, writes) = (
+        store.loads.load(Ordering::SeqCst),
+        store.writes.load(Ordering::SeqCst),
+    );
+    for _ in 0..3 {
+        let response = client
+            .get("/plain")
+            .cookie(Cookie::new("sessionid", key.clone()))
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Ok);
+        assert!(response.headers().get_one("Set-Cookie").is_none());
+        assert!(response.headers().get_one("Vary").is_none());
+    }
+    assert_eq!(store.loads.load(Ordering::SeqCst), loads);
+    assert_eq!(store.writes.load(Ordering::SeqCst), writes);
+}
+
+#[tokio::test]
+async fn a_session_loads_once_per_request_and_a_read_writes_nothing() {
+    let store = Arc::new(Counting::default());
+    let client = Client::untracked(app(store.clone())).await.expect("launch");
+    let response = client.get("/write").dispatch().await;
+    let key = response
+        .cookies()
+        .get("sessionid")
+        .expect("cookie")
+        .value()
+        .to_owned();
+    assert_eq!(
+        store.loads.load(Ordering::SeqCst),
+        0,
+        "no cookie, nothing to load"
+    );
+    assert_eq!(store.writes.load(Ordering::SeqCst), 1, "one create");
+
+    let response = client
+        .get("/twice")
+        .cookie(Cookie::new("sessionid", key.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(response.into_string().await.as_deref(), Some("falsefalse"));
+    assert_eq!(
+        store.loads.load(Ordering::SeqCst),
+        1,
+        "two guards, one load"
+    );
+
+    let response = client
+        .get("/read")
+        .cookie(Cookie::new("sessionid", key.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(response.into_string().await.as_deref(), Some("1"));
+    assert_eq!(store.loads.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        store.writes.load(Ordering::SeqCst),
+        1,
+        "a read writes nothing"
+    );
+
+    client
+        .get("/write")
+        .cookie(Cookie::new("sessionid", key))
+        .dispatch()
+        .await;
+    assert_eq!(store.loads.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        store.writes.load(Ordering::SeqCst),
+        2,
+        "one update per save"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_gives_503_not_a_panic() {
+    let client = Client::untracked(app(Arc::new(Down)))
+        .await
+        .expect("launch");
+    let response = client
+        .get("/read")
+        .cookie(Cookie::new("sessionid", "abcdefghijklmnopqrstuvwxyz012345"))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    let response = client.get("/write").dispatch().await;
+    assert_eq!(response.status(), Status::ServiceUnavailable);
+    assert!(response.headers().get_one("Set-Cookie").is_none());
+    let body = response.into_string().await.expect("body");
+    assert!(body.contains("session store is unavailable"), "{body}");
+    assert_eq!(client.get("/plain").dispatch().await.status(), Status::Ok);
+}
+
+#[tokio::test]
+async fn a_route_using_session_without_the_fairing_refuses_to_launch() {
+    let rocket = rocket::custom(rocket::Config::figment().merge(("log_level", "off")))
+        .mount("/", routes![read]);
+    let error = rocket.launch().await.expect_err("refused");
+    assert!(matches!(
+        error.kind(),
+        rocket::error::ErrorKind::SentinelAborts(_)
+    ));
+}
