@@ -6,13 +6,14 @@ use std::sync::{Arc, PoisonError};
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Cookie, SameSite, Status};
-use rocket::{Build, Request, Response, Rocket};
+use rocket::{Build, Orbit, Request, Response, Rocket};
 use time::{Duration, OffsetDateTime};
 
 use super::config::SessionConfig;
 use super::guard::Slot;
 use super::handle::{Commit, SessionState};
-use super::store::SessionStore;
+use super::reaper::Reaper;
+use super::store::{SessionStore, StoreError};
 
 /// Builds the store the settings ask for, at ignite. The application implements it: it owns
 /// the database pools and connections the stores run on.
@@ -58,6 +59,7 @@ pub struct SessionManager {
 /// database pool, say).
 pub struct Sessions {
     factory: Box<dyn StoreFactory>,
+    reaper: Reaper,
 }
 
 impl Sessions {
@@ -65,6 +67,7 @@ impl Sessions {
     pub fn fairing(factory: impl StoreFactory) -> Self {
         Sessions {
             factory: Box::new(factory),
+            reaper: Reaper::default(),
         }
     }
 }
@@ -81,7 +84,7 @@ impl Fairing for Sessions {
     fn info(&self) -> Info {
         Info {
             name: "Sessions",
-            kind: Kind::Ignite | Kind::Response,
+            kind: Kind::Ignite | Kind::Liftoff | Kind::Response | Kind::Shutdown,
         }
     }
 
@@ -106,6 +109,16 @@ impl Fairing for Sessions {
         Ok(rocket.manage(SessionManager { config, store }))
     }
 
+    /// Starts the reaper if `session.clear_expired_every` is set.
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        self.reaper.start(rocket);
+    }
+
+    /// Waits for the reaper to stop.
+    async fn on_shutdown(&self, _: &Rocket<Orbit>) {
+        self.reaper.stop().await;
+    }
+
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let state = match req.local_cache(|| Slot::Unused) {
             Slot::Unused => return,
@@ -121,27 +134,22 @@ impl Fairing for Sessions {
         let Some(manager) = req.rocket().state::<SessionManager>() else {
             return;
         };
-        let config = &manager.config;
-        commit(state, manager, res).await.unwrap_or_else(|status| {
-            let message = if status == Status::BadRequest {
-                INTERRUPTED
-            } else {
-                UNAVAILABLE
-            };
-            replace_with_error(res, status, message);
+        if let Err((status, message)) = commit(state, manager, res).await {
+            replace_with_error(res, status, &message);
             if status == Status::BadRequest {
-                res.adjoin_header(removal_cookie(config));
+                res.adjoin_header(removal_cookie(&manager.config));
             }
-        });
+        }
     }
 }
 
-/// Commits the session and adds its cookie; an `Err` is the status the response must take.
+/// Commits the session and adds its cookie; an `Err` is the status the response must take
+/// and the message its page gives.
 async fn commit(
     state: SessionState,
     manager: &SessionManager,
     res: &mut Response<'_>,
-) -> Result<(), Status> {
+) -> Result<(), (Status, String)> {
     let config = &manager.config;
     let now = OffsetDateTime::now_utc();
     let server_error = res.status().class().is_server_error();
@@ -150,7 +158,13 @@ async fn commit(
         .await
         .map_err(|e| {
             log::error!("saving a session failed: {e}");
-            Status::ServiceUnavailable
+            match e {
+                StoreError::TooLarge(why) => (
+                    Status::InternalServerError,
+                    format!("This page could not be saved: {why}."),
+                ),
+                _ => (Status::ServiceUnavailable, UNAVAILABLE.to_owned()),
+            }
         })?;
     match outcome {
         Commit::Nothing => {}
@@ -160,7 +174,7 @@ async fn commit(
         Commit::RemoveCookie => res.adjoin_header(removal_cookie(config)),
         Commit::Interrupted => {
             log::warn!("a session was deleted by a concurrent request before this one saved it");
-            return Err(Status::BadRequest);
+            return Err((Status::BadRequest, INTERRUPTED.to_owned()));
         }
     }
     Ok(())
@@ -220,6 +234,7 @@ fn add_vary_cookie(res: &mut Response<'_>) {
     res.set_raw_header("Vary", parts.join(", "));
 }
 
+/// Replaces the response by a small page: the handler's own page is not what happened.
 fn replace_with_error(res: &mut Response<'_>, status: Status, message: &str) {
     let body = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -55,6 +55,18 @@ impl SessionKey {
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.0.as_bytes()).into()
     }
+
+    /// The digest in lowercase hex, for stores whose keys are text.
+    pub fn digest_hex(&self) -> String {
+        use std::fmt::Write;
+        self.digest()
+            .iter()
+            .fold(String::with_capacity(64), |mut hex, b| {
+                // Writing to a String cannot fail.
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
+    }
 }
 
 impl fmt::Display for SessionKey {
@@ -112,7 +124,7 @@ mod tests {
     #[test]
     fn digest_is_sha256_of_the_key() {
         let key = SessionKey::parse("abcdefghijklmnopqrstuvwxyz012345").expect("valid");
-        let hex: String = key.digest().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = key.digest_hex();
         // printf abcdefghijklmnopqrstuvwxyz012345 | sha256sum
         assert_eq!(
             hex,

@@ -77,4 +77,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Backend`] when the store cannot answer.
     async fn clear_expired(&self) -> Result<u64>;
+
+    /// Whether the store drops expired sessions by itself (a Redis TTL, a cookie's expiry), so
+    /// that `clear_expired` has nothing to do.
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
 }

@@ -1,7 +1,11 @@
 //! The stores: one module per backend.
 
+mod cookie;
 mod memory;
+mod redis;
 mod sql;
 
+pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;
-pub use sql::SqliteStore;
+pub use redis::{Entry, RedisOptions, RedisStore};
+pub use sql::{SessionCounts, SqliteStore, CLEAR_BATCH, CLEAR_PAUSE};

@@ -1,0 +1,269 @@
+//! Sessions in Redis (Django's `backends.cache`).
+//!
+//! A session is a hash under `<prefix><sha256 of the key in hex>` with fields `v` (version),
+//! `d` (the JSON data) and `e` (expiry, unix seconds), and a TTL at its expiry: Redis drops
+//! expired sessions itself. Creating and updating are Lua scripts, so a save is one atomic
+//! compare-and-swap on the version, as in the SQL store. A deleted session can be left as a
+//! *tombstone* (`v` = -1, short TTL) so that a cache in front of SQL never brings it back from
+//! a read that was in flight when it was deleted.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use time::OffsetDateTime;
+
+use crate::session::key::SessionKey;
+use crate::session::record::{self, Data, Record};
+use crate::session::store::{Result, SessionStore, StoreError};
+
+/// How many fresh keys `create` draws before it gives up.
+const CREATE_ATTEMPTS: u32 = 10;
+
+/// The version a tombstone carries.
+const TOMBSTONE: i64 = -1;
+
+/// How long a tombstone lives: longer than any request that could still hold the session.
+const TOMBSTONE_TTL: u64 = 600;
+
+/// Creates the hash unless the key exists. ARGV: data, expiry.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'e', ARGV[2])
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+return 1";
+
+/// Replaces the hash if its version is ARGV[1]. ARGV: expected version, data, expiry.
+const UPDATE: &str = r"
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1] + 1, 'd', ARGV[2], 'e', ARGV[3])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return 1";
+
+/// Writes the hash unless what is there is as new or a tombstone. ARGV: version, data, expiry.
+const PUT_IF_NEWER: &str = r"
+local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
+if current and (current < 0 or current >= tonumber(ARGV[1])) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'e', ARGV[3])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return 1";
+
+/// The settings of a Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// The server, e.g. `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// Put before every key, so several sites (or test runs) share one database.
+    pub key_prefix: String,
+    /// How long to wait for a connection or an answer before the store counts as down.
+    pub timeout: Duration,
+}
+
+/// What Redis holds for a session id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// Nothing.
+    Missing,
+    /// A session deleted a moment ago.
+    Deleted,
+    /// A live session.
+    Live(Record),
+}
+
+/// A store in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    create: Script,
+    update: Script,
+    put: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn backend(e: redis::RedisError) -> StoreError {
+    StoreError::backend(e)
+}
+
+impl RedisStore {
+    /// Connects to the server of `options` (and fails if it cannot be reached now).
+    /// The connection reconnects by itself when the server comes back after an outage.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] naming the URL when it is invalid or the server does not answer.
+    pub async fn connect(options: &RedisOptions) -> Result<Self> {
+        let unreachable = |e: redis::RedisError| {
+            StoreError::Backend(format!("cannot reach Redis at {}: {e}", options.url).into())
+        };
+        let client = redis::Client::open(options.url.as_str()).map_err(unreachable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            .set_number_of_retries(1);
+        let mut conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unreachable)?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unreachable)?;
+        Ok(RedisStore {
+            conn,
+            prefix: options.key_prefix.clone(),
+            create: Script::new(CREATE),
+            update: Script::new(UPDATE),
+            put: Script::new(PUT_IF_NEWER),
+        })
+    }
+
+    fn redis_key(&self, key: &SessionKey) -> String {
+        format!("{}{}", self.prefix, key.digest_hex())
+    }
+
+    /// What Redis holds for `id`, tombstones included.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis does not answer.
+    pub async fn entry(&self, id: &str) -> Result<Entry> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(Entry::Missing);
+        };
+        let (version, data, expires): (Option<i64>, Option<String>, Option<i64>) =
+            redis::cmd("HMGET")
+                .arg(self.redis_key(&key))
+                .arg(&["v", "d", "e"])
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        Ok(match (version, data, expires) {
+            (Some(TOMBSTONE), _, _) => Entry::Deleted,
+            (Some(version), Some(data), Some(expires)) if expires > now => Entry::Live(Record {
+                data: record::decode(&data),
+                expires: OffsetDateTime::from_unix_timestamp(expires)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                version,
+            }),
+            _ => Entry::Missing,
+        })
+    }
+
+    /// Stores `record` under `id` unless Redis has the same or a newer version, or a tombstone
+    /// (for a cache in front of another store). Returns whether it wrote.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis does not answer.
+    pub async fn put_if_newer(&self, id: &str, record: &Record) -> Result<bool> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(false);
+        };
+        let mut invocation = self.put.prepare_invoke();
+        invocation
+            .key(self.redis_key(&key))
+            .arg(record.version)
+            .arg(record::encode(&record.data))
+            .arg(record.expires.unix_timestamp());
+        let written: i64 = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(written == 1)
+    }
+
+    /// Replaces whatever is under `id` by a tombstone that lives a few minutes.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis does not answer.
+    pub async fn bury(&self, id: &str) -> Result<()> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(());
+        };
+        let redis_key = self.redis_key(&key);
+        redis::pipe()
+            .atomic()
+            .del(&redis_key)
+            .ignore()
+            .hset(&redis_key, "v", TOMBSTONE)
+            .ignore()
+            .expire(&redis_key, TOMBSTONE_TTL as i64)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(backend)
+    }
+}
+
+#[rocket::async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, id: &str) -> Result<Option<Record>> {
+        Ok(match self.entry(id).await? {
+            Entry::Live(record) => Some(record),
+            Entry::Missing | Entry::Deleted => None,
+        })
+    }
+
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+        let encoded = record::encode(data);
+        for _ in 0..CREATE_ATTEMPTS {
+            let key = SessionKey::generate();
+            let mut invocation = self.create.prepare_invoke();
+            invocation
+                .key(self.redis_key(&key))
+                .arg(&encoded)
+                .arg(expires.unix_timestamp());
+            let created: i64 = invocation
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            if created == 1 {
+                return Ok((key.as_str().to_owned(), 1));
+            }
+        }
+        Err(StoreError::NoFreeKey(CREATE_ATTEMPTS))
+    }
+
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(None);
+        };
+        let mut invocation = self.update.prepare_invoke();
+        invocation
+            .key(self.redis_key(&key))
+            .arg(record.version)
+            .arg(record::encode(&record.data))
+            .arg(record.expires.unix_timestamp());
+        let updated: i64 = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(());
+        };
+        self.conn
+            .clone()
+            .del::<_, ()>(self.redis_key(&key))
+            .await
+            .map_err(backend)
+    }
+
+    async fn clear_expired(&self) -> Result<u64> {
+        // Redis drops a session when its TTL runs out.
+        Ok(0)
+    }
+
+    fn expires_by_itself(&self) -> bool {
+        true
+    }
+}
