@@ -1,0 +1,601 @@
+//! The generic store suite: the rules of the `SessionStore` trait, one case per rule, checked
+//! against every store through the trait alone.
+//!
+//! A case is a plain `async fn(&dyn SessionStore)` that panics when the store breaks its rule.
+//! [`store_suite!`] stamps every case onto one backend as a `#[tokio::test]`:
+//!
+//! ```ignore
+//! mod store_suite;
+//!
+//! store_suite!(memory, new_memory_store());
+//! store_suite!(cookie, new_cookie_store(), skip {
+//!     update_over_a_stale_version_is_refused_and_changes_nothing =>
+//!         "the data travels in the cookie; the store cannot see a stale copy",
+//! });
+//! ```
+//!
+//! The constructor expression is awaited once per test and must give `(store, keep)`: an
+//! *empty* store of its own (the counts in `clear_expired` cases are exact) and whatever must
+//! outlive it (a `TempDir`, a container handle, `()`). A skipped case still shows in
+//! `cargo test`, as ignored with its reason, and `cargo test -- --ignored` runs it to see
+//! whether the store still fails it; a skip naming no case does not compile.
+
+use std::collections::HashSet;
+use std::time::Duration as StdDuration;
+
+use rango::session::{Data, Record, SessionKey, SessionStore, KEY_LEN};
+use rocket::futures::future::join_all;
+use rocket::tokio::sync::Barrier;
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+
+/// Stamps every case of the suite onto one store, as module `$modname`.
+///
+/// `$make` is an expression whose value is a future of `(store, keep)`; it is evaluated inside
+/// the generated module, which sees the invoking module's items (`use super::*`). A second arm
+/// takes `skip { case => "reason", ... }` for the cases the store cannot honour.
+macro_rules! store_suite {
+    ($modname:ident, $make:expr $(,)?) => {
+        store_suite!(@stamp $modname, $make, [], $);
+    };
+    ($modname:ident, $make:expr, skip { $($skip:ident => $reason:literal),* $(,)? } $(,)?) => {
+        store_suite!(@stamp $modname, $make, [$($skip => $reason),*], $);
+    };
+    // `$d` is a literal `$`, so the inner macro below can have metavariables of its own.
+    (@stamp $modname:ident, $make:expr, [$($skip:ident => $reason:literal),*], $d:tt) => {
+        mod $modname {
+            #[allow(unused_imports)]
+            use super::*;
+
+            // A skip must name a real case: a typo would otherwise silently run nothing.
+            $(const _: () = {
+                let _ = $crate::store_suite::$skip;
+            };)*
+
+            macro_rules! case {
+                // A skipped case is still compiled and can be run with `--ignored`, to see
+                // whether the store still fails it.
+                $(($skip) => { case!(@test $skip, #[ignore = $reason]); };)*
+                ($d name:ident) => { case!(@test $d name,); };
+                (@test $d name:ident, $d(#[$d attr:meta])?) => {
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    $d(#[$d attr])?
+                    async fn $d name() {
+                        let (store, _keep) = $make.await;
+                        $crate::store_suite::$d name(&store).await;
+                    }
+                };
+            }
+
+            case!(load_of_an_unknown_key_is_none_and_creates_nothing);
+            case!(load_of_a_malformed_id_is_none_and_never_panics);
+            case!(update_of_an_unknown_or_malformed_id_is_refused_and_stores_nothing);
+            case!(create_then_load_round_trips_the_data_the_expiry_and_version_one);
+            case!(create_returns_distinct_well_formed_keys);
+            case!(update_over_the_current_version_applies_and_bumps_it);
+            case!(update_over_a_stale_version_is_refused_and_changes_nothing);
+            case!(update_of_a_deleted_session_is_refused_and_never_brings_it_back);
+            case!(delete_removes_the_session_and_is_idempotent);
+            case!(session_created_already_expired_is_never_loaded);
+            case!(session_is_no_longer_loaded_once_its_expiry_passes);
+            case!(update_that_moves_the_expiry_into_the_past_hides_the_session);
+            case!(clear_expired_deletes_exactly_the_expired_sessions_and_counts_them);
+            case!(concurrent_updates_over_one_version_have_exactly_one_winner);
+            case!(concurrent_saves_of_different_keys_all_survive_by_reload_and_retry);
+        }
+    };
+}
+
+pub(crate) use store_suite;
+
+/// The JSON object `value` as session data.
+fn data(value: Value) -> Data {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("session data must be a JSON object, not {other}"),
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn in_an_hour() -> OffsetDateTime {
+    now() + Duration::hours(1)
+}
+
+/// A well-formed key that no store has issued.
+fn unknown_key() -> String {
+    SessionKey::generate().as_str().to_owned()
+}
+
+/// Ids that are not session keys: empty, too short, too long, wrong case, punctuation that
+/// means something to cookies or SQL, NUL, non-ASCII.
+fn malformed_ids() -> Vec<String> {
+    vec![
+        String::new(),
+        "1".into(),
+        "a".repeat(5000),
+        "abcdefghijklmnopqrstuvwxyz01234".into(),   // 31
+        "abcdefghijklmnopqrstuvwxyz0123456".into(), // 33
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".into(),
+        "abcdefghijklmnopqrstuvwxyz01234;".into(),
+        "abcdefghijkl; path=/; HttpOnly45".into(),
+        "abcdefghijklmnopqrstuvwxyz01234\0".into(),
+        "\0".repeat(32),
+        "abcdefghijklmnopqrstuvwxyz01234é".into(),
+        "é".repeat(16), // 32 bytes, 16 characters
+        "ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐ".into(),
+        "' OR '1'='1' --                 ".into(),
+        " abcdefghijklmnopqrstuvwxyz01234".into(),
+    ]
+}
+
+async fn load(store: &dyn SessionStore, id: &str) -> Option<Record> {
+    store.load(id).await.expect("load answers")
+}
+
+async fn create(store: &dyn SessionStore, data: &Data, expires: OffsetDateTime) -> String {
+    let (id, version) = store.create(data, expires).await.expect("create answers");
+    assert_eq!(version, 1, "a new session is at version 1");
+    id
+}
+
+async fn update(store: &dyn SessionStore, id: &str, record: &Record) -> Option<(String, i64)> {
+    store.update(id, record).await.expect("update answers")
+}
+
+/// The live record of `id`, which the case expects to be there.
+async fn live(store: &dyn SessionStore, id: &str) -> Record {
+    load(store, id)
+        .await
+        .unwrap_or_else(|| panic!("session {} should be live", &id[..4.min(id.len())]))
+}
+
+/// Asserts that nothing is stored under the well-formed `id`: it does not load, no update over
+/// any early version applies, and the store has no expired record to clear either.
+async fn assert_nothing_stored(store: &dyn SessionStore, id: &str) {
+    assert_eq!(load(store, id).await, None);
+    for version in 0..=2 {
+        let record = Record {
+            data: data(json!({"planted": true})),
+            expires: in_an_hour(),
+            version,
+        };
+        assert_eq!(
+            update(store, id, &record).await,
+            None,
+            "an update over version {version} applied, so a record was there"
+        );
+    }
+    assert_eq!(load(store, id).await, None);
+}
+
+/// Rule: `load` of an unknown id is `Ok(None)` and creates nothing.
+pub async fn load_of_an_unknown_key_is_none_and_creates_nothing(store: &dyn SessionStore) {
+    let key = unknown_key();
+    assert_eq!(load(store, &key).await, None);
+    assert_eq!(
+        load(store, &key).await,
+        None,
+        "a second load finds nothing either"
+    );
+    assert_nothing_stored(store, &key).await;
+    assert_eq!(
+        store.clear_expired().await.expect("clear_expired answers"),
+        0,
+        "the loads left no record behind, not even an expired one"
+    );
+}
+
+/// Ids that come close to the live session `id` without being it: other case, padded, cut,
+/// doubled, its digest in hex. A store must not normalize its way from one to the session.
+fn near_misses(id: &str) -> Vec<String> {
+    let Some(key) = SessionKey::parse(id) else {
+        return Vec::new();
+    };
+    vec![
+        id.to_uppercase(),
+        format!("{id} "),
+        format!(" {id}"),
+        format!("{id}\0"),
+        format!("{id};"),
+        format!("{id}{id}"),
+        id[..KEY_LEN - 1].to_owned(),
+        key.digest_hex(),
+    ]
+}
+
+/// Asserts the session `id` is still there, as created with `{"secret": 1}`.
+async fn assert_untouched(store: &dyn SessionStore, id: &str) {
+    let record = live(store, id).await;
+    assert_eq!(
+        record.data,
+        data(json!({"secret": 1})),
+        "the real session is untouched"
+    );
+    assert_eq!(record.version, 1);
+}
+
+/// Rule: `load` of a malformed id is `Ok(None)`, never a panic nor an error, and `delete` of
+/// one is `Ok(())`; neither reaches a stored session through a near miss of its id.
+pub async fn load_of_a_malformed_id_is_none_and_never_panics(store: &dyn SessionStore) {
+    let id = create(store, &data(json!({"secret": 1})), in_an_hour()).await;
+    for bad in malformed_ids().iter().chain(&near_misses(&id)) {
+        assert_eq!(load(store, bad).await, None, "load of {bad:?}");
+        store
+            .delete(bad)
+            .await
+            .unwrap_or_else(|e| panic!("delete of {bad:?} failed: {e}"));
+    }
+    assert_untouched(store, &id).await;
+    assert_eq!(
+        store.clear_expired().await.expect("clear_expired answers"),
+        0,
+        "the loads left no record behind"
+    );
+}
+
+/// Rule: `update` applies only over a stored version, so an update of an unknown or malformed
+/// id is `Ok(None)`: it neither creates a session nor reaches one through a near miss.
+pub async fn update_of_an_unknown_or_malformed_id_is_refused_and_stores_nothing(
+    store: &dyn SessionStore,
+) {
+    let id = create(store, &data(json!({"secret": 1})), in_an_hour()).await;
+    let unknown = unknown_key();
+    for bad in malformed_ids()
+        .iter()
+        .chain(&near_misses(&id))
+        .chain([&unknown])
+    {
+        for version in [0, 1, 2] {
+            let record = Record {
+                data: data(json!({"planted": true})),
+                expires: in_an_hour(),
+                version,
+            };
+            assert_eq!(
+                update(store, bad, &record).await,
+                None,
+                "update of {bad:?} over version {version}"
+            );
+        }
+    }
+    assert_nothing_stored(store, &unknown).await;
+    assert_untouched(store, &id).await;
+}
+
+/// Rule: a created session loads back exactly: the data, the expiry to the second, version 1.
+pub async fn create_then_load_round_trips_the_data_the_expiry_and_version_one(
+    store: &dyn SessionStore,
+) {
+    let stored = data(json!({
+        "visits": 3,
+        "big": i64::MAX,
+        "negative": -42,
+        "float": 1.5,
+        "name": "Zoë \"; DROP TABLE session; --",
+        "emoji": "🦀 日本語 \u{0} \n\t",
+        "nested": {"a": [1, null, true, {"b": []}], "empty": {}},
+        "_session_expiry": 0,
+        "": "empty key",
+    }));
+    // A sub-second part, so a store that keeps seconds only is checked for truncation, not
+    // for rounding into a different second.
+    let expires = in_an_hour().replace_nanosecond(250_000_000).expect("valid");
+    let id = create(store, &stored, expires).await;
+
+    let record = live(store, &id).await;
+    assert_eq!(record.data, stored);
+    assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
+    assert_eq!(record.version, 1);
+
+    let empty = create(store, &Data::new(), expires).await;
+    assert_eq!(
+        live(store, &empty).await.data,
+        Data::new(),
+        "an empty session too"
+    );
+}
+
+/// Rule: `create` never reuses a live id; a server-side store's ids are keys (32 of [a-z0-9]).
+pub async fn create_returns_distinct_well_formed_keys(store: &dyn SessionStore) {
+    let mut ids = HashSet::new();
+    for n in 0..100 {
+        let id = create(store, &data(json!({ "n": n })), in_an_hour()).await;
+        assert_eq!(id.len(), KEY_LEN, "{id:?}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+            "{id:?}"
+        );
+        assert!(SessionKey::parse(&id).is_some(), "{id:?}");
+        assert!(ids.insert(id), "an id was issued twice");
+    }
+    let values: HashSet<i64> = join_all(ids.iter().map(|id| live(store, id)))
+        .await
+        .iter()
+        .filter_map(|record| record.data["n"].as_i64())
+        .collect();
+    assert_eq!(values.len(), 100, "each id names its own session");
+}
+
+/// Rule: `update` over the stored version replaces the record and bumps the version.
+pub async fn update_over_the_current_version_applies_and_bumps_it(store: &dyn SessionStore) {
+    let id = create(store, &data(json!({"step": 0})), in_an_hour()).await;
+    let later = now() + Duration::days(7);
+
+    let first = Record {
+        data: data(json!({"step": 1, "new": ["x"]})),
+        expires: later,
+        version: 1,
+    };
+    let (id, version) = update(store, &id, &first)
+        .await
+        .expect("an update over the current version applies");
+    assert_eq!(version, 2);
+    let record = live(store, &id).await;
+    assert_eq!(record.data, first.data, "the data is replaced, not merged");
+    assert_eq!(record.expires.unix_timestamp(), later.unix_timestamp());
+    assert_eq!(record.version, 2);
+
+    let second = Record {
+        data: data(json!({"step": 2})),
+        ..record
+    };
+    let (id, version) = update(store, &id, &second)
+        .await
+        .expect("and again over the new version");
+    assert_eq!(version, 3);
+    assert_eq!(live(store, &id).await.data, second.data);
+    assert_eq!(live(store, &id).await.version, 3);
+}
+
+/// Rule: `update` over a version that is not the stored one is `Ok(None)` and changes nothing.
+pub async fn update_over_a_stale_version_is_refused_and_changes_nothing(store: &dyn SessionStore) {
+    let expires = in_an_hour();
+    let id = create(store, &data(json!({"v": 1})), expires).await;
+    let current = Record {
+        data: data(json!({"v": 2})),
+        expires,
+        version: 1,
+    };
+    let (id, _) = update(store, &id, &current)
+        .await
+        .expect("the first update applies");
+
+    for stale in [1, 0, -1, 3, i64::MAX] {
+        let record = Record {
+            data: data(json!({"v": "stale"})),
+            expires: now() + Duration::days(30),
+            version: stale,
+        };
+        assert_eq!(
+            update(store, &id, &record).await,
+            None,
+            "an update over version {stale} (stored: 2) applied"
+        );
+    }
+    let record = live(store, &id).await;
+    assert_eq!(record.data, data(json!({"v": 2})));
+    assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
+    assert_eq!(record.version, 2);
+}
+
+/// Rule: saving a session deleted meanwhile never resurrects it.
+pub async fn update_of_a_deleted_session_is_refused_and_never_brings_it_back(
+    store: &dyn SessionStore,
+) {
+    let id = create(store, &data(json!({"user": 7})), in_an_hour()).await;
+    let read = live(store, &id).await;
+    store.delete(&id).await.expect("delete answers");
+
+    let save = Record {
+        data: data(json!({"user": 7, "cart": [1]})),
+        ..read
+    };
+    assert_eq!(update(store, &id, &save).await, None);
+    assert_eq!(
+        load(store, &id).await,
+        None,
+        "the deleted session stays deleted"
+    );
+    assert_nothing_stored(store, &id).await;
+}
+
+/// Rule: `delete` removes the session, only that one, and is `Ok(())` however often it is
+/// called and whatever the id.
+pub async fn delete_removes_the_session_and_is_idempotent(store: &dyn SessionStore) {
+    let id = create(store, &data(json!({"a": 1})), in_an_hour()).await;
+    let other = create(store, &data(json!({"b": 2})), in_an_hour()).await;
+
+    store.delete(&id).await.expect("delete answers");
+    assert_eq!(load(store, &id).await, None);
+    store.delete(&id).await.expect("a second delete is Ok");
+    assert_eq!(load(store, &id).await, None);
+
+    store
+        .delete(&unknown_key())
+        .await
+        .expect("deleting an unknown key is Ok");
+    for bad in malformed_ids() {
+        store
+            .delete(&bad)
+            .await
+            .unwrap_or_else(|e| panic!("deleting {bad:?} failed: {e}"));
+    }
+    assert_eq!(live(store, &other).await.data, data(json!({"b": 2})));
+    assert_eq!(
+        store.clear_expired().await.expect("clear_expired answers"),
+        0
+    );
+}
+
+/// Rule: an expired session is never loaded, even before `clear_expired` runs.
+pub async fn session_created_already_expired_is_never_loaded(store: &dyn SessionStore) {
+    for expires in [
+        now() - Duration::seconds(2),
+        now() - Duration::days(1),
+        OffsetDateTime::UNIX_EPOCH,
+    ] {
+        let id = create(store, &data(json!({"old": true})), expires).await;
+        assert_eq!(load(store, &id).await, None, "expired at {expires}");
+        assert_eq!(
+            load(store, &id).await,
+            None,
+            "and still not on a second look"
+        );
+    }
+}
+
+/// Rule: expiry is checked at load, so a session that was live stops loading when its date
+/// passes, with no help from `clear_expired`. (Sleeps one to two seconds: stores may keep
+/// whole seconds.)
+pub async fn session_is_no_longer_loaded_once_its_expiry_passes(store: &dyn SessionStore) {
+    // A whole second two seconds ahead: live for at least one more second even in a store
+    // that keeps seconds, and over for every store once the clock passes it.
+    let expires = now().replace_nanosecond(0).expect("valid") + Duration::seconds(2);
+    let id = create(store, &data(json!({"short": true})), expires).await;
+    assert!(load(store, &id).await.is_some(), "live before its expiry");
+
+    let wait = expires - now() + Duration::milliseconds(200);
+    rocket::tokio::time::sleep(StdDuration::try_from(wait).unwrap_or_default()).await;
+    assert_eq!(load(store, &id).await, None, "not loaded after its expiry");
+}
+
+/// Rule: an update that sets an expiry in the past ends the session as far as `load` goes.
+pub async fn update_that_moves_the_expiry_into_the_past_hides_the_session(
+    store: &dyn SessionStore,
+) {
+    let id = create(store, &data(json!({"n": 1})), in_an_hour()).await;
+    let record = Record {
+        expires: now() - Duration::minutes(5),
+        ..live(store, &id).await
+    };
+    let (id, _) = update(store, &id, &record)
+        .await
+        .expect("an update over the current version applies, whatever its expiry");
+    assert_eq!(load(store, &id).await, None);
+}
+
+/// Rule: `clear_expired` deletes the expired sessions, all of them and only them, and says how
+/// many. A store that drops expired sessions by itself (`expires_by_itself`: a Redis TTL) has
+/// none left to clear, and says 0.
+pub async fn clear_expired_deletes_exactly_the_expired_sessions_and_counts_them(
+    store: &dyn SessionStore,
+) {
+    assert_eq!(
+        store.clear_expired().await.expect("clear_expired answers"),
+        0,
+        "an empty store has nothing to clear"
+    );
+    let mut expired = Vec::new();
+    for expires in [
+        now() - Duration::seconds(5),
+        now() - Duration::hours(1),
+        now() - Duration::days(365),
+    ] {
+        expired.push(create(store, &data(json!({"expired": true})), expires).await);
+    }
+    let mut alive = Vec::new();
+    for expires in [in_an_hour(), now() + Duration::days(3650)] {
+        alive.push(create(store, &data(json!({"alive": true})), expires).await);
+    }
+
+    let expected = if store.expires_by_itself() { 0 } else { 3 };
+    assert_eq!(
+        store.clear_expired().await.expect("clear_expired answers"),
+        expected,
+        "3 expired sessions, the store expiring by itself: {}",
+        store.expires_by_itself()
+    );
+    for id in &alive {
+        assert_eq!(live(store, id).await.data, data(json!({"alive": true})));
+    }
+    for id in &expired {
+        assert_eq!(load(store, id).await, None);
+        // Really gone, not just hidden: not even an update over its version finds it.
+        assert_nothing_stored(store, id).await;
+    }
+    assert_eq!(
+        store.clear_expired().await.expect("clear_expired answers"),
+        0,
+        "a second run finds nothing more"
+    );
+}
+
+/// Rule: `update` is a compare-and-swap: of two saves over the same version, exactly one
+/// applies, and the stored record is the winner's whole.
+pub async fn concurrent_updates_over_one_version_have_exactly_one_winner(store: &dyn SessionStore) {
+    for round in 0..20 {
+        let id = create(store, &data(json!({"round": round})), in_an_hour()).await;
+        let save = |who: &str| Record {
+            data: data(json!({"round": round, "by": who})),
+            expires: in_an_hour(),
+            version: 1,
+        };
+        let (a, b) = (save("a"), save("b"));
+        let (won_a, won_b) = rocket::tokio::join!(update(store, &id, &a), update(store, &id, &b));
+        let winner = match (won_a, won_b) {
+            (Some((_, 2)), None) => a,
+            (None, Some((_, 2))) => b,
+            other => panic!("round {round}: expected exactly one winner at version 2: {other:?}"),
+        };
+        let record = live(store, &id).await;
+        assert_eq!(record.data, winner.data, "round {round}");
+        assert_eq!(record.version, 2, "round {round}");
+    }
+}
+
+/// How many concurrent saves [`concurrent_saves_of_different_keys_all_survive_by_reload_and_retry`]
+/// runs.
+const WRITERS: usize = 16;
+
+/// The merge the session layer relies on: concurrent requests of one session each set their own
+/// key, by load, modify, update over the version read, and on `None` reload and retry. At the
+/// end every key is there and the version counts every save.
+pub async fn concurrent_saves_of_different_keys_all_survive_by_reload_and_retry(
+    store: &dyn SessionStore,
+) {
+    let id = create(store, &data(json!({"base": true})), in_an_hour()).await;
+    // Every writer reads before any writes on its first attempt, so the first round is sure to
+    // conflict: one save applies, the others must retry.
+    let barrier = Barrier::new(WRITERS);
+
+    let writer = |n: usize| {
+        let (id, barrier) = (&id, &barrier);
+        async move {
+            let mut retries = 0u32;
+            loop {
+                let mut record = live(store, id).await;
+                record.data.insert(format!("writer{n}"), json!(n));
+                if retries == 0 {
+                    barrier.wait().await;
+                }
+                if update(store, id, &record).await.is_some() {
+                    return retries;
+                }
+                retries += 1;
+                assert!(retries < 1000, "writer {n} never got its save in");
+            }
+        }
+    };
+    let retries: u32 = join_all((0..WRITERS).map(writer)).await.into_iter().sum();
+
+    let record = live(store, &id).await;
+    for n in 0..WRITERS {
+        assert_eq!(
+            record.data.get(&format!("writer{n}")),
+            Some(&json!(n)),
+            "the key of writer {n} was lost"
+        );
+    }
+    assert_eq!(record.data.get("base"), Some(&json!(true)));
+    assert_eq!(record.data.len(), WRITERS + 1);
+    assert_eq!(record.version, 1 + WRITERS as i64, "each save bumped once");
+    assert!(
+        retries >= WRITERS as u32 - 1,
+        "the first round had {WRITERS} saves over one version; only one could apply, yet \
+         there were only {retries} retries"
+    );
+}

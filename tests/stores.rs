@@ -1,0 +1,280 @@
+//! Every `SessionStore` against the generic store suite (`store_suite/mod.rs`), then what only
+//! one backend can be asked: how SQLite keeps its rows.
+//!
+//! Another store is one more line: `store_suite!(postgres, new_postgres_store());`, with a
+//! constructor giving `(store, whatever must outlive it)` on an empty store of its own, and
+//! `skip { case => "reason", ... }` for what it cannot honour (as the cookie store below).
+
+mod store_suite;
+
+use std::path::Path;
+
+use rango::db::{DbPool, MIGRATOR};
+use rango::session::stores::{CookieStore, MemoryStore, SqliteStore};
+use rango::session::{Data, Record, SessionKey, SessionStore};
+use serde_json::json;
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+
+use store_suite::store_suite;
+
+store_suite!(memory, new_memory_store());
+store_suite!(sqlite, new_sqlite_store());
+// Nothing is kept on the server (see `stores/cookie.rs`): what needs a server-side record
+// cannot hold. Each skip still runs with `cargo test --test stores -- --ignored`.
+store_suite!(cookie, new_cookie_store(), skip {
+    load_of_an_unknown_key_is_none_and_creates_nothing =>
+        "the probe for a planted record is an update, and this store seals any update",
+    update_of_an_unknown_or_malformed_id_is_refused_and_stores_nothing =>
+        "update seals the record it is given; it never opens the old cookie",
+    create_returns_distinct_well_formed_keys =>
+        "ids are sealed sessions in base64, not 32-character keys",
+    update_over_a_stale_version_is_refused_and_changes_nothing =>
+        "no stored version to compare with: the last response's cookie wins",
+    update_of_a_deleted_session_is_refused_and_never_brings_it_back =>
+        "a deleted session is only a dropped cookie; a copy of it still opens",
+    delete_removes_the_session_and_is_idempotent =>
+        "nothing on the server to delete: a copied cookie stays valid until it expires",
+    clear_expired_deletes_exactly_the_expired_sessions_and_counts_them =>
+        "nothing to clear, and the probe that cleared sessions are gone is an update",
+    concurrent_updates_over_one_version_have_exactly_one_winner =>
+        "no stored version to compare with: both saves succeed",
+    concurrent_saves_of_different_keys_all_survive_by_reload_and_retry =>
+        "concurrent requests cannot be merged: the last response's cookie wins",
+});
+
+/// A cookie store with a fresh key; nothing to keep alive.
+async fn new_cookie_store() -> (CookieStore, ()) {
+    // `::cookie`: the crate, not the `cookie` module the suite stamps above.
+    let key = ::cookie::Key::generate();
+    (CookieStore::with_key(key, "sessionid"), ())
+}
+
+/// An empty in-memory store; nothing to keep alive.
+async fn new_memory_store() -> (MemoryStore, ()) {
+    (MemoryStore::new(), ())
+}
+
+/// A migrated SQLite database in a temporary directory of its own.
+struct SqliteDb {
+    pool: DbPool,
+    dir: TempDir,
+}
+
+impl SqliteDb {
+    /// A fresh database file, opened as the site opens it (WAL, busy timeout) and migrated.
+    async fn new() -> SqliteDb {
+        let dir = TempDir::new().expect("a temporary directory");
+        let config = rocket_db_pools::Config {
+            url: format!("sqlite://{}", dir.path().join("sessions.sqlite3").display()),
+            min_connections: None,
+            max_connections: 8,
+            connect_timeout: 5,
+            idle_timeout: None,
+            extensions: None,
+        };
+        let pool = DbPool::connect(&config)
+            .await
+            .expect("the temporary database opens");
+        MIGRATOR
+            .run(&*pool)
+            .await
+            .expect("the migrations apply to an empty database");
+        SqliteDb { pool, dir }
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::new((*self.pool).clone())
+    }
+
+    async fn rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM session")
+            .fetch_one(&*self.pool)
+            .await
+            .expect("the session table answers")
+    }
+
+    async fn exec(&self, sql: &str) -> u64 {
+        sqlx::query(sql)
+            .execute(&*self.pool)
+            .await
+            .expect("the statement runs")
+            .rows_affected()
+    }
+
+    /// Every file of the database (main, WAL, shared memory) as bytes.
+    fn files(&self) -> Vec<(String, Vec<u8>)> {
+        let files = std::fs::read_dir(self.dir.path()).expect("the directory lists");
+        files
+            .map(|entry| entry.expect("a directory entry").path())
+            .map(|path| {
+                let bytes = std::fs::read(&path).expect("the file reads");
+                (name(&path), bytes)
+            })
+            .collect()
+    }
+}
+
+fn name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The suite's constructor: the store, and the database it must not outlive.
+async fn new_sqlite_store() -> (SqliteStore, SqliteDb) {
+    let db = SqliteDb::new().await;
+    (db.store(), db)
+}
+
+fn data(value: serde_json::Value) -> Data {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("session data must be a JSON object, not {other}"),
+    }
+}
+
+fn in_an_hour() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::hours(1)
+}
+
+#[tokio::test]
+async fn memory_store_keeps_no_record_for_unknown_or_malformed_keys() {
+    let store = MemoryStore::new();
+    for id in [SessionKey::generate().as_str(), "", "1", "ABC;\0"] {
+        assert_eq!(store.load(id).await.expect("load answers"), None);
+    }
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_load_of_unknown_or_malformed_keys_adds_no_row() {
+    let db = SqliteDb::new().await;
+    let store = db.store();
+    let long = "a".repeat(5000);
+    for id in [SessionKey::generate().as_str(), "", "1", "ABC;\0", &long] {
+        assert_eq!(store.load(id).await.expect("load answers"), None);
+    }
+    assert_eq!(db.rows().await, 0);
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_sha256_of_the_key_never_the_key() {
+    let db = SqliteDb::new().await;
+    let store = db.store();
+    let (id, _) = store
+        .create(&data(json!({"user": "ann"})), in_an_hour())
+        .await
+        .expect("create answers");
+    let record = Record {
+        data: data(json!({"user": "ann", "visits": 2})),
+        expires: in_an_hour(),
+        version: 1,
+    };
+    store
+        .update(&id, &record)
+        .await
+        .expect("update answers")
+        .expect("the update applies");
+    let digest = SessionKey::parse(&id).expect("a well-formed key").digest();
+
+    let rows: Vec<(Vec<u8>, String, String, String)> = sqlx::query_as(
+        "SELECT key_hash, data, CAST(expires AS TEXT), CAST(version AS TEXT) FROM session",
+    )
+    .fetch_all(&*db.pool)
+    .await
+    .expect("the session table answers");
+    assert_eq!(rows.len(), 1);
+    let (key_hash, data, expires, version) = &rows[0];
+    assert_eq!(
+        key_hash.as_slice(),
+        &digest[..],
+        "the primary key is the digest"
+    );
+    assert_ne!(key_hash.as_slice(), id.as_bytes());
+    for column in [data, expires, version] {
+        assert!(!column.contains(&id), "a column holds the key: {column:?}");
+    }
+    assert_eq!(version, "2");
+
+    // Nor anywhere else in the files: a copied database cannot be replayed as cookies.
+    for (file, bytes) in db.files() {
+        assert!(
+            !bytes
+                .windows(id.len())
+                .any(|window| window == id.as_bytes()),
+            "{file} holds the key"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_reads_corrupt_data_as_an_empty_session_not_an_error() {
+    let db = SqliteDb::new().await;
+    let store = db.store();
+    let expires = in_an_hour();
+    for corrupt in ["not json", "", "[1,2]", "42", "null", "{\"unterminated\": "] {
+        let (id, _) = store
+            .create(&data(json!({"user": "ann"})), expires)
+            .await
+            .expect("create answers");
+        let changed = sqlx::query("UPDATE session SET data = ?1")
+            .bind(corrupt)
+            .execute(&*db.pool)
+            .await
+            .expect("the corruption applies")
+            .rows_affected();
+        assert!(changed >= 1);
+
+        let record = store
+            .load(&id)
+            .await
+            .unwrap_or_else(|e| panic!("data {corrupt:?} made load fail: {e}"))
+            .unwrap_or_else(|| panic!("data {corrupt:?} hid the session"));
+        assert_eq!(record.data, Data::new(), "data {corrupt:?}");
+        assert_eq!(record.version, 1);
+        assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
+
+        // The session recovers on its next save.
+        let fixed = Record {
+            data: data(json!({"fresh": true})),
+            ..record
+        };
+        let (id, _) = store
+            .update(&id, &fixed)
+            .await
+            .expect("update answers")
+            .expect("an update over the corrupt record applies");
+        let reloaded = store.load(&id).await.expect("load answers");
+        assert_eq!(reloaded.map(|r| r.data), Some(fixed.data));
+        store.delete(&id).await.expect("delete answers");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_clears_expired_sessions_in_batches_and_reports_progress() {
+    let db = SqliteDb::new().await;
+    let store = db.store();
+    let past = OffsetDateTime::now_utc() - Duration::hours(1);
+    for _ in 0..7 {
+        store
+            .create(&Data::new(), past)
+            .await
+            .expect("create answers");
+    }
+    let (alive, _) = store
+        .create(&data(json!({"alive": true})), in_an_hour())
+        .await
+        .expect("create answers");
+
+    let mut progress = Vec::new();
+    let total = store
+        .clear_expired_in_batches(3, |done| progress.push(done))
+        .await
+        .expect("clear_expired_in_batches answers");
+    assert_eq!(total, 7);
+    assert_eq!(progress, [3, 6, 7]);
+    assert_eq!(db.rows().await, 1);
+    assert!(store.load(&alive).await.expect("load answers").is_some());
+    assert_eq!(db.exec("DELETE FROM session").await, 1);
+}
