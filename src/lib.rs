@@ -1,12 +1,12 @@
 //! Rango: the site of *Tango with Django*, chapter 10 (cookies and sessions), on Rocket 0.5,
 //! and the server-side session framework under it ([`session`]).
 
+pub mod cli;
 pub mod db;
 pub mod error;
 pub mod rango;
 pub mod session;
-
-use std::sync::Arc;
+pub mod stores;
 
 use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
@@ -16,8 +16,7 @@ use rocket_db_pools::Database;
 use rocket_dyn_templates::Template;
 
 use db::Db;
-use session::stores::SqliteStore;
-use session::{Backend, SessionConfig, SessionStore, Sessions};
+use session::Sessions;
 
 /// The site with the configuration Rocket reads by itself: Rocket.toml, the profile chosen by
 /// `ROCKET_PROFILE`, and `ROCKET_*` environment overrides.
@@ -31,26 +30,9 @@ pub fn rocket_with(figment: Figment) -> Rocket<Build> {
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Migrations", db::migrate))
         .attach(rango::fairing())
-        .attach(Sessions::fairing(build_store))
+        .attach(Sessions::fairing(stores::RangoStores))
         .attach(Template::fairing())
         .mount("/", rango::routes())
         .mount("/static", FileServer::from(relative!("static")))
         .register("/", error::catchers())
-}
-
-/// The store `session.backend` names, on the site's database.
-fn build_store(
-    rocket: &Rocket<Build>,
-    config: &SessionConfig,
-) -> Result<Arc<dyn SessionStore>, String> {
-    match config.backend {
-        Backend::Db => {
-            let db = Db::fetch(rocket).ok_or("the database `rango` is not configured")?;
-            Ok(Arc::new(SqliteStore::new(db.pool().clone())))
-        }
-        other => Err(format!(
-            "the \"{}\" store is not available in this build; use \"db\"",
-            other.name()
-        )),
-    }
 }

@@ -1,14 +1,11 @@
-//! `cargo run` serves the site.
+//! `rango` serves the site; `rango <subcommand>` runs a maintenance command (see `rango help`
+//! and [`rango::cli`]).
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 #[rocket::main]
 async fn main() -> ExitCode {
-    match rango::rocket().launch().await {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rango: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    rango::cli::Cli::parse().run().await
 }

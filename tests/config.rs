@@ -28,7 +28,7 @@ async fn bad_session_settings_fail_the_launch() {
         ("session.cookie_same_site", json!("Sometimes")),
         ("session.cookie_same_site", json!("None")),
         ("session.backend", json!("file")),
-        ("session.backend", json!("cache")),
+        ("session.cache_timeout_ms", json!(0)),
         ("session.cookie_agee", json!(60)),
         ("rango.visit_interval", json!(-1)),
         ("rango.visits_interval", json!(1)),
@@ -38,6 +38,47 @@ async fn bad_session_settings_fail_the_launch() {
             "{setting} = {value}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_cache_url_that_is_not_redis_fails_the_launch() {
+    assert!(
+        launch_fails_with(&[
+            ("session.backend", json!("cache")),
+            ("session.cache_url", json!("http://127.0.0.1:6379")),
+        ])
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_cache_that_cannot_be_reached_fails_the_launch() {
+    for backend in ["cache", "cached_db"] {
+        assert!(
+            launch_fails_with(&[
+                ("session.backend", json!(backend)),
+                ("session.cache_url", json!("redis://127.0.0.1:1/0")),
+                ("session.cache_timeout_ms", json!(500)),
+            ])
+            .await,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_cookie_backend_needs_a_good_secret_key_outside_debug() {
+    assert!(
+        launch_fails_with(&[
+            ("session.backend", json!("cookie")),
+            ("secret_key", json!("short"))
+        ])
+        .await
+    );
+    assert!(
+        !launch_fails_with(&[("session.backend", json!("cookie"))]).await,
+        "debug: a random key"
+    );
 }
 
 #[tokio::test]

@@ -106,8 +106,11 @@ fn twice(a: Session<'_>, b: Session<'_>) -> String {
 }
 
 fn app(store: Arc<dyn SessionStore>) -> Rocket<Build> {
-    let figment = rocket::Config::figment().merge(("log_level", "off"));
-    rocket::custom(figment)
+    app_with(store, rocket::Config::figment())
+}
+
+fn app_with(store: Arc<dyn SessionStore>, figment: rocket::figment::Figment) -> Rocket<Build> {
+    rocket::custom(figment.merge(("log_level", "off")))
         .attach(Sessions::fairing(
             move |_: &Rocket<Build>, _: &SessionConfig| Ok(store.clone()),
         ))
@@ -227,4 +230,27 @@ async fn a_route_using_session_without_the_fairing_refuses_to_launch() {
         error.kind(),
         rocket::error::ErrorKind::SentinelAborts(_)
     ));
+}
+
+#[tokio::test]
+async fn with_sessions_off_pages_work_and_touch_no_store() {
+    let store = Arc::new(Counting::default());
+    let figment = rocket::Config::figment().merge(("session.enabled", false));
+    let client = Client::untracked(app_with(store.clone(), figment))
+        .await
+        .expect("launch");
+    for _ in 0..2 {
+        let response = client
+            .get("/write")
+            .cookie(Cookie::new("sessionid", "abcdefghijklmnopqrstuvwxyz012345"))
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Ok);
+        assert!(response.headers().get_one("Set-Cookie").is_none());
+        assert!(response.headers().get_one("Vary").is_none());
+    }
+    let body = client.get("/read").dispatch().await.into_string().await;
+    assert_eq!(body.as_deref(), Some("0"), "nothing was kept");
+    assert_eq!(store.loads.load(Ordering::SeqCst), 0);
+    assert_eq!(store.writes.load(Ordering::SeqCst), 0);
 }

@@ -37,6 +37,10 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
+    /// Sessions on (default true). Off, every request gets an empty session that is never
+    /// loaded or saved and no cookie is read or sent: the cost of a page without the session
+    /// layer, for benchmarks and diagnosis.
+    pub enabled: bool,
     /// The store: "db" (default), "cache", "cached_db" or "cookie".
     pub backend: Backend,
     /// The cookie's name (default "sessionid").
@@ -65,11 +69,26 @@ pub struct SessionConfig {
     /// save, so an active visitor keeps it at the price of at most two writes a lifetime
     /// (default false).
     pub sliding_expiry: bool,
+    /// Seconds between two runs of the server's built-in reaper, which deletes expired
+    /// sessions in the background as `rango clearsessions` does, in the same short batches
+    /// (default none: no reaper; clear from cron instead). Not needed for stores that expire
+    /// sessions by themselves (Redis, cookies).
+    pub clear_expired_every: Option<u64>,
+    /// The Redis server of the "cache" and "cached_db" backends (default
+    /// "redis://127.0.0.1:6379/0").
+    pub cache_url: String,
+    /// Put before every session's Redis key, so several sites share one Redis database
+    /// (default "rango:session:").
+    pub cache_key_prefix: String,
+    /// Milliseconds to wait for Redis to connect or answer before it counts as down (default
+    /// 2000).
+    pub cache_timeout_ms: u64,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
+            enabled: true,
             backend: Backend::Db,
             cookie_name: "sessionid".into(),
             cookie_age: 1_209_600,
@@ -81,6 +100,10 @@ impl Default for SessionConfig {
             cookie_same_site: "Lax".into(),
             save_every_request: false,
             sliding_expiry: false,
+            clear_expired_every: None,
+            cache_url: "redis://127.0.0.1:6379/0".into(),
+            cache_key_prefix: "rango:session:".into(),
+            cache_timeout_ms: 2000,
         }
     }
 }
@@ -156,6 +179,15 @@ impl SessionConfig {
                 return invalid("cookie_domain", "must be a host name such as example.com");
             }
         }
+        let uses_cache = matches!(self.backend, Backend::Cache | Backend::CachedDb);
+        if uses_cache
+            && !(self.cache_url.starts_with("redis://") || self.cache_url.starts_with("rediss://"))
+        {
+            return invalid("cache_url", "must be a redis:// or rediss:// URL");
+        }
+        if self.cache_timeout_ms == 0 {
+            return invalid("cache_timeout_ms", "must be at least 1");
+        }
         match self.same_site() {
             None => {
                 return invalid(
@@ -171,6 +203,12 @@ impl SessionConfig {
             }
             Some(_) => {}
         }
+        if self.clear_expired_every == Some(0) {
+            return invalid(
+                "clear_expired_every",
+                "must be a number of seconds greater than 0 (leave it out for no reaper)",
+            );
+        }
         Ok(())
     }
 
@@ -182,6 +220,16 @@ impl SessionConfig {
             "none" => Some(SameSite::None),
             _ => None,
         }
+    }
+
+    /// `clear_expired_every` as a period, if the reaper is on.
+    pub fn clear_expired_period(&self) -> Option<std::time::Duration> {
+        self.clear_expired_every.map(std::time::Duration::from_secs)
+    }
+
+    /// `cache_timeout_ms` as a duration.
+    pub fn cache_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.cache_timeout_ms)
     }
 
     /// `cookie_age` as a duration.
@@ -238,6 +286,18 @@ mod tests {
         assert!(error_for("cookie_same_site", "Loose").contains("session.cookie_same_site"));
         assert!(error_for("backend", "file").contains("backend"));
         assert!(error_for("cookie_agee", 5).contains("cookie_agee"));
+        assert!(error_for("clear_expired_every", 0).contains("session.clear_expired_every"));
+        assert!(error_for("clear_expired_every", -5).contains("clear_expired_every"));
+    }
+
+    #[test]
+    fn reaper_is_off_by_default_and_takes_seconds() {
+        assert_eq!(SessionConfig::default().clear_expired_period(), None);
+        let config = with("clear_expired_every", 3600).expect("valid");
+        assert_eq!(
+            config.clear_expired_period(),
+            Some(std::time::Duration::from_secs(3600))
+        );
     }
 
     #[test]

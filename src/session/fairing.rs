@@ -120,6 +120,12 @@ impl Fairing for Sessions {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let Some(manager) = req.rocket().state::<SessionManager>() else {
+            return;
+        };
+        if !manager.config.enabled {
+            return;
+        }
         let state = match req.local_cache(|| Slot::Unused) {
             Slot::Unused => return,
             Slot::Failed => {
@@ -131,9 +137,6 @@ impl Fairing for Sessions {
             }
         };
         add_vary_cookie(res);
-        let Some(manager) = req.rocket().state::<SessionManager>() else {
-            return;
-        };
         if let Err((status, message)) = commit(state, manager, res).await {
             replace_with_error(res, status, &message);
             if status == Status::BadRequest {

@@ -33,6 +33,9 @@ pub enum SessionError {
 
 impl Slot {
     async fn load(req: &Request<'_>, manager: &SessionManager) -> Slot {
+        if !manager.config.enabled {
+            return Slot::Loaded(Mutex::new(SessionState::new(None, None)));
+        }
         let incoming = req
             .cookies()
             .get(&manager.config.cookie_name)

@@ -18,6 +18,7 @@ mod fairing;
 mod guard;
 mod handle;
 mod key;
+mod reaper;
 mod record;
 mod store;
 pub mod stores;

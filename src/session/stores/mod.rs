@@ -1,10 +1,12 @@
 //! The stores: one module per backend.
 
+mod cached;
 mod cookie;
 mod memory;
 mod redis;
 mod sql;
 
+pub use cached::CachedStore;
 pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;
 pub use redis::{Entry, RedisOptions, RedisStore};

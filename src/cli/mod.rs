@@ -1,0 +1,249 @@
+//! The command line: Django's `manage.py` for Rango, one module per subcommand.
+//!
+//! Every subcommand reads the configuration the server reads, `rocket::Config::figment()`
+//! (Rocket.toml, the profile `ROCKET_PROFILE` names, `ROCKET_*` overrides), so it always works on
+//! the database and session store the server uses. With no subcommand, the binary serves the
+//! site.
+//!
+//! Exit status: 0 on success; 1 when the work could not be done (no such session, the store
+//! cannot be reached, a setting is invalid), with one line on stderr; 2 for bad arguments
+//! (clap's usage message).
+
+pub mod clearsessions;
+pub mod migrate;
+pub mod populate;
+pub mod serve;
+pub mod session;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rocket::figment::providers::Serialized;
+use rocket::figment::Figment;
+use rocket_db_pools::Database;
+use sqlx::SqlitePool;
+
+use crate::db::{Db, DbPool};
+use crate::session::stores::SqliteStore;
+use crate::session::{Backend, ConfigError, SessionConfig, StoreError};
+
+/// Rango: the Tango with Django site, and its maintenance commands.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: serve the site).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the site (what the binary does with no subcommand).
+    Serve,
+    /// Apply the database migrations that are not applied yet.
+    Migrate,
+    /// Load the book's sample categories and pages (what is already there is kept).
+    Populate,
+    /// Inspect sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Delete expired sessions, in short batches, and say how many (run it from cron).
+    Clearsessions(clearsessions::Args),
+}
+
+/// `rango session ...`.
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Print a session's data, expiry date and whether it ends at browser close.
+    Show {
+        /// The session cookie's value (`sessionid` in the browser's developer tools).
+        key: String,
+    },
+    /// Count live sessions and expired ones not yet cleared.
+    Stats,
+}
+
+impl Cli {
+    /// Runs the command and returns the process's exit status; a failure is reported as one
+    /// line on stderr.
+    pub async fn run(self) -> ExitCode {
+        let result = match self.command {
+            None | Some(Command::Serve) => serve::run().await,
+            Some(Command::Migrate) => migrate::run(&Context::new()).await,
+            Some(Command::Populate) => populate::run(&Context::new()).await,
+            Some(Command::Session(SessionCommand::Show { key })) => {
+                session::show(&Context::new(), &key).await
+            }
+            Some(Command::Session(SessionCommand::Stats)) => session::stats(&Context::new()).await,
+            Some(Command::Clearsessions(args)) => clearsessions::run(&Context::new(), &args).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // One line, for cron mail and log scrapers alike.
+                let message = e.to_string().replace('\n', " ");
+                eprintln!("rango: {message}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Why a subcommand failed. Each message is one line that says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `[session]` settings are invalid.
+    #[error(transparent)]
+    SessionConfig(#[from] ConfigError),
+    /// The `[databases.rango]` settings are invalid.
+    #[error("invalid [databases.rango] settings: {0}")]
+    DatabaseConfig(#[source] Box<rocket::figment::Error>),
+    /// The database cannot be opened.
+    #[error("cannot open the database {url}: {source}")]
+    Connect {
+        /// The configured URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the migrations failed.
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database lacks migrations this binary needs.
+    #[error("the database lacks {0} migration(s); run `rango migrate` first")]
+    NotMigrated(usize),
+    /// The session store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configured store keeps its sessions where the command line cannot read them.
+    #[error(
+        "session.backend = \"{0}\" keeps sessions outside the database; \
+         the command line can inspect only the \"db\" and \"cached_db\" stores"
+    )]
+    NotInDatabase(&'static str),
+    /// The value given is not a session key at all.
+    #[error("not a session key: the {0} cookie holds 32 characters of a-z and 0-9")]
+    MalformedKey(String),
+    /// No session has this key.
+    #[error("no session has this key (it was never created, or was flushed or cleared)")]
+    NoSuchSession,
+    /// The session expired and waits for `clearsessions`.
+    #[error("the session expired at {0} (not cleared yet)")]
+    Expired(String),
+    /// Session data could not be printed as JSON.
+    #[error("printing the session data failed: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The server failed.
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// A subcommand's result.
+pub type Result<T = (), E = Error> = std::result::Result<T, E>;
+
+/// The configuration the server reads, and what a subcommand opens from it.
+pub struct Context {
+    figment: Figment,
+}
+
+/// Where the configured store keeps its sessions, as the command line sees it.
+pub enum Store {
+    /// In the SQL database: they can be counted, inspected and cleared.
+    Sql(SqliteStore),
+    /// Somewhere that drops expired sessions by itself (Redis TTLs; the browser, for cookies):
+    /// nothing to clear.
+    ExpiresItself(Backend),
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
+}
+
+impl Context {
+    /// The server's configuration: `rocket::Config::figment()`.
+    pub fn new() -> Self {
+        Context {
+            figment: rocket::Config::figment(),
+        }
+    }
+
+    /// The validated `[session]` settings.
+    ///
+    /// # Errors
+    /// [`Error::SessionConfig`] naming the setting at fault.
+    pub fn session_config(&self) -> Result<SessionConfig> {
+        Ok(SessionConfig::from_figment(&self.figment)?)
+    }
+
+    /// A pool on the site's database, configured as `Db::init()` configures the server's
+    /// (same table, same defaults, same pragmas).
+    ///
+    /// # Errors
+    /// [`Error::DatabaseConfig`] or [`Error::Connect`].
+    pub async fn pool(&self) -> Result<SqlitePool> {
+        // rocket_db_pools' `Initializer::on_ignite` sets these defaults.
+        let workers: usize = self
+            .figment
+            .extract_inner(rocket::Config::WORKERS)
+            .unwrap_or_else(|_| rocket::Config::default().workers);
+        let config: rocket_db_pools::Config = self
+            .figment
+            .focus(&format!("databases.{}", Db::NAME))
+            .join(Serialized::default("max_connections", workers * 4))
+            .join(Serialized::default("connect_timeout", 5))
+            .extract()
+            .map_err(|e| Error::DatabaseConfig(Box::new(e)))?;
+        let pool = DbPool::connect(&config)
+            .await
+            .map_err(|source| Error::Connect {
+                url: config.url.clone(),
+                source,
+            })?;
+        Ok((*pool).clone())
+    }
+
+    /// [`Context::pool`], checked to have every migration applied.
+    ///
+    /// # Errors
+    /// As [`Context::pool`], and [`Error::NotMigrated`].
+    pub async fn migrated_pool(&self) -> Result<SqlitePool> {
+        let pool = self.pool().await?;
+        let pending = migrate::pending(&pool).await?.len();
+        if pending > 0 {
+            return Err(Error::NotMigrated(pending));
+        }
+        Ok(pool)
+    }
+
+    /// The store `session.backend` names, as far as the command line reaches it.
+    ///
+    /// # Errors
+    /// Invalid settings, or the database cannot be opened.
+    pub async fn store(&self) -> Result<Store> {
+        match self.session_config()?.backend {
+            // cached_db keeps every session in the database too (Django's `cached_db`).
+            Backend::Db | Backend::CachedDb => {
+                Ok(Store::Sql(SqliteStore::new(self.migrated_pool().await?)))
+            }
+            backend @ (Backend::Cache | Backend::Cookie) => Ok(Store::ExpiresItself(backend)),
+        }
+    }
+
+    /// The SQL store, for the subcommands that read sessions.
+    ///
+    /// # Errors
+    /// As [`Context::store`], and [`Error::NotInDatabase`].
+    pub async fn sql_store(&self) -> Result<SqliteStore> {
+        match self.store().await? {
+            Store::Sql(store) => Ok(store),
+            Store::ExpiresItself(backend) => Err(Error::NotInDatabase(backend.name())),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `rango session show KEY` and `rango session stats`: what the book does in `manage.py shell`
+//! (`Session.objects.get(session_key=...).get_decoded()`), without a shell.
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use super::{Context, Error, Result};
+use crate::session::{Expiry, SessionKey};
+
+/// Prints the session whose cookie value is `key`: its expiry date, whether it ends at browser
+/// close, and its data as pretty JSON.
+///
+/// The store keeps only the SHA-256 of each key, so the session is found by the digest of
+/// `key`; the key itself is never printed.
+///
+/// # Errors
+/// [`Error::MalformedKey`], [`Error::NoSuchSession`] or [`Error::Expired`]; or the store
+/// cannot be reached.
+pub async fn show(context: &Context, key: &str) -> Result {
+    let config = context.session_config()?;
+    let store = context.sql_store().await?;
+    let key = SessionKey::parse(key).ok_or_else(|| Error::MalformedKey(config.cookie_name))?;
+    let record = store.inspect(&key).await?.ok_or(Error::NoSuchSession)?;
+    let now = OffsetDateTime::now_utc();
+    let expires = rfc3339(record.expires);
+    if record.expires <= now {
+        return Err(Error::Expired(expires));
+    }
+    // Django's `get_expire_at_browser_close`: a per-session expiry overrides the setting.
+    let at_browser_close = match Expiry::from_data(&record.data) {
+        Expiry::Default => config.expire_at_browser_close,
+        Expiry::BrowserClose => true,
+        Expiry::Age(_) | Expiry::At(_) => false,
+    };
+    let data = serde_json::to_string_pretty(&Value::Object(record.data))?;
+    println!(
+        "expires: {expires} (in {})",
+        approximately(record.expires - now)
+    );
+    println!(
+        "expires at browser close: {}",
+        if at_browser_close { "yes" } else { "no" }
+    );
+    println!("data: {data}");
+    Ok(())
+}
+
+/// Prints how many sessions are live and how many expired but not yet cleared.
+///
+/// # Errors
+/// The store cannot be reached.
+pub async fn stats(context: &Context) -> Result {
+    let counts = context.sql_store().await?.count().await?;
+    println!("live: {}", counts.live);
+    println!("expired: {} (not yet cleared)", counts.expired);
+    Ok(())
+}
+
+fn rfc3339(date: OffsetDateTime) -> String {
+    date.format(&Rfc3339)
+        .unwrap_or_else(|_| date.unix_timestamp().to_string())
+}
+
+/// A positive duration in its two largest units: "13d 23h", "5m 2s".
+fn approximately(duration: Duration) -> String {
+    let seconds = duration.whole_seconds().max(0);
+    let (days, hours, minutes, seconds) = (
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_in_their_two_largest_units() {
+        assert_eq!(approximately(Duration::seconds(5)), "5s");
+        assert_eq!(approximately(Duration::seconds(302)), "5m 2s");
+        assert_eq!(approximately(Duration::seconds(3 * 3600 + 60)), "3h 1m");
+        assert_eq!(approximately(Duration::seconds(1_209_599)), "13d 23h");
+        assert_eq!(approximately(Duration::seconds(-4)), "0s");
+    }
+}
