@@ -6,16 +6,16 @@ use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 
 use crate::db::Db;
-use crate::session::stores::{CachedStore, CookieStore, RedisOptions, RedisStore, SqliteStore};
+use crate::session::stores::{CachedStore, CookieStore, RedisOptions, RedisStore, SqlStore};
 use crate::session::{Backend, SessionConfig, SessionStore, StoreFactory};
 
 /// Builds Rango's session store at ignite.
 pub struct RangoStores;
 
 impl RangoStores {
-    fn sql(rocket: &Rocket<Build>) -> Result<SqliteStore, String> {
+    fn sql(rocket: &Rocket<Build>) -> Result<SqlStore, String> {
         let db = Db::fetch(rocket).ok_or("the database `rango` is not configured")?;
-        Ok(SqliteStore::new(db.pool().clone()))
+        Ok(SqlStore::new(db.pool().clone()))
     }
 
     async fn redis(config: &SessionConfig) -> Result<RedisStore, String> {

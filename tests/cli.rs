@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use rango::session::stores::SqliteStore;
+use rango::session::stores::SqlStore;
 use rango::session::{Data, SessionStore};
 
 /// A temporary database and the binary pointed at it.
@@ -87,8 +87,8 @@ impl Site {
             .expect("the database opens")
     }
 
-    async fn store(&self) -> SqliteStore {
-        SqliteStore::new(self.pool().await)
+    async fn store(&self) -> SqlStore {
+        SqlStore::new(rango::session::stores::SqlPool::Sqlite(self.pool().await))
     }
 
     async fn rows(&self) -> i64 {
@@ -456,7 +456,7 @@ fn help_lists_every_subcommand() {
 }
 
 /// Waits until the store holds `expected` expired sessions, for at most `limit`.
-async fn expired_sessions_reach(store: &SqliteStore, expected: u64, limit: Duration) -> bool {
+async fn expired_sessions_reach(store: &SqlStore, expected: u64, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if store.count().await.expect("count").expired == expected {

@@ -9,8 +9,8 @@ mod store_suite;
 
 use std::path::Path;
 
-use rango::db::{DbPool, MIGRATOR};
-use rango::session::stores::{CookieStore, MemoryStore, SqliteStore};
+use rango::db::DbPool;
+use rango::session::stores::{CookieStore, MemoryStore, SqlStore};
 use rango::session::{Data, Record, SessionKey, SessionStore};
 use serde_json::json;
 use tempfile::TempDir;
@@ -73,30 +73,33 @@ impl SqliteDb {
             idle_timeout: None,
             extensions: None,
         };
-        let pool = DbPool::connect(&config)
+        let pool = rango::db::connect(&config)
             .await
             .expect("the temporary database opens");
-        MIGRATOR
-            .run(&*pool)
+        rango::db::run_migrations(&pool)
             .await
             .expect("the migrations apply to an empty database");
         SqliteDb { pool, dir }
     }
 
-    fn store(&self) -> SqliteStore {
-        SqliteStore::new((*self.pool).clone())
+    fn sqlite(&self) -> &sqlx::SqlitePool {
+        self.pool.as_sqlite().expect("a SQLite pool")
+    }
+
+    fn store(&self) -> SqlStore {
+        SqlStore::new(self.pool.clone())
     }
 
     async fn rows(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM session")
-            .fetch_one(&*self.pool)
+            .fetch_one(self.sqlite())
             .await
             .expect("the session table answers")
     }
 
     async fn exec(&self, sql: &str) -> u64 {
         sqlx::query(sql)
-            .execute(&*self.pool)
+            .execute(self.sqlite())
             .await
             .expect("the statement runs")
             .rows_affected()
@@ -122,7 +125,7 @@ fn name(path: &Path) -> String {
 }
 
 /// The suite's constructor: the store, and the database it must not outlive.
-async fn new_sqlite_store() -> (SqliteStore, SqliteDb) {
+async fn new_sqlite_store() -> (SqlStore, SqliteDb) {
     let db = SqliteDb::new().await;
     (db.store(), db)
 }
@@ -181,7 +184,7 @@ async fn sqlite_keeps_the_sha256_of_the_key_never_the_key() {
     let rows: Vec<(Vec<u8>, String, String, String)> = sqlx::query_as(
         "SELECT key_hash, data, CAST(expires AS TEXT), CAST(version AS TEXT) FROM session",
     )
-    .fetch_all(&*db.pool)
+    .fetch_all(db.sqlite())
     .await
     .expect("the session table answers");
     assert_eq!(rows.len(), 1);
@@ -220,7 +223,7 @@ async fn sqlite_reads_corrupt_data_as_an_empty_session_not_an_error() {
             .expect("create answers");
         let changed = sqlx::query("UPDATE session SET data = ?1")
             .bind(corrupt)
-            .execute(&*db.pool)
+            .execute(db.sqlite())
             .await
             .expect("the corruption applies")
             .rows_affected();

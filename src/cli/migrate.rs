@@ -3,10 +3,9 @@
 //! launch; this is for deploy scripts that migrate before they restart it.
 
 use sqlx::migrate::{Migrate, Migration};
-use sqlx::SqlitePool;
 
 use super::{Context, Result};
-use crate::db::MIGRATOR;
+use crate::db::{self, DbPool};
 
 /// Applies the pending migrations and prints one line for each, or that there were none.
 ///
@@ -19,7 +18,7 @@ pub async fn run(context: &Context) -> Result {
         println!("No migrations to apply.");
         return Ok(());
     }
-    MIGRATOR.run(&pool).await?;
+    db::run_migrations(&pool).await?;
     for migration in pending {
         println!(
             "Applied {:04}_{}",
@@ -36,24 +35,31 @@ pub async fn run(context: &Context) -> Result {
 ///
 /// # Errors
 /// A query fails.
-pub(super) async fn pending(pool: &SqlitePool) -> Result<Vec<&'static Migration>> {
-    let mut conn = pool.acquire().await?;
-    let (tracked,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-         WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let applied: Vec<i64> = if tracked {
-        conn.list_applied_migrations()
-            .await?
-            .into_iter()
-            .map(|applied| applied.version)
-            .collect()
-    } else {
-        Vec::new()
+pub(super) async fn pending(pool: &DbPool) -> Result<Vec<&'static Migration>> {
+    let tracked_sql = match pool {
+        DbPool::Sqlite(_) => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'table' AND name = '_sqlx_migrations')"
+        }
+        DbPool::Postgres(_) => {
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations')"
+        }
     };
-    Ok(MIGRATOR
+    let applied: Vec<i64> = crate::on_pool!(pool, p => {
+        let mut conn = p.acquire().await?;
+        let (tracked,): (bool,) = sqlx::query_as(tracked_sql).fetch_one(&mut *conn).await?;
+        if tracked {
+            conn.list_applied_migrations()
+                .await?
+                .into_iter()
+                .map(|applied| applied.version)
+                .collect()
+        } else {
+            Vec::new()
+        }
+    });
+    Ok(db::migrator(pool)
         .iter()
         .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
         .collect())

@@ -21,10 +21,9 @@ use clap::{Parser, Subcommand};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket_db_pools::Database;
-use sqlx::SqlitePool;
 
-use crate::db::{Db, DbPool};
-use crate::session::stores::SqliteStore;
+use crate::db::{self, Db, DbPool};
+use crate::session::stores::SqlStore;
 use crate::session::{Backend, ConfigError, SessionConfig, StoreError};
 
 /// Rango: the Tango with Django site, and its maintenance commands.
@@ -154,7 +153,7 @@ pub struct Context {
 /// Where the configured store keeps its sessions, as the command line sees it.
 pub enum Store {
     /// In the SQL database: they can be counted, inspected and cleared.
-    Sql(SqliteStore),
+    Sql(SqlStore),
     /// Somewhere that drops expired sessions by itself (Redis TTLs; the browser, for cookies):
     /// nothing to clear.
     ExpiresItself(Backend),
@@ -187,7 +186,7 @@ impl Context {
     ///
     /// # Errors
     /// [`Error::DatabaseConfig`] or [`Error::Connect`].
-    pub async fn pool(&self) -> Result<SqlitePool> {
+    pub async fn pool(&self) -> Result<DbPool> {
         // rocket_db_pools' `Initializer::on_ignite` sets these defaults.
         let workers: usize = self
             .figment
@@ -200,20 +199,17 @@ impl Context {
             .join(Serialized::default("connect_timeout", 5))
             .extract()
             .map_err(|e| Error::DatabaseConfig(Box::new(e)))?;
-        let pool = DbPool::connect(&config)
-            .await
-            .map_err(|source| Error::Connect {
-                url: config.url.clone(),
-                source,
-            })?;
-        Ok((*pool).clone())
+        db::connect(&config).await.map_err(|source| Error::Connect {
+            url: config.url.clone(),
+            source,
+        })
     }
 
     /// [`Context::pool`], checked to have every migration applied.
     ///
     /// # Errors
     /// As [`Context::pool`], and [`Error::NotMigrated`].
-    pub async fn migrated_pool(&self) -> Result<SqlitePool> {
+    pub async fn migrated_pool(&self) -> Result<DbPool> {
         let pool = self.pool().await?;
         let pending = migrate::pending(&pool).await?.len();
         if pending > 0 {
@@ -230,7 +226,7 @@ impl Context {
         match self.session_config()?.backend {
             // cached_db keeps every session in the database too (Django's `cached_db`).
             Backend::Db | Backend::CachedDb => {
-                Ok(Store::Sql(SqliteStore::new(self.migrated_pool().await?)))
+                Ok(Store::Sql(SqlStore::new(self.migrated_pool().await?)))
             }
             backend @ (Backend::Cache | Backend::Cookie) => Ok(Store::ExpiresItself(backend)),
         }
@@ -240,7 +236,7 @@ impl Context {
     ///
     /// # Errors
     /// As [`Context::store`], and [`Error::NotInDatabase`].
-    pub async fn sql_store(&self) -> Result<SqliteStore> {
+    pub async fn sql_store(&self) -> Result<SqlStore> {
         match self.store().await? {
             Store::Sql(store) => Ok(store),
             Store::ExpiresItself(backend) => Err(Error::NotInDatabase(backend.name())),

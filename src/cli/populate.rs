@@ -10,8 +10,7 @@ use crate::rango::models;
 /// The database cannot be opened, is not migrated, or an insert fails (nothing is added then).
 pub async fn run(context: &Context) -> Result {
     let pool = context.migrated_pool().await?;
-    let mut conn = pool.acquire().await?;
-    let (categories, pages) = models::populate(&mut conn).await?;
+    let (categories, pages) = models::populate(&pool).await?;
     if categories == 0 && pages == 0 {
         println!("The sample data is already there; nothing added.");
     } else {

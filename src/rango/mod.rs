@@ -85,9 +85,8 @@ async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {
     let Some(db) = Db::fetch(rocket) else {
         return Ok(());
     };
-    let mut conn = db.pool().acquire().await?;
-    if models::is_empty(&mut conn).await? {
-        let (categories, pages) = models::populate(&mut conn).await?;
+    if models::is_empty(db.pool()).await? {
+        let (categories, pages) = models::populate(db.pool()).await?;
         log::info!("loaded the sample data: {categories} categories, {pages} pages");
     }
     Ok(())
@@ -120,12 +119,12 @@ async fn index(
 }
 
 async fn index_page(
-    mut db: Connection<Db>,
+    db: Connection<Db>,
     session: Session<'_>,
     config: &State<RangoConfig>,
 ) -> Result<Template, Error> {
-    let categories = models::most_liked_categories(&mut db, 5).await?;
-    let pages = models::most_viewed_pages(&mut db, 5).await?;
+    let categories = models::most_liked_categories(&db, 5).await?;
+    let pages = models::most_viewed_pages(&db, 5).await?;
     let visits =
         visits::record_visit(&session, config.visit_interval(), OffsetDateTime::now_utc())?;
     Ok(Template::render(

@@ -1,7 +1,9 @@
 //! Categories and pages (the book's models) and its sample data.
 
 use serde::Serialize;
-use sqlx::SqliteConnection;
+
+use crate::db::DbPool;
+use crate::on_pool;
 
 /// A category of pages.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -33,33 +35,27 @@ pub struct Page {
 ///
 /// # Errors
 /// The query fails.
-pub async fn most_liked_categories(
-    db: &mut SqliteConnection,
-    n: i64,
-) -> Result<Vec<Category>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT name, slug, views, likes FROM category ORDER BY likes DESC, name LIMIT ?1",
+pub async fn most_liked_categories(db: &DbPool, n: i64) -> Result<Vec<Category>, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query_as(
+        "SELECT name, slug, views, likes FROM category ORDER BY likes DESC, name LIMIT $1",
     )
     .bind(n)
-    .fetch_all(db)
-    .await
+    .fetch_all(pool)
+    .await)
 }
 
 /// The `n` most viewed pages, most viewed first.
 ///
 /// # Errors
 /// The query fails.
-pub async fn most_viewed_pages(
-    db: &mut SqliteConnection,
-    n: i64,
-) -> Result<Vec<Page>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn most_viewed_pages(db: &DbPool, n: i64) -> Result<Vec<Page>, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query_as(
         "SELECT c.name AS category, p.title, p.url, p.views FROM page p \
-         JOIN category c ON c.id = p.category_id ORDER BY p.views DESC, p.title LIMIT ?1",
+         JOIN category c ON c.id = p.category_id ORDER BY p.views DESC, p.title LIMIT $1",
     )
     .bind(n)
-    .fetch_all(db)
-    .await
+    .fetch_all(pool)
+    .await)
 }
 
 /// A category of the sample data: name, slug, views, likes, and its pages (title, url, views).
@@ -132,12 +128,13 @@ pub const SAMPLE: &[SampleCategory] = &[
 ///
 /// # Errors
 /// A statement fails; nothing is added then.
-pub async fn populate(db: &mut SqliteConnection) -> Result<(u64, u64), sqlx::Error> {
-    let mut tx = sqlx::Connection::begin(db).await?;
+pub async fn populate(db: &DbPool) -> Result<(u64, u64), sqlx::Error> {
+    on_pool!(db, pool => {
+    let mut tx = pool.begin().await?;
     let (mut categories, mut pages) = (0, 0);
     for (name, slug, views, likes, sample_pages) in SAMPLE {
         categories += sqlx::query(
-            "INSERT INTO category (name, slug, views, likes) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO category (name, slug, views, likes) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
         .bind(name)
@@ -150,7 +147,7 @@ pub async fn populate(db: &mut SqliteConnection) -> Result<(u64, u64), sqlx::Err
         for (title, url, views) in *sample_pages {
             pages += sqlx::query(
                 "INSERT INTO page (category_id, title, url, views) \
-                 SELECT id, ?2, ?3, ?4 FROM category WHERE slug = ?1 ON CONFLICT DO NOTHING",
+                 SELECT id, $2, $3, $4 FROM category WHERE slug = $1 ON CONFLICT DO NOTHING",
             )
             .bind(slug)
             .bind(title)
@@ -163,15 +160,16 @@ pub async fn populate(db: &mut SqliteConnection) -> Result<(u64, u64), sqlx::Err
     }
     tx.commit().await?;
     Ok((categories, pages))
+    })
 }
 
 /// Whether there is no category at all.
 ///
 /// # Errors
 /// The query fails.
-pub async fn is_empty(db: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM category")
-        .fetch_one(db)
-        .await?;
+pub async fn is_empty(db: &DbPool) -> Result<bool, sqlx::Error> {
+    let (count,): (i64,) = on_pool!(db, pool => sqlx::query_as("SELECT COUNT(*) FROM category")
+        .fetch_one(pool)
+        .await)?;
     Ok(count == 0)
 }

@@ -55,7 +55,11 @@ impl TestApp {
 
     /// The application's database pool.
     pub fn pool(&self) -> &SqlitePool {
-        Db::fetch(self.client.rocket()).expect("db attached").pool()
+        Db::fetch(self.client.rocket())
+            .expect("db attached")
+            .pool()
+            .as_sqlite()
+            .expect("a SQLite database")
     }
 
     /// How many session rows are stored.

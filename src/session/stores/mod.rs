@@ -10,4 +10,4 @@ pub use cached::CachedStore;
 pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;
 pub use redis::{Entry, RedisOptions, RedisStore};
-pub use sql::{SessionCounts, SqliteStore, CLEAR_BATCH, CLEAR_PAUSE};
+pub use sql::{on_pool, SessionCounts, SqlOptions, SqlPool, SqlStore, CLEAR_BATCH, CLEAR_PAUSE};

@@ -1,19 +1,23 @@
-//! Sessions in SQLite (Django's `backends.db`).
+//! Sessions in a SQL database, SQLite or PostgreSQL (Django's `backends.db`).
 //!
-//! Table `session` (migrations/sqlite): `key_hash` (the SHA-256 of the key, primary key),
+//! Table `session` (migrations/sqlite, migrations/postgres): `key_hash` (the SHA-256 of the key, primary key),
 //! `data` (the JSON object), `expires` (unix seconds), `version`. Every operation is
 //! one statement: a load is one `SELECT`, a save one conditional `UPDATE` (a compare-and-swap
 //! on `version`, so concurrent saves merge instead of losing each other's keys).
 //!
 //! Expired sessions are cleared by a sweep of the table in key order, a short window at a time
-//! (see [`SqliteStore::clear_expired_in_batches`]). `expires` has no index (migration 0003
-//! dropped it): the keys are random digests, so an index on `expires` orders rows differently
+//! (see [`SqlStore::clear_expired_in_batches`]). On SQLite `expires` has no index (migration
+//! 0003 dropped it): the keys are random digests, so an index on `expires` orders rows differently
 //! from the table, and keeping it up to date cost a random page write per deleted row (and two
 //! more per save). Deleting a million expired sessions took 31 s with it, 1.4 s without.
 
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, PgPool, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::session::key::SessionKey;
@@ -47,16 +51,119 @@ pub struct SessionCounts {
     pub expired: u64,
 }
 
-/// A store in a SQLite database.
+/// A pool on SQLite or PostgreSQL, chosen by the URL at launch: the same queries (with `$N`
+/// parameters, which both understand) run on either.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub enum SqlPool {
+    /// SQLite, for one machine.
+    Sqlite(SqlitePool),
+    /// PostgreSQL, for sites that outgrow one.
+    Postgres(PgPool),
 }
 
-impl SqliteStore {
-    /// A store on `pool`, whose database has the `session` table (see `migrations/sqlite`).
-    pub fn new(pool: SqlitePool) -> Self {
-        SqliteStore { pool }
+/// Runs `$body` with `$pool` bound to the concrete sqlx pool inside a [`SqlPool`]: the body is
+/// compiled once per database, so it may use each one's types.
+#[macro_export]
+macro_rules! on_pool {
+    ($sql_pool:expr, $pool:ident => $body:expr) => {
+        match $sql_pool {
+            $crate::session::stores::SqlPool::Sqlite($pool) => $body,
+            $crate::session::stores::SqlPool::Postgres($pool) => $body,
+        }
+    };
+}
+pub use on_pool;
+
+/// The settings of a [`SqlPool`].
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// `sqlite://file?mode=rwc` or `postgres://user@host/db`.
+    pub url: String,
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// The connections it keeps open.
+    pub min_connections: u32,
+    /// How long to wait for a connection (and, on SQLite, for a lock).
+    pub connect_timeout: Duration,
+    /// How long an unused connection stays open.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl SqlPool {
+    /// Connects to the database `options.url` names. SQLite connections get the pragmas a
+    /// server wants: WAL (readers never wait for the writer), `synchronous = NORMAL` (safe
+    /// with WAL; one fsync per checkpoint instead of per commit), a busy timeout and foreign
+    /// keys on.
+    ///
+    /// # Errors
+    /// The URL is not a `sqlite:` or `postgres:` URL, or the database cannot be opened.
+    pub async fn connect(options: &SqlOptions) -> Result<Self, sqlx::Error> {
+        let url = options.url.as_str();
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)?.disable_statement_logging();
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .min_connections(options.min_connections)
+                .acquire_timeout(options.connect_timeout)
+                .idle_timeout(options.idle_timeout)
+                .connect_with(connect)
+                .await?;
+            return Ok(SqlPool::Postgres(pool));
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(sqlx::Error::Configuration(
+                format!("unsupported database URL {url:?}: use sqlite:// or postgres://").into(),
+            ));
+        }
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.connect_timeout)
+            .foreign_keys(true)
+            .disable_statement_logging();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.connect_timeout)
+            .idle_timeout(options.idle_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(SqlPool::Sqlite(pool))
+    }
+
+    /// The SQLite pool, if it is one.
+    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            SqlPool::Sqlite(pool) => Some(pool),
+            SqlPool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, if it is one.
+    pub fn as_postgres(&self) -> Option<&PgPool> {
+        match self {
+            SqlPool::Postgres(pool) => Some(pool),
+            SqlPool::Sqlite(_) => None,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}
+
+/// A store in a SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: SqlPool,
+}
+
+impl SqlStore {
+    /// A store on `pool`, whose database has the `session` table (see `migrations/`).
+    pub fn new(pool: SqlPool) -> Self {
+        SqlStore { pool }
     }
 
     /// Deletes expired sessions at most `batch` rows at a time, calling `progress` with the
@@ -86,20 +193,19 @@ impl SqliteStore {
             // The window's last key by count of expired rows (NULL if the window holds fewer),
             // its last key, and how many rows it holds.
             let (nth_expired, last, rows): (Option<Vec<u8>>, Option<Vec<u8>>, i64) =
-                sqlx::query_as(
+                on_pool!(&self.pool, pool => sqlx::query_as(
                     "WITH span AS (SELECT key_hash, expires FROM session \
-                                     WHERE key_hash > ?1 ORDER BY key_hash LIMIT ?2) \
-                     SELECT (SELECT key_hash FROM span WHERE expires <= ?3 \
-                             ORDER BY key_hash LIMIT 1 OFFSET ?4), \
-                            (SELECT MAX(key_hash) FROM span), \
+                                     WHERE key_hash > $1 ORDER BY key_hash LIMIT $2) \
+                     SELECT (SELECT key_hash FROM span WHERE expires <= $3 \
+                             ORDER BY key_hash LIMIT 1 OFFSET $4), \
+                            (SELECT key_hash FROM span ORDER BY key_hash DESC LIMIT 1), \
                             (SELECT COUNT(*) FROM span)",
                 )
                 .bind(&after)
                 .bind(window)
                 .bind(now)
                 .bind(batch - 1)
-                .fetch_one(&self.pool)
-                .await
+                .fetch_one(pool).await)
                 .map_err(StoreError::backend)?;
             // A window short of both bounds ran into the end of the table.
             let last_window = nth_expired.is_none() && rows < window;
@@ -108,16 +214,14 @@ impl SqliteStore {
                 progress(total);
                 return Ok(total);
             };
-            total += sqlx::query(
-                "DELETE FROM session WHERE key_hash > ?1 AND key_hash <= ?2 AND expires <= ?3",
+            total += on_pool!(&self.pool, pool => sqlx::query(
+                "DELETE FROM session WHERE key_hash > $1 AND key_hash <= $2 AND expires <= $3",
             )
             .bind(&after)
             .bind(&end)
             .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?
-            .rows_affected();
+            .execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(StoreError::backend)?;
             progress(total);
             if last_window {
                 return Ok(total);
@@ -134,12 +238,12 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Backend`] when the database fails.
     pub async fn count(&self) -> Result<SessionCounts> {
-        let (live, expired): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(expires > ?1), 0), COALESCE(SUM(expires <= ?1), 0) FROM session",
+        let (live, expired): (i64, i64) = on_pool!(&self.pool, pool => sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE expires > $1), COUNT(*) FILTER (WHERE expires <= $1) \
+             FROM session",
         )
         .bind(OffsetDateTime::now_utc().unix_timestamp())
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(pool).await)
         .map_err(StoreError::backend)?;
         Ok(SessionCounts {
             live: u64::try_from(live).unwrap_or_default(),
@@ -156,10 +260,9 @@ impl SqliteStore {
     /// [`StoreError::Backend`] when the database fails.
     pub async fn inspect(&self, key: &SessionKey) -> Result<Option<Record>> {
         let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT data, expires, version FROM session WHERE key_hash = ?1")
+            on_pool!(&self.pool, pool => sqlx::query_as("SELECT data, expires, version FROM session WHERE key_hash = $1")
                 .bind(&key.digest()[..])
-                .fetch_optional(&self.pool)
-                .await
+                .fetch_optional(pool).await)
                 .map_err(StoreError::backend)?;
         Ok(row.map(|(data, expires, version)| Record {
             data: record::decode(&data),
@@ -174,19 +277,18 @@ fn timestamp(unix: i64) -> OffsetDateTime {
 }
 
 #[rocket::async_trait]
-impl SessionStore for SqliteStore {
+impl SessionStore for SqlStore {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
         let Some(key) = SessionKey::parse(id) else {
             log::warn!("ignored a malformed session cookie ({} bytes)", id.len());
             return Ok(None);
         };
-        let row: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT data, expires, version FROM session WHERE key_hash = ?1 AND expires > ?2",
+        let row: Option<(String, i64, i64)> = on_pool!(&self.pool, pool => sqlx::query_as(
+            "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2",
         )
         .bind(&key.digest()[..])
         .bind(OffsetDateTime::now_utc().unix_timestamp())
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(pool).await)
         .map_err(StoreError::backend)?;
         Ok(row.map(|(data, expires, version)| Record {
             data: record::decode(&data),
@@ -199,17 +301,15 @@ impl SessionStore for SqliteStore {
         let encoded = record::encode(data);
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
-            let inserted = sqlx::query(
-                "INSERT INTO session (key_hash, data, expires, version) VALUES (?1, ?2, ?3, 1) \
+            let inserted = on_pool!(&self.pool, pool => sqlx::query(
+                "INSERT INTO session (key_hash, data, expires, version) VALUES ($1, $2, $3, 1) \
                  ON CONFLICT (key_hash) DO NOTHING",
             )
             .bind(&key.digest()[..])
             .bind(&encoded)
             .bind(expires.unix_timestamp())
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?
-            .rows_affected();
+            .execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(StoreError::backend)?;
             if inserted == 1 {
                 return Ok((key.as_str().to_owned(), 1));
             }
@@ -221,18 +321,16 @@ impl SessionStore for SqliteStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
-        let updated = sqlx::query(
-            "UPDATE session SET data = ?1, expires = ?2, version = version + 1 \
-             WHERE key_hash = ?3 AND version = ?4",
+        let updated = on_pool!(&self.pool, pool => sqlx::query(
+            "UPDATE session SET data = $1, expires = $2, version = version + 1 \
+             WHERE key_hash = $3 AND version = $4",
         )
         .bind(record::encode(&record.data))
         .bind(record.expires.unix_timestamp())
         .bind(&key.digest()[..])
         .bind(record.version)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::backend)?
-        .rows_affected();
+        .execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(StoreError::backend)?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
     }
 
@@ -240,11 +338,10 @@ impl SessionStore for SqliteStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
-        sqlx::query("DELETE FROM session WHERE key_hash = ?1")
+        on_pool!(&self.pool, pool => sqlx::query("DELETE FROM session WHERE key_hash = $1")
             .bind(&key.digest()[..])
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+            .execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(StoreError::backend)?;
         Ok(())
     }
 
