@@ -5,14 +5,18 @@
 //! constructor giving `(store, whatever must outlive it)` on an empty store of its own, and
 //! `skip { case => "reason", ... }` for what it cannot honour (as the cookie store below).
 
+mod services;
 mod store_suite;
 
 use std::path::Path;
 
 use rango::db::DbPool;
-use rango::session::stores::{CookieStore, MemoryStore, SqlStore};
+use rango::session::stores::{
+    CachedStore, CookieStore, MemoryStore, RedisOptions, RedisStore, SqlStore,
+};
 use rango::session::{Data, Record, SessionKey, SessionStore};
 use serde_json::json;
+use services::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 
@@ -20,6 +24,9 @@ use store_suite::store_suite;
 
 store_suite!(memory, new_memory_store());
 store_suite!(sqlite, new_sqlite_store());
+store_suite!(postgres, new_postgres_store());
+store_suite!(redis, new_redis_store());
+store_suite!(cached_db, new_cached_store());
 // Nothing is kept on the server (see `stores/cookie.rs`): what needs a server-side record
 // cannot hold. Each skip still runs with `cargo test --test stores -- --ignored`.
 store_suite!(cookie, new_cookie_store(), skip {
@@ -122,6 +129,49 @@ fn name(path: &Path) -> String {
     path.file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// A migrated PostgreSQL schema of its own, when `RANGO_TEST_POSTGRES_URL` is set.
+async fn new_postgres_store() -> Option<(SqlStore, (DbPool, PgSchema))> {
+    let schema = PgSchema::create("postgres store suite").await?;
+    let pool = rango::db::connect(&pool_config(schema.url()))
+        .await
+        .expect("PostgreSQL opens");
+    rango::db::run_migrations(&pool)
+        .await
+        .expect("the migrations apply to an empty schema");
+    Some((SqlStore::new(pool.clone()), (pool, schema)))
+}
+
+/// A Redis store under a key prefix of its own, when `RANGO_TEST_REDIS_URL` is set.
+async fn new_redis_store() -> Option<(RedisStore, RedisPrefix)> {
+    let prefix = RedisPrefix::create("redis store suite")?;
+    let store = RedisStore::connect(&RedisOptions {
+        url: prefix.url.clone(),
+        key_prefix: prefix.prefix.clone(),
+        timeout: std::time::Duration::from_secs(2),
+    })
+    .await
+    .expect("Redis answers");
+    Some((store, prefix))
+}
+
+/// Redis in front of a SQLite database of its own.
+async fn new_cached_store() -> Option<(CachedStore<SqlStore>, (RedisPrefix, SqliteDb))> {
+    let (redis, prefix) = new_redis_store().await?;
+    let (sql, db) = new_sqlite_store().await;
+    Some((CachedStore::new(redis, sql), (prefix, db)))
+}
+
+fn pool_config(url: String) -> rocket_db_pools::Config {
+    rocket_db_pools::Config {
+        url,
+        min_connections: None,
+        max_connections: 8,
+        connect_timeout: 5,
+        idle_timeout: None,
+        extensions: None,
+    }
 }
 
 /// The suite's constructor: the store, and the database it must not outlive.

@@ -53,6 +53,15 @@ impl TestApp {
         TestApp { client, _dir: dir }
     }
 
+    /// An untracked client on `figment` as it is (a test that shares a database between
+    /// instances gives the same URL to several).
+    pub async fn on(figment: Figment) -> TestApp {
+        let dir = TempDir::new().expect("temp dir");
+        let rocket = rango::rocket_with(figment).mount("/t", test_routes());
+        let client = Client::untracked(rocket).await.expect("valid rocket");
+        TestApp { client, _dir: dir }
+    }
+
     /// The application's database pool.
     pub fn pool(&self) -> &SqlitePool {
         Db::fetch(self.client.rocket())
@@ -128,9 +137,9 @@ pub fn session_set_cookie(response: &LocalResponse<'_>) -> Option<String> {
     found.pop()
 }
 
-/// The value of a raw `Set-Cookie` header.
+/// The value of a raw `Set-Cookie` header, percent-decoded as a browser sends it back.
 pub fn cookie_value(header: &str) -> String {
-    Cookie::parse(header.to_owned())
+    Cookie::parse_encoded(header.to_owned())
         .expect("valid Set-Cookie")
         .value()
         .to_owned()

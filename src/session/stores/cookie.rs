@@ -72,10 +72,20 @@ impl CookieStore {
         let mut jar = CookieJar::new();
         jar.private_mut(&self.key)
             .add(Cookie::new(self.cookie_name.clone(), payload));
-        let sealed = jar
+        // The private jar writes standard base64; its URL-safe form needs no percent-encoding
+        // in a cookie, so the value a browser (or a person) copies is the value the store reads.
+        let sealed: String = jar
             .get(&self.cookie_name)
-            .map(|c| c.value().to_owned())
-            .unwrap_or_default();
+            .map(|c| c.value())
+            .unwrap_or_default()
+            .chars()
+            .filter(|&c| c != '=')
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
         let size = self.cookie_name.len() + 1 + sealed.len();
         if size > MAX_COOKIE_BYTES {
             return Err(StoreError::TooLarge(format!(
@@ -87,8 +97,22 @@ impl CookieStore {
     }
 
     fn open(&self, id: &str) -> Option<Record> {
+        if id.len() > MAX_COOKIE_BYTES {
+            return None;
+        }
+        let mut standard: String = id
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        while standard.len() % 4 != 0 {
+            standard.push('=');
+        }
         let mut jar = CookieJar::new();
-        jar.add_original(Cookie::new(self.cookie_name.clone(), id.to_owned()));
+        jar.add_original(Cookie::new(self.cookie_name.clone(), standard));
         let cookie = jar.private(&self.key).get(&self.cookie_name)?;
         let Ok(Value::Object(mut payload)) = serde_json::from_str::<Value>(cookie.value()) else {
             log::warn!("a session cookie opened but did not decode; starting an empty session");

@@ -1,0 +1,108 @@
+//! Several instances behind a load balancer: two Rocket instances share one store, and a
+//! browser-like client alternating between them keeps one session.
+
+mod common;
+mod services;
+
+use common::*;
+use rocket::figment::providers::Serialized;
+use rocket::figment::Figment;
+use serde_json::json;
+use services::{PgSchema, RedisPrefix};
+use tempfile::TempDir;
+
+/// Two instances on `figment`, a client alternating between them: the visit count goes on
+/// from one to the other, and a flush on one ends the session on both.
+async fn one_session_across_two_instances(figment: Figment) {
+    let figment = figment.merge(Serialized::global("rango.visit_interval", 0));
+    let a = TestApp::on(figment.clone()).await;
+    let b = TestApp::on(figment).await;
+
+    let response = a.get("/rango/").await;
+    let key = new_key(&response);
+    assert_eq!(visits(&response.into_string().await.expect("body")), 1);
+    for n in 2..=6 {
+        let instance = if n % 2 == 0 { &b } else { &a };
+        let response = instance.get_with("/rango/", &key).await;
+        assert_eq!(new_key(&response), key, "the same session on both");
+        assert_eq!(visits(&response.into_string().await.expect("body")), n);
+    }
+    // Different keys changed on both instances at once are both kept.
+    let (ra, rb) = tokio::join!(
+        a.client
+            .get("/t/slow_set/from_a/1/100")
+            .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
+            .dispatch(),
+        b.client
+            .get("/t/slow_set/from_b/2/100")
+            .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
+            .dispatch(),
+    );
+    assert_eq!((ra.status().code, rb.status().code), (200, 200));
+    let info = info_of(a.get_with("/t/info", &key).await).await;
+    assert_eq!(info["contains_a"], json!(false));
+    let keys = info["keys"].as_array().expect("keys").clone();
+    assert!(
+        keys.contains(&json!("from_a")) && keys.contains(&json!("from_b")),
+        "{keys:?}"
+    );
+
+    // Logged out on A: gone on B too.
+    a.get_with("/t/flush", &key).await;
+    let body = b.get_with("/t/get/visits", &key).await.into_string().await;
+    assert_eq!(body.as_deref(), Some("none"));
+    let response = b.get_with("/rango/", &key).await;
+    assert_ne!(new_key(&response), key, "B starts a new session");
+    assert_eq!(visits(&response.into_string().await.expect("body")), 1);
+}
+
+fn local_sqlite(dir: &TempDir) -> Figment {
+    figment(dir, &[])
+}
+
+#[tokio::test]
+async fn two_instances_sharing_postgresql_keep_one_session() {
+    let Some(schema) = PgSchema::create("two_instances_sharing_postgresql").await else {
+        return;
+    };
+    let dir = TempDir::new().expect("temp dir");
+    let figment = local_sqlite(&dir).merge(Serialized::global("databases.rango.url", schema.url()));
+    one_session_across_two_instances(figment).await;
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_keep_one_session() {
+    let Some(redis) = RedisPrefix::create("two_instances_sharing_redis") else {
+        return;
+    };
+    // Each instance has a database of its own: only the sessions are shared.
+    let dir = TempDir::new().expect("temp dir");
+    let figment = local_sqlite(&dir)
+        .merge(Serialized::global("session.backend", "cache"))
+        .merge(Serialized::global("session.cache_url", &redis.url))
+        .merge(Serialized::global(
+            "session.cache_key_prefix",
+            &redis.prefix,
+        ));
+    one_session_across_two_instances(figment).await;
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_in_front_of_postgresql_keep_one_session() {
+    let Some(schema) = PgSchema::create("two_instances_sharing_cached_db").await else {
+        return;
+    };
+    let Some(redis) = RedisPrefix::create("two_instances_sharing_cached_db") else {
+        return;
+    };
+    let dir = TempDir::new().expect("temp dir");
+    let figment = local_sqlite(&dir)
+        .merge(Serialized::global("databases.rango.url", schema.url()))
+        .merge(Serialized::global("session.backend", "cached_db"))
+        .merge(Serialized::global("session.cache_url", &redis.url))
+        .merge(Serialized::global(
+            "session.cache_key_prefix",
+            &redis.prefix,
+        ));
+    one_session_across_two_instances(figment).await;
+}

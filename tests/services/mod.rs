@@ -1,0 +1,151 @@
+//! The real services some tests need (PostgreSQL, Redis), found through environment variables
+//! that `.ci/run` sets: `RANGO_TEST_POSTGRES_URL` and `RANGO_TEST_REDIS_URL`.
+//!
+//! Without a variable, a test that needs the service says it was skipped and passes (a laptop
+//! without PostgreSQL still runs `cargo test`); with `CI` set, a missing service fails it.
+//! Every test gets its own PostgreSQL schema and its own Redis key prefix, so tests never
+//! collide, and cleans up after itself.
+#![allow(dead_code)] // each test crate uses a different part of this module
+
+use rand::distributions::{Alphanumeric, DistString};
+
+/// Whether this run is CI, where every service must be there.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The URL in `var`, or `None` (after saying the test is skipped) when it is unset outside CI.
+///
+/// # Panics
+/// When `CI` is set and `var` is not: CI must never skip silently.
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if in_ci() => panic!("{test}: CI is set but {var} is not: the service is required"),
+        _ => {
+            say_skipped_once(var, test);
+            None
+        }
+    }
+}
+
+/// Says once per test binary and service that its tests are skipped, on the real stderr (the
+/// test harness captures `eprintln!` of passing tests, and a skip must be seen).
+fn say_skipped_once(var: &str, test: &str) {
+    use std::collections::HashSet;
+    use std::io::Write;
+    use std::sync::Mutex;
+    static SAID: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if said.get_or_insert_with(HashSet::new).insert(var.to_owned()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {test} and every other test needing {var}: it is not set (.ci/run sets it)"
+        );
+    }
+}
+
+/// A short random name for a schema or key prefix of this test alone.
+pub fn unique_name(prefix: &str) -> String {
+    let suffix = Alphanumeric
+        .sample_string(&mut rand::thread_rng(), 12)
+        .to_lowercase();
+    format!("{prefix}_{suffix}")
+}
+
+/// A PostgreSQL schema of this test alone, dropped with everything in it when dropped.
+pub struct PgSchema {
+    base_url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// Creates a fresh schema in the database of `RANGO_TEST_POSTGRES_URL`.
+    pub async fn create(test: &str) -> Option<PgSchema> {
+        let base_url = service_url("RANGO_TEST_POSTGRES_URL", test)?;
+        let name = unique_name("rango_test");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base_url)
+            .await
+            .expect("RANGO_TEST_POSTGRES_URL reachable");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create schema");
+        Some(PgSchema { base_url, name })
+    }
+
+    /// The URL whose connections work in this schema.
+    pub fn url(&self) -> String {
+        let separator = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            self.base_url, self.name
+        )
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Drop runs outside any runtime that could be blocked on: use a thread of its own.
+        let (url, name) = (self.base_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}", self.name);
+        }
+    }
+}
+
+/// A Redis key prefix of this test alone; its keys are deleted when dropped.
+pub struct RedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    /// A fresh prefix on the server of `RANGO_TEST_REDIS_URL`.
+    pub fn create(test: &str) -> Option<RedisPrefix> {
+        let url = service_url("RANGO_TEST_REDIS_URL", test)?;
+        Some(RedisPrefix {
+            url,
+            prefix: format!("{}:", unique_name("rango_test")),
+        })
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let cleaned = redis::Client::open(self.url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.prefix))
+                    .query(&mut conn)?;
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                redis::cmd("DEL").arg(keys).query::<()>(&mut conn)
+            });
+        if let Err(e) = cleaned {
+            eprintln!("could not delete test keys {}*: {e}", self.prefix);
+        }
+    }
+}
