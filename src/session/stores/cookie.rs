@@ -108,7 +108,7 @@ impl CookieStore {
                 c => c,
             })
             .collect();
-        while standard.len() % 4 != 0 {
+        while !standard.len().is_multiple_of(4) {
             standard.push('=');
         }
         let mut jar = CookieJar::new();
