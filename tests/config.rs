@@ -3,7 +3,7 @@
 mod common;
 
 use rango::rango::RangoConfig;
-use rango::session::SessionConfig;
+use rango::session::{Backend, SessionConfig};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -120,6 +120,21 @@ fn rocket_toml_profiles_and_environment_overrides() {
     let config = SessionConfig::from_figment(&browser_close).expect("valid");
     assert!(config.expire_at_browser_close);
     assert_eq!(config.cookie_age, 1_209_600);
+
+    for (profile, backend, postgres) in [
+        ("postgres", Backend::Db, true),
+        ("redis", Backend::Cache, false),
+        ("cached_db", Backend::CachedDb, true),
+        ("cookie", Backend::Cookie, false),
+    ] {
+        let figment = rocket::Config::figment().select(profile);
+        let config = SessionConfig::from_figment(&figment).expect("valid");
+        assert_eq!(config.backend, backend, "{profile}");
+        let url: String = figment
+            .extract_inner("databases.rango.url")
+            .expect("a database");
+        assert_eq!(url.starts_with("postgres://"), postgres, "{profile}: {url}");
+    }
 
     let release = rocket::Config::figment().select("release");
     assert!(
