@@ -44,7 +44,7 @@ async fn index_shows_the_most_liked_categories_and_most_viewed_pages() {
 #[tokio::test]
 async fn the_root_serves_the_index_too() {
     let app = TestApp::tracked(&[]).await;
-    let body = app.get("/").await.into_string().await.expect("body");
+    let body = app.body("/").await;
     assert!(body.contains("Most Liked Categories"));
     assert_eq!(visits(&body), 1);
 }
@@ -52,15 +52,10 @@ async fn the_root_serves_the_index_too() {
 #[tokio::test]
 async fn about_shows_its_text_and_the_visit_count() {
     let app = TestApp::tracked(&[]).await;
-    let body = app
-        .get("/rango/about/")
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = app.body("/rango/about/").await;
     assert!(body.contains("here is the about page"));
     assert_eq!(visits(&body), 1);
-    let body = app.get("/rango/").await.into_string().await.expect("body");
+    let body = app.body("/rango/").await;
     assert_eq!(visits(&body), 1, "the same visit");
 }
 
@@ -85,7 +80,7 @@ async fn unslashed_urls_redirect_permanently_to_the_slashed_ones() {
 #[tokio::test]
 async fn visits_count_once_per_interval() {
     let app = TestApp::tracked(&[("rango.visit_interval", json!(1))]).await;
-    let body = app.get("/rango/").await.into_string().await.expect("body");
+    let body = app.body("/rango/").await;
     assert_eq!(visits(&body), 1);
     let response = app.get("/rango/").await;
     assert!(
@@ -94,22 +89,12 @@ async fn visits_count_once_per_interval() {
     );
     assert_eq!(visits(&response.into_string().await.expect("body")), 1);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let body = app.get("/rango/").await.into_string().await.expect("body");
+    let body = app.body("/rango/").await;
     assert_eq!(visits(&body), 2);
-    let body = app
-        .get("/rango/about/")
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = app.body("/rango/about/").await;
     assert_eq!(visits(&body), 2, "about shows the same count");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let body = app
-        .get("/rango/about/")
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = app.body("/rango/about/").await;
     assert_eq!(visits(&body), 3, "about counts visits too");
 }
 
@@ -117,7 +102,7 @@ async fn visits_count_once_per_interval() {
 async fn a_day_long_interval_keeps_the_count() {
     let app = TestApp::tracked(&[]).await;
     for _ in 0..3 {
-        let body = app.get("/rango/").await.into_string().await.expect("body");
+        let body = app.body("/rango/").await;
         assert_eq!(visits(&body), 1);
     }
 }
@@ -139,7 +124,7 @@ async fn the_session_holds_visits_and_an_rfc3339_last_visit() {
 #[tokio::test]
 async fn an_empty_site_still_renders() {
     let app = TestApp::tracked(&[("rango.sample_data", json!(false))]).await;
-    let body = app.get("/rango/").await.into_string().await.expect("body");
+    let body = app.body("/rango/").await;
     assert!(body.contains("There are no categories yet."));
     assert!(body.contains("There are no pages yet."));
     assert_eq!(visits(&body), 1);
@@ -187,12 +172,7 @@ async fn a_failing_query_gets_the_sites_500_page_and_saves_nothing() {
 #[tokio::test]
 async fn pages_link_both_navigation_entries() {
     let app = TestApp::tracked(&[]).await;
-    let body = app
-        .get("/rango/about/")
-        .await
-        .into_string()
-        .await
-        .expect("body");
+    let body = app.body("/rango/about/").await;
     assert!(body.contains("<a href=\"/rango/\">Index</a>"));
     assert!(body.contains("<a href=\"/rango/about/\" aria-current=\"page\">About</a>"));
 }

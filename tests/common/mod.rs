@@ -108,6 +108,11 @@ impl TestApp {
         self.client.get(uri.to_owned()).dispatch().await
     }
 
+    /// The body of GET `uri`.
+    pub async fn body(&self, uri: &str) -> String {
+        self.get(uri).await.into_string().await.expect("a body")
+    }
+
     /// GET `uri` carrying `sessionid=value` (for untracked clients).
     pub async fn get_with(&self, uri: &str, value: &str) -> LocalResponse<'_> {
         self.client

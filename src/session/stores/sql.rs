@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, PgPool, SqlitePool};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::session::key::SessionKey;
@@ -89,6 +90,17 @@ pub struct SqlOptions {
     pub idle_timeout: Option<Duration>,
 }
 
+impl SqlOptions {
+    /// The pool settings, for either database.
+    fn pool<DB: sqlx::Database>(&self) -> PoolOptions<DB> {
+        PoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.connect_timeout)
+            .idle_timeout(self.idle_timeout)
+    }
+}
+
 impl SqlPool {
     /// Connects to the database `options.url` names. SQLite connections get the pragmas a
     /// server wants: WAL (readers never wait for the writer), `synchronous = NORMAL` (safe
@@ -101,13 +113,7 @@ impl SqlPool {
         let url = options.url.as_str();
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let connect = PgConnectOptions::from_str(url)?.disable_statement_logging();
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .min_connections(options.min_connections)
-                .acquire_timeout(options.connect_timeout)
-                .idle_timeout(options.idle_timeout)
-                .connect_with(connect)
-                .await?;
+            let pool = options.pool::<Postgres>().connect_with(connect).await?;
             return Ok(SqlPool::Postgres(pool));
         }
         if !url.starts_with("sqlite:") {
@@ -122,13 +128,7 @@ impl SqlPool {
             .busy_timeout(options.connect_timeout)
             .foreign_keys(true)
             .disable_statement_logging();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .min_connections(options.min_connections)
-            .acquire_timeout(options.connect_timeout)
-            .idle_timeout(options.idle_timeout)
-            .connect_with(connect)
-            .await?;
+        let pool = options.pool::<Sqlite>().connect_with(connect).await?;
         Ok(SqlPool::Sqlite(pool))
     }
 
