@@ -647,3 +647,33 @@ async fn a_broken_store_gives_a_503_page_and_session_free_pages_still_work() {
     assert_eq!(app.get("/t/plain").await.status(), Status::Ok);
     assert_eq!(app.get("/static/css/rango.css").await.status(), Status::Ok);
 }
+
+#[tokio::test]
+async fn an_absurd_expiry_age_is_a_date_far_ahead_not_a_panic() {
+    let app = TestApp::untracked(&[]).await;
+    let key = new_key(&app.get("/t/set/a/1").await);
+    let response = app.get_with("/t/expiry/age:1000000000000", &key).await;
+    assert_eq!(response.status(), Status::Ok);
+    assert!(session_set_cookie(&response).is_some());
+    let body = app.get_with("/t/get/a", &key).await.into_string().await;
+    assert_eq!(body.as_deref(), Some("\"1\""));
+}
+
+#[tokio::test]
+async fn data_nested_too_deep_to_read_back_is_refused_with_a_500_page() {
+    let app = TestApp::untracked(&[]).await;
+    let response = app.get("/t/deep/99").await;
+    assert_eq!(
+        response.status(),
+        Status::Ok,
+        "99 levels (100 with the map) are fine"
+    );
+    let key = new_key(&response);
+    let info = info_of(app.get_with("/t/info", &key).await).await;
+    assert_eq!(info["keys"], json!(["deep"]));
+    let response = app.get("/t/deep/150").await;
+    assert_eq!(response.status(), Status::InternalServerError);
+    assert!(set_cookies(&response).is_empty());
+    let body = response.into_string().await.expect("body");
+    assert!(body.contains("nests deeper than 100 levels"), "{body}");
+}

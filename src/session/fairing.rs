@@ -13,6 +13,7 @@ use super::config::SessionConfig;
 use super::guard::Slot;
 use super::handle::{Commit, SessionState};
 use super::reaper::Reaper;
+use super::record;
 use super::store::{SessionStore, StoreError};
 
 /// Builds the store the settings ask for, at ignite. The application implements it: it owns
@@ -208,7 +209,7 @@ fn session_cookie(
     if let Some(age) = max_age {
         let age = age.max(Duration::ZERO);
         cookie.set_max_age(age);
-        cookie.set_expires(now + age);
+        cookie.set_expires(record::after(now, age));
     }
     cookie
 }

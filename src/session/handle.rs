@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 use super::config::SessionConfig;
-use super::record::{Data, Expiry, Record, EXPIRY_KEY};
+use super::record::{self, Data, Expiry, Record, EXPIRY_KEY};
 use super::store::{SessionStore, StoreError};
 
 /// The key and value Django's `set_test_cookie` stores.
@@ -123,7 +123,7 @@ impl SessionState {
     fn expiry_date(&self, config: &SessionConfig, now: OffsetDateTime) -> OffsetDateTime {
         match self.expiry() {
             Expiry::At(date) => date,
-            _ => now + self.expiry_age(config, now),
+            _ => record::after(now, self.expiry_age(config, now)),
         }
     }
 
@@ -193,6 +193,12 @@ impl SessionState {
             || self.sliding_due(config, now);
         if !due {
             return Ok(Commit::Nothing);
+        }
+        if record::depth(&self.data) > record::MAX_DEPTH {
+            return Err(StoreError::TooLarge(format!(
+                "the session's data nests deeper than {} levels, which could not be read back",
+                record::MAX_DEPTH
+            )));
         }
         let expires = self.expiry_date(config, now);
         let id = match &self.id {

@@ -11,6 +11,33 @@ pub type Data = Map<String, Value>;
 /// `_session_expiry`: an integer of seconds (0 = at browser close) or an RFC 3339 date.
 pub const EXPIRY_KEY: &str = "_session_expiry";
 
+/// `now + age`, held to the dates `time` can represent: an absurd age (a huge
+/// `set_expiry` or a tampered `_session_expiry`) means "never" or "already", not a panic.
+pub fn after(now: OffsetDateTime, age: Duration) -> OffsetDateTime {
+    now.checked_add(age).unwrap_or(if age.is_positive() {
+        // The last second of year 9999: far past any cookie or store expiry.
+        OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap_or(now)
+    } else {
+        OffsetDateTime::UNIX_EPOCH
+    })
+}
+
+/// How deeply values may nest: JSON parsers (serde_json's included) refuse documents past 128
+/// levels, so deeper data would be saved and then read back as a corrupt, empty session.
+pub const MAX_DEPTH: usize = 100;
+
+/// How deeply `data` nests (a flat map of scalars is 1).
+pub fn depth(data: &Data) -> usize {
+    fn value_depth(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + data.values().map(value_depth).max().unwrap_or(0)
+}
+
 /// A stored session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -100,6 +127,33 @@ mod tests {
             unreachable!()
         };
         assert_eq!(decode(&encode(&data)), data);
+    }
+
+    #[test]
+    fn absurd_ages_give_a_date_not_a_panic() {
+        let now = OffsetDateTime::now_utc();
+        assert!(after(now, Duration::seconds(i64::MAX)) > now);
+        assert_eq!(
+            after(now, Duration::seconds(i64::MIN)),
+            OffsetDateTime::UNIX_EPOCH
+        );
+        assert_eq!(
+            after(now, Duration::seconds(10)),
+            now + Duration::seconds(10)
+        );
+    }
+
+    #[test]
+    fn depth_counts_nesting() {
+        let Value::Object(flat) = json!({"a": 1, "b": "x"}) else {
+            unreachable!()
+        };
+        assert_eq!(depth(&flat), 1);
+        let Value::Object(nested) = json!({"a": {"b": [1, [2]]}}) else {
+            unreachable!()
+        };
+        assert_eq!(depth(&nested), 4);
+        assert_eq!(depth(&Data::new()), 1);
     }
 
     #[test]

@@ -189,6 +189,7 @@ pub fn test_routes() -> Vec<Route> {
         test_cookie_set,
         test_cookie_check,
         test_cookie_delete,
+        deep,
     ]
 }
 
@@ -322,6 +323,14 @@ fn test_cookie_check(session: Session<'_>) -> &'static str {
 #[get("/testcookie/delete")]
 fn test_cookie_delete(session: Session<'_>) -> &'static str {
     session.delete_test_cookie();
+    "ok"
+}
+
+/// Stores a value nested `levels` arrays deep.
+#[get("/deep/<levels>")]
+fn deep(session: Session<'_>, levels: usize) -> &'static str {
+    let value = (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    session.insert("deep", value).expect("serializes");
     "ok"
 }
 
