@@ -139,10 +139,9 @@ impl Fairing for Sessions {
         };
         add_vary_cookie(res);
         if let Err((status, message)) = commit(state, manager, res).await {
+            // No cookie either way: on a 400 the request that ended the session has already
+            // told the browser, which may hold a newer session's cookie by now.
             replace_with_error(res, status, &message);
-            if status == Status::BadRequest {
-                res.adjoin_header(removal_cookie(&manager.config));
-            }
         }
     }
 }

@@ -177,15 +177,15 @@ impl SessionState {
         if server_error {
             return Ok(Commit::Nothing);
         }
-        if self.data.is_empty() {
+        // Keys removed from a stored session are merged like any change (another request may
+        // have added one meanwhile); a cleared, flushed or cycled session starts from nothing.
+        let merges = self.id.is_some() && self.cycled_from.is_none() && !self.cleared;
+        if self.data.is_empty() && !(merges && self.modified) {
             // An emptied session loses its row and its cookie; an untouched empty one gets none.
             for id in self.id.iter().chain(&self.cycled_from) {
                 store.delete(id).await?;
             }
-            return Ok(match self.incoming {
-                Some(_) => Commit::RemoveCookie,
-                None => Commit::Nothing,
-            });
+            return Ok(self.removal());
         }
         let due = self.modified
             || self.cycled_from.is_some()
@@ -200,50 +200,77 @@ impl SessionState {
                 record::MAX_DEPTH
             )));
         }
-        let expires = self.expiry_date(config, now);
         let id = match &self.id {
             None => {
-                let (id, _) = store.create(&self.data, expires).await?;
+                let (id, _) = store
+                    .create(&self.data, self.expiry_date(config, now))
+                    .await?;
                 if let Some(old) = &self.cycled_from {
                     store.delete(old).await?;
                 }
                 id
             }
             Some(id) => match self.save_merged(store, config, id, now).await? {
-                Some(id) => id,
-                None => return Ok(Commit::Interrupted),
+                Merged::Saved { id, empty: false } => id,
+                Merged::Saved { id, empty: true } => {
+                    // What this request removed was all there was, even after the merge.
+                    store.delete(&id).await?;
+                    return Ok(self.removal());
+                }
+                Merged::Gone => return Ok(Commit::Interrupted),
             },
         };
         let max_age = (!self.expire_at_browser_close(config)).then(|| self.expiry_age(config, now));
         Ok(Commit::SetCookie { id, max_age })
     }
 
+    /// The cookie an empty session needs: a removal if the browser sent one, else none.
+    fn removal(&self) -> Commit {
+        match self.incoming {
+            Some(_) => Commit::RemoveCookie,
+            None => Commit::Nothing,
+        }
+    }
+
     /// Saves over the loaded version; when another request saved first, reloads and applies
-    /// this request's changes over what it stored. `None` when the session was deleted or
-    /// expired meanwhile: it is never brought back.
+    /// this request's changes over what it stored. [`Merged::Gone`] when the session was
+    /// deleted or expired meanwhile: it is never brought back.
     async fn save_merged(
         &self,
         store: &dyn SessionStore,
         config: &SessionConfig,
         id: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Merged, StoreError> {
         let mut record = Record {
             data: self.data.clone(),
             expires: self.expiry_date(config, now),
             version: self.version,
         };
+        // Only a renewal (sliding expiry): once another request has renewed the session, this
+        // one has nothing left to write.
+        let renewal_only =
+            !self.modified && self.cycled_from.is_none() && !config.save_every_request;
         for _ in 0..MAX_MERGE_ATTEMPTS {
             if let Some((id, _)) = store.update(id, &record).await? {
-                return Ok(Some(id));
+                let empty = record.data.is_empty();
+                return Ok(Merged::Saved { id, empty });
             }
             let Some(stored) = store.load(id).await? else {
-                return Ok(None);
+                return Ok(Merged::Gone);
             };
             let merged = SessionState {
                 data: self.merge_into(stored.data),
+                stored_expires: Some(stored.expires),
                 ..SessionState::default()
             };
+            if renewal_only && !merged.sliding_due(config, now) {
+                let empty = merged.data.is_empty();
+                return Ok(Merged::Saved {
+                    id: id.to_owned(),
+                    empty,
+                });
+            }
             record = Record {
                 expires: merged.expiry_date(config, now),
                 data: merged.data,
@@ -252,6 +279,14 @@ impl SessionState {
         }
         Err(StoreError::Contention(MAX_MERGE_ATTEMPTS))
     }
+}
+
+/// How a merged save ended.
+enum Merged {
+    /// Stored under `id`; `empty` when nothing is left in it.
+    Saved { id: String, empty: bool },
+    /// The session was deleted (or expired) meanwhile.
+    Gone,
 }
 
 /// What the response needs after a commit.

@@ -190,6 +190,8 @@ pub fn test_routes() -> Vec<Route> {
         test_cookie_check,
         test_cookie_delete,
         deep,
+        slow_remove,
+        slow_get,
     ]
 }
 
@@ -283,6 +285,21 @@ async fn slow_set(session: Session<'_>, key: &str, value: &str, ms: u64) -> &'st
     tokio::time::sleep(Duration::from_millis(ms)).await;
     session.insert(key, value).expect("a string serializes");
     "ok"
+}
+
+#[get("/slow_remove/<key>/<ms>")]
+async fn slow_remove(session: Session<'_>, key: &str, ms: u64) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    session.remove(key);
+    "ok"
+}
+
+#[get("/slow_get/<key>/<ms>")]
+async fn slow_get(session: Session<'_>, key: &str, ms: u64) -> String {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    session
+        .get_value(key)
+        .map_or_else(|| "none".into(), |v| v.to_string())
 }
 
 #[get("/slow_flush/<ms>")]
