@@ -77,7 +77,11 @@ impl rocket_db_pools::Pool for DbPool {
             rocket_db_pools::Error::Init(match e {
                 sqlx::Error::Configuration(_) => e,
                 other => sqlx::Error::Configuration(
-                    format!("cannot open {}: {other}", config.url).into(),
+                    format!(
+                        "cannot open {}: {other}",
+                        crate::session::redact_password(&config.url)
+                    )
+                    .into(),
                 ),
             })
         })

@@ -331,3 +331,26 @@ async fn sqlite_clears_expired_sessions_in_batches_and_reports_progress() {
     assert!(store.load(&alive).await.expect("load answers").is_some());
     assert_eq!(db.exec("DELETE FROM session").await, 1);
 }
+
+#[tokio::test]
+async fn cached_db_keeps_the_tombstone_of_a_flushed_session_through_a_failed_save() {
+    let Some((redis, _prefix)) = new_redis_store().await else {
+        return;
+    };
+    let (sql, _db) = new_sqlite_store().await;
+    let cached = CachedStore::new(redis.clone(), sql);
+    let data = data(json!({"user": 42}));
+    let (id, version) = cached
+        .create(&data, OffsetDateTime::now_utc() + Duration::hours(1))
+        .await
+        .expect("created");
+    let stale = cached.load(&id).await.expect("loads").expect("live");
+    assert_eq!(stale.version, version);
+    // A logout, then a save loaded before it: refused, and the tombstone stays...
+    cached.delete(&id).await.expect("deleted");
+    let saved = cached.update(&id, &stale).await.expect("answers");
+    assert_eq!(saved, None, "never brought back");
+    // ...so a read that was in flight cannot put the session back in the cache.
+    assert!(!redis.put_if_newer(&id, &stale).await.expect("answers"));
+    assert_eq!(cached.load(&id).await.expect("loads"), None);
+}

@@ -200,7 +200,7 @@ impl Context {
             .extract()
             .map_err(|e| Error::DatabaseConfig(Box::new(e)))?;
         db::connect(&config).await.map_err(|source| Error::Connect {
-            url: config.url.clone(),
+            url: crate::session::redact_password(&config.url),
             source,
         })
     }

@@ -124,6 +124,26 @@ pub enum ConfigError {
     },
 }
 
+/// `url` with its password, if it has one, replaced by `***`: what may go into a log or an
+/// error message (`redis://:secret@host` → `redis://:***@host`).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The longest `clear_expired_every` accepted: a year.
+const MAX_PERIOD: u64 = 365 * 24 * 60 * 60;
+
 /// The largest `cookie_age` accepted: about 400 days, the longest a browser keeps a cookie
 /// (RFC 6265bis section 5.5: user agents cap `Max-Age` at 400 days).
 const MAX_COOKIE_AGE: u64 = 400 * 24 * 60 * 60;
@@ -203,10 +223,12 @@ impl SessionConfig {
             }
             Some(_) => {}
         }
-        if self.clear_expired_every == Some(0) {
+        if matches!(self.clear_expired_every, Some(0))
+            || self.clear_expired_every > Some(MAX_PERIOD)
+        {
             return invalid(
                 "clear_expired_every",
-                "must be a number of seconds greater than 0 (leave it out for no reaper)",
+                "must be a number of seconds from 1 to 31536000 (a year; leave it out for no reaper)",
             );
         }
         Ok(())
@@ -287,6 +309,7 @@ mod tests {
         assert!(error_for("backend", "file").contains("backend"));
         assert!(error_for("cookie_agee", 5).contains("cookie_agee"));
         assert!(error_for("clear_expired_every", 0).contains("session.clear_expired_every"));
+        assert!(error_for("clear_expired_every", u64::MAX).contains("clear_expired_every"));
         assert!(error_for("clear_expired_every", -5).contains("clear_expired_every"));
     }
 
@@ -298,6 +321,26 @@ mod tests {
             config.clear_expired_period(),
             Some(std::time::Duration::from_secs(3600))
         );
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_password("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_password("postgres://u:p@ss@db/x?sslmode=off"),
+            "postgres://u:***@db/x?sslmode=off"
+        );
+        for unchanged in [
+            "postgres://u@db/x",
+            "sqlite://a.sqlite3?mode=rwc",
+            "redis://h/0",
+            "x",
+        ] {
+            assert_eq!(redact_password(unchanged), unchanged);
+        }
     }
 
     #[test]

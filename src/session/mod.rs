@@ -23,7 +23,7 @@ mod record;
 mod store;
 pub mod stores;
 
-pub use config::{Backend, ConfigError, SessionConfig};
+pub use config::{redact_password, Backend, ConfigError, SessionConfig};
 pub use fairing::{SessionManager, Sessions, StoreFactory};
 pub use guard::SessionError;
 pub use handle::Session;

@@ -1,6 +1,8 @@
 //! Redis in front of a database (Django's `backends.cached_db`): reads hit Redis first and fall
 //! back to the database, writes go to both, and the database is the truth. When Redis is down,
-//! sessions keep working from the database and a warning is logged.
+//! sessions keep working from the database and a warning is logged. A copy in Redis lives
+//! [`CACHE_TTL`](super::redis::CACHE_TTL) seconds at most, so one that a failed write left stale
+//! (a logout while Redis was unreachable, say) is not served for longer.
 
 use time::OffsetDateTime;
 
@@ -72,8 +74,9 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
                 Ok(Some((new_id, version)))
             }
             None => {
-                // The cache was stale: drop it so the caller's reload reads the database.
-                if let Err(e) = self.cache.delete(id).await {
+                // The cache was stale: drop it so the caller's reload reads the database (but
+                // keep a tombstone, which must outlive the reads in flight).
+                if let Err(e) = self.cache.invalidate(id).await {
                     log::warn!("session cache unavailable, serving from the database: {e}");
                 }
                 Ok(None)

@@ -13,6 +13,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use time::OffsetDateTime;
 
+use crate::session::config::redact_password;
 use crate::session::key::SessionKey;
 use crate::session::record::{self, Data, Record};
 use crate::session::store::{Result, SessionStore, StoreError};
@@ -40,13 +41,23 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1] + 1, 'd', ARGV[2], 'e', ARGV[3])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return 1";
 
-/// Writes the hash unless what is there is as new or a tombstone. ARGV: version, data, expiry.
+/// Writes the hash unless what is there is as new or a tombstone. ARGV: version, data, expiry,
+/// and when Redis should drop this copy (no later than the expiry).
 const PUT_IF_NEWER: &str = r"
 local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if current and (current < 0 or current >= tonumber(ARGV[1])) then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'e', ARGV[3])
-redis.call('EXPIREAT', KEYS[1], ARGV[3])
+redis.call('EXPIREAT', KEYS[1], ARGV[4])
 return 1";
+
+/// Deletes the hash unless it is a tombstone.
+const INVALIDATE: &str = r"
+if redis.call('HGET', KEYS[1], 'v') == '-1' then return 0 end
+return redis.call('DEL', KEYS[1])";
+
+/// How long a copy written by [`RedisStore::put_if_newer`] lives at most: a cache in front of
+/// another store whose writes to Redis failed (Redis was down) serves a stale copy no longer.
+pub const CACHE_TTL: i64 = 300;
 
 /// The settings of a Redis store.
 #[derive(Debug, Clone)]
@@ -78,6 +89,7 @@ pub struct RedisStore {
     create: Script,
     update: Script,
     put: Script,
+    invalidate: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -100,7 +112,13 @@ impl RedisStore {
     /// [`StoreError::Backend`] naming the URL when it is invalid or the server does not answer.
     pub async fn connect(options: &RedisOptions) -> Result<Self> {
         let unreachable = |e: redis::RedisError| {
-            StoreError::Backend(format!("cannot reach Redis at {}: {e}", options.url).into())
+            StoreError::Backend(
+                format!(
+                    "cannot reach Redis at {}: {e}",
+                    redact_password(&options.url)
+                )
+                .into(),
+            )
         };
         let client = redis::Client::open(options.url.as_str()).map_err(unreachable)?;
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -121,6 +139,7 @@ impl RedisStore {
             create: Script::new(CREATE),
             update: Script::new(UPDATE),
             put: Script::new(PUT_IF_NEWER),
+            invalidate: Script::new(INVALIDATE),
         })
     }
 
@@ -157,7 +176,8 @@ impl RedisStore {
     }
 
     /// Stores `record` under `id` unless Redis has the same or a newer version, or a tombstone
-    /// (for a cache in front of another store). Returns whether it wrote.
+    /// (for a cache in front of another store), for [`CACHE_TTL`] seconds at most. Returns
+    /// whether it wrote.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when Redis does not answer.
@@ -170,12 +190,35 @@ impl RedisStore {
             .key(self.redis_key(&key))
             .arg(record.version)
             .arg(record::encode(&record.data))
-            .arg(record.expires.unix_timestamp());
+            .arg(record.expires.unix_timestamp())
+            .arg(
+                record
+                    .expires
+                    .unix_timestamp()
+                    .min(OffsetDateTime::now_utc().unix_timestamp() + CACHE_TTL),
+            );
         let written: i64 = invocation
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
         Ok(written == 1)
+    }
+
+    /// Drops the copy under `id`, but not a tombstone (which must outlive reads in flight).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis does not answer.
+    pub async fn invalidate(&self, id: &str) -> Result<()> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(());
+        };
+        let mut invocation = self.invalidate.prepare_invoke();
+        invocation.key(self.redis_key(&key));
+        invocation
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await
+            .map(|_| ())
+            .map_err(backend)
     }
 
     /// Replaces whatever is under `id` by a tombstone that lives a few minutes.
