@@ -20,7 +20,14 @@ pub enum Error {
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         log::error!("{self}");
-        Err(Status::InternalServerError)
+        Err(match self {
+            // The database is out of reach (down, or no connection freed up in time): the same
+            // 503 page as a session store that is down, not a 500.
+            Error::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => Status::ServiceUnavailable,
+            _ => Status::InternalServerError,
+        })
     }
 }
 

@@ -1,7 +1,9 @@
 //! The per-request session: its state, the typed handle handlers get, and how it is saved.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+
+use rocket::tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -251,10 +253,14 @@ impl SessionState {
         // one has nothing left to write.
         let renewal_only =
             !self.modified && self.cycled_from.is_none() && !config.save_every_request;
+        let mut turn = None;
         for _ in 0..MAX_MERGE_ATTEMPTS {
             if let Some((id, _)) = store.update(id, &record).await? {
                 let empty = record.data.is_empty();
                 return Ok(Merged::Saved { id, empty });
+            }
+            if turn.is_none() {
+                turn = Some(MergeTurn::take(id).await);
             }
             let Some(stored) = store.load(id).await? else {
                 return Ok(Merged::Gone);
@@ -278,6 +284,48 @@ impl SessionState {
             };
         }
         Err(StoreError::Contention(MAX_MERGE_ATTEMPTS))
+    }
+}
+
+/// The sessions whose lost saves are being retried in this process, each with its turn.
+static MERGING: LazyLock<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+/// A save that lost to a concurrent one retries in its turn: one retry loop per session at a
+/// time in this process. Without turns, requests that keep changing one session at once (on a
+/// busy pool, where the reload and the retry each wait for a connection, so the gap between
+/// them is wide) lose their attempts to each other's retries until one gives up; with them, a
+/// retry competes only with first attempts (and other instances).
+struct MergeTurn {
+    id: String,
+    lock: Arc<AsyncMutex<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl MergeTurn {
+    async fn take(id: &str) -> MergeTurn {
+        let lock = MERGING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        MergeTurn {
+            id: id.to_owned(),
+            guard: Some(lock.clone().lock_owned().await),
+            lock,
+        }
+    }
+}
+
+impl Drop for MergeTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut merging = MERGING.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only the map and this turn hold it: no one else waits, so forget the session.
+        if Arc::strong_count(&self.lock) == 2 {
+            merging.remove(&self.id);
+        }
     }
 }
 
