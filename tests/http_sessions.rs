@@ -407,12 +407,18 @@ async fn flush_then_insert_starts_a_new_session_under_a_new_key() {
 }
 
 #[tokio::test]
-async fn clear_empties_the_session_and_drops_row_and_cookie() {
-    let app = TestApp::untracked(&[]).await;
-    let key = new_key(&app.get("/t/set/a/1").await);
-    let response = app.get_with("/t/clear", &key).await;
-    assert_eq!(session_set_cookie(&response).as_deref(), Some(REMOVAL));
-    assert_eq!(app.session_rows().await, 0);
+async fn emptying_the_session_by_clear_or_remove_drops_row_and_cookie() {
+    for emptying in ["/t/clear", "/t/remove/a"] {
+        let app = TestApp::untracked(&[]).await;
+        let key = new_key(&app.get("/t/set/a/1").await);
+        let response = app.get_with(emptying, &key).await;
+        assert_eq!(
+            session_set_cookie(&response).as_deref(),
+            Some(REMOVAL),
+            "{emptying}"
+        );
+        assert_eq!(app.session_rows().await, 0, "{emptying}");
+    }
 }
 
 #[tokio::test]
@@ -701,15 +707,6 @@ async fn removing_the_last_key_keeps_a_key_another_request_added_meanwhile() {
     );
     let info = info_of(app.get_with("/t/info", &key).await).await;
     assert_eq!(info["keys"], json!(["b"]));
-}
-
-#[tokio::test]
-async fn removing_the_last_key_deletes_the_row_and_the_cookie() {
-    let app = TestApp::untracked(&[]).await;
-    let key = new_key(&app.get("/t/set/a/1").await);
-    let response = app.get_with("/t/remove/a", &key).await;
-    assert_eq!(session_set_cookie(&response).as_deref(), Some(REMOVAL));
-    assert_eq!(app.session_rows().await, 0);
 }
 
 #[tokio::test]
