@@ -534,14 +534,8 @@ async fn two_guards_in_one_handler_share_one_session() {
 async fn concurrent_requests_changing_different_keys_both_keep_their_change() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/base/0").await);
-    let a = app
-        .client
-        .get("/t/slow_set/a/1/150")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
-    let b = app
-        .client
-        .get("/t/slow_set/b/2/150")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
+    let a = app.request_with("/t/slow_set/a/1/150", &key);
+    let b = app.request_with("/t/slow_set/b/2/150", &key);
     let (ra, rb) = tokio::join!(a.dispatch(), b.dispatch());
     assert_eq!((ra.status(), rb.status()), (Status::Ok, Status::Ok));
     let info = info_of(app.get_with("/t/info", &key).await).await;
@@ -555,11 +549,7 @@ async fn many_concurrent_requests_lose_no_key() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/base/0").await);
     let requests: Vec<_> = (0..12)
-        .map(|i| {
-            app.client
-                .get(format!("/t/slow_set/k{i:02}/{i}/50"))
-                .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
-        })
+        .map(|i| app.request_with(&format!("/t/slow_set/k{i:02}/{i}/50"), &key))
         .collect();
     let responses = futures_join_all(requests).await;
     assert!(responses.iter().all(|s| *s == Status::Ok), "{responses:?}");
@@ -584,14 +574,8 @@ async fn futures_join_all(
 async fn concurrent_changes_to_one_key_keep_the_last_save() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/a/0").await);
-    let first = app
-        .client
-        .get("/t/slow_set/a/first/50")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
-    let last = app
-        .client
-        .get("/t/slow_set/a/last/250")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
+    let first = app.request_with("/t/slow_set/a/first/50", &key);
+    let last = app.request_with("/t/slow_set/a/last/250", &key);
     tokio::join!(first.dispatch(), last.dispatch());
     let body = app.get_with("/t/get/a", &key).await.into_string().await;
     assert_eq!(body.as_deref(), Some("\"last\""));
@@ -601,14 +585,8 @@ async fn concurrent_changes_to_one_key_keep_the_last_save() {
 async fn a_session_flushed_meanwhile_is_never_brought_back() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/a/1").await);
-    let slow = app
-        .client
-        .get("/t/slow_set/b/2/250")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
-    let logout = app
-        .client
-        .get("/t/slow_flush/10")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
+    let slow = app.request_with("/t/slow_set/b/2/250", &key);
+    let logout = app.request_with("/t/slow_flush/10", &key);
     let (slow, logout) = tokio::join!(slow.dispatch(), logout.dispatch());
     assert_eq!(logout.status(), Status::Ok);
     assert_eq!(slow.status(), Status::BadRequest);
@@ -691,14 +669,8 @@ async fn data_nested_too_deep_to_read_back_is_refused_with_a_500_page() {
 async fn removing_the_last_key_keeps_a_key_another_request_added_meanwhile() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/a/1").await);
-    let remove = app
-        .client
-        .get("/t/slow_remove/a/200")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
-    let add = app
-        .client
-        .get("/t/slow_set/b/2/10")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
+    let remove = app.request_with("/t/slow_remove/a/200", &key);
+    let add = app.request_with("/t/slow_set/b/2/10", &key);
     let (removed, added) = tokio::join!(remove.dispatch(), add.dispatch());
     assert_eq!((removed.status(), added.status()), (Status::Ok, Status::Ok));
     assert_eq!(
@@ -714,14 +686,8 @@ async fn concurrent_removals_that_empty_the_session_delete_it() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/a/1").await);
     app.get_with("/t/set/b/2", &key).await;
-    let first = app
-        .client
-        .get("/t/slow_remove/a/100")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
-    let second = app
-        .client
-        .get("/t/slow_remove/b/100")
-        .cookie(rocket::http::Cookie::new("sessionid", key.clone()));
+    let first = app.request_with("/t/slow_remove/a/100", &key);
+    let second = app.request_with("/t/slow_remove/b/100", &key);
     tokio::join!(first.dispatch(), second.dispatch());
     assert_eq!(app.session_rows().await, 0, "no empty row is left behind");
 }
@@ -744,11 +710,7 @@ async fn concurrent_reads_due_for_sliding_renew_the_session_once() {
     )
     .await;
     let reads: Vec<_> = (0..6)
-        .map(|_| {
-            app.client
-                .get("/t/slow_get/a/50")
-                .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
-        })
+        .map(|_| app.request_with("/t/slow_get/a/50", &key))
         .collect();
     let responses =
         rocket::futures::future::join_all(reads.into_iter().map(|r| r.dispatch())).await;

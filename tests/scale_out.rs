@@ -29,14 +29,8 @@ async fn one_session_across_two_instances(figment: Figment) {
     }
     // Different keys changed on both instances at once are both kept.
     let (ra, rb) = tokio::join!(
-        a.client
-            .get("/t/slow_set/from_a/1/100")
-            .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
-            .dispatch(),
-        b.client
-            .get("/t/slow_set/from_b/2/100")
-            .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
-            .dispatch(),
+        a.request_with("/t/slow_set/from_a/1/100", &key).dispatch(),
+        b.request_with("/t/slow_set/from_b/2/100", &key).dispatch(),
     );
     assert_eq!((ra.status().code, rb.status().code), (200, 200));
     let info = info_of(a.get_with("/t/info", &key).await).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket::http::{Cookie, Status};
-use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::local::asynchronous::{Client, LocalRequest, LocalResponse};
 use rocket::{get, routes, Route};
 use rocket_db_pools::Database;
 use serde_json::{json, Value};
@@ -111,6 +111,13 @@ impl TestApp {
     /// The body of GET `uri`.
     pub async fn body(&self, uri: &str) -> String {
         self.get(uri).await.into_string().await.expect("a body")
+    }
+
+    /// A GET of `uri` carrying `sessionid=value`, to dispatch later (several at once, say).
+    pub fn request_with(&self, uri: &str, value: &str) -> LocalRequest<'_> {
+        self.client
+            .get(uri.to_owned())
+            .cookie(Cookie::new("sessionid", value.to_owned()))
     }
 
     /// GET `uri` carrying `sessionid=value` (for untracked clients).
