@@ -224,6 +224,11 @@ fn removal_cookie(config: &SessionConfig) -> Cookie<'static> {
 
 /// Adds `Cookie` to the response's `Vary` header (caches must not share a session's page).
 fn add_vary_cookie(res: &mut Response<'_>) {
+    // The usual case, a response without `Vary`, allocates nothing.
+    if !res.headers().contains("Vary") {
+        res.set_raw_header("Vary", "Cookie");
+        return;
+    }
     let existing: Vec<String> = res.headers().get("Vary").map(str::to_owned).collect();
     let covered = existing.iter().flat_map(|v| v.split(',')).any(|v| {
         let v = v.trim();

@@ -7,8 +7,8 @@
 
 use std::fmt;
 
-use rand::distributions::{Distribution, Uniform};
 use rand::rngs::OsRng;
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// The characters a key is made of: lowercase only, as Django's (case-insensitive file systems).
@@ -27,10 +27,21 @@ pub struct SessionKey(String);
 impl SessionKey {
     /// A new key from the OS's secure random source.
     pub fn generate() -> Self {
-        let pick = Uniform::from(0..ALPHABET.len());
-        let key = (0..KEY_LEN)
-            .map(|_| char::from(ALPHABET[pick.sample(&mut OsRng)]))
-            .collect();
+        // One read of the OS's source for the whole key, not one per character (a system call
+        // each). A byte below 252 (7 × 36) picks a character uniformly; the rest are drawn again.
+        const ZONE: u8 = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+        let mut key = String::with_capacity(KEY_LEN);
+        let mut bytes = [0u8; KEY_LEN + KEY_LEN / 4];
+        while key.len() < KEY_LEN {
+            OsRng.fill_bytes(&mut bytes);
+            key.extend(
+                bytes
+                    .iter()
+                    .filter(|&&b| b < ZONE)
+                    .map(|&b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
+                    .take(KEY_LEN - key.len()),
+            );
+        }
         SessionKey(key)
     }
 
@@ -58,14 +69,15 @@ impl SessionKey {
 
     /// The digest in lowercase hex, for stores whose keys are text.
     pub fn digest_hex(&self) -> String {
-        use std::fmt::Write;
-        self.digest()
-            .iter()
-            .fold(String::with_capacity(64), |mut hex, b| {
-                // Writing to a String cannot fail.
-                let _ = write!(hex, "{b:02x}");
-                hex
-            })
+        // A table lookup per nibble: `write!("{b:02x}")` per byte went through the formatting
+        // machinery 32 times, a quarter of the instructions of a Redis session load.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for b in self.digest() {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        hex
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod cached;
 mod cookie;
+mod lanes;
 mod memory;
 mod redis;
 mod sql;

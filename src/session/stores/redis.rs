@@ -144,7 +144,10 @@ impl RedisStore {
     }
 
     fn redis_key(&self, key: &SessionKey) -> String {
-        format!("{}{}", self.prefix, key.digest_hex())
+        let mut redis_key = String::with_capacity(self.prefix.len() + 64);
+        redis_key.push_str(&self.prefix);
+        redis_key.push_str(&key.digest_hex());
+        redis_key
     }
 
     /// What Redis holds for `id`, tombstones included.

@@ -5,6 +5,12 @@
 //! one statement: a load is one `SELECT`, a save one conditional `UPDATE` (a compare-and-swap
 //! on `version`, so concurrent saves merge instead of losing each other's keys).
 //!
+//! Loads and saves run on connections of the store's own ([`Lanes`]), not through the pool,
+//! whose ping on every checkout and every return tripled the round trips of each statement.
+//! On SQLite, saves go through one writer connection: this process's writers queue in order
+//! behind an async mutex instead of colliding on SQLite's write lock, whose busy handler
+//! backs off in sleeps of milliseconds.
+//!
 //! Expired sessions are cleared by a sweep of the table in key order, a short window at a time
 //! (see [`SqlStore::clear_expired_in_batches`]). On SQLite `expires` has no index (migration
 //! 0003 dropped it): the keys are random digests, so an index on `expires` orders rows differently
@@ -14,16 +20,19 @@
 use std::time::Duration;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use crate::session::key::SessionKey;
 use crate::session::record::{self, Data, Record};
 use crate::session::store::{Result, SessionStore, StoreError};
+
+use super::lanes::{on_lane, Lanes};
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -157,13 +166,59 @@ impl SqlPool {
 /// A store in a SQL database.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
+    /// Clearing, counting and inspecting.
     pool: SqlPool,
+    /// Loads and saves.
+    lanes: Arc<StoreLanes>,
+}
+
+/// The connections a [`SqlStore`] loads and saves on, opened on first use with the pool's
+/// options (the same pragmas on SQLite).
+#[derive(Debug)]
+enum StoreLanes {
+    /// Loads on up to one connection per core (WAL readers never wait); saves on one.
+    Sqlite {
+        read: Lanes<SqliteConnection>,
+        write: Lanes<SqliteConnection>,
+    },
+    /// Loads and saves alike on up to as many connections as the pool may open.
+    Postgres(Lanes<PgConnection>),
+}
+
+/// Runs `$body` with `$conn` bound to a connection of the `$kind` (`read` or `write`) lanes of
+/// `$store`; evaluates to `Result<T, sqlx::Error>`.
+macro_rules! on_store_lane {
+    ($store:expr, $kind:ident, $conn:ident => $body:expr) => {
+        match &*$store.lanes {
+            StoreLanes::Sqlite { $kind: lanes, .. } => on_lane!(lanes, $conn => $body),
+            StoreLanes::Postgres(lanes) => on_lane!(lanes, $conn => $body),
+        }
+    };
 }
 
 impl SqlStore {
     /// A store on `pool`, whose database has the `session` table (see `migrations/`).
     pub fn new(pool: SqlPool) -> Self {
-        SqlStore { pool }
+        let lanes = match &pool {
+            SqlPool::Sqlite(p) => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                let max = usize::try_from(p.options().get_max_connections()).unwrap_or(1);
+                let limit = p.options().get_acquire_timeout();
+                StoreLanes::Sqlite {
+                    read: Lanes::new(p.connect_options(), cores.min(max), limit),
+                    write: Lanes::new(p.connect_options(), 1, limit),
+                }
+            }
+            SqlPool::Postgres(p) => StoreLanes::Postgres(Lanes::new(
+                p.connect_options(),
+                usize::try_from(p.options().get_max_connections()).unwrap_or(1),
+                p.options().get_acquire_timeout(),
+            )),
+        };
+        SqlStore {
+            pool,
+            lanes: Arc::new(lanes),
+        }
     }
 
     /// Deletes expired sessions at most `batch` rows at a time, calling `progress` with the
@@ -283,12 +338,14 @@ impl SessionStore for SqlStore {
             log::warn!("ignored a malformed session cookie ({} bytes)", id.len());
             return Ok(None);
         };
-        let row: Option<(String, i64, i64)> = on_pool!(&self.pool, pool => sqlx::query_as(
+        let digest = key.digest();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let row: Option<(String, i64, i64)> = on_store_lane!(self, read, conn => sqlx::query_as(
             "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2",
         )
-        .bind(&key.digest()[..])
-        .bind(OffsetDateTime::now_utc().unix_timestamp())
-        .fetch_optional(pool).await)
+        .bind(&digest[..])
+        .bind(now)
+        .fetch_optional(conn))
         .map_err(StoreError::backend)?;
         Ok(row.map(|(data, expires, version)| Record {
             data: record::decode(&data),
@@ -301,14 +358,19 @@ impl SessionStore for SqlStore {
         let encoded = record::encode(data);
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
-            let inserted = on_pool!(&self.pool, pool => sqlx::query(
-                "INSERT INTO session (key_hash, data, expires, version) VALUES ($1, $2, $3, 1) \
-                 ON CONFLICT (key_hash) DO NOTHING",
-            )
-            .bind(&key.digest()[..])
-            .bind(&encoded)
-            .bind(expires.unix_timestamp())
-            .execute(pool).await.map(|r| r.rows_affected()))
+            let digest = key.digest();
+            let inserted = on_store_lane!(self, write, conn => async {
+                sqlx::query(
+                    "INSERT INTO session (key_hash, data, expires, version) \
+                     VALUES ($1, $2, $3, 1) ON CONFLICT (key_hash) DO NOTHING",
+                )
+                .bind(&digest[..])
+                .bind(&encoded)
+                .bind(expires.unix_timestamp())
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+            })
             .map_err(StoreError::backend)?;
             if inserted == 1 {
                 return Ok((key.as_str().to_owned(), 1));
@@ -321,15 +383,21 @@ impl SessionStore for SqlStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
-        let updated = on_pool!(&self.pool, pool => sqlx::query(
-            "UPDATE session SET data = $1, expires = $2, version = version + 1 \
-             WHERE key_hash = $3 AND version = $4",
-        )
-        .bind(record::encode(&record.data))
-        .bind(record.expires.unix_timestamp())
-        .bind(&key.digest()[..])
-        .bind(record.version)
-        .execute(pool).await.map(|r| r.rows_affected()))
+        let encoded = record::encode(&record.data);
+        let digest = key.digest();
+        let updated = on_store_lane!(self, write, conn => async {
+            sqlx::query(
+                "UPDATE session SET data = $1, expires = $2, version = version + 1 \
+                 WHERE key_hash = $3 AND version = $4",
+            )
+            .bind(&encoded)
+            .bind(record.expires.unix_timestamp())
+            .bind(&digest[..])
+            .bind(record.version)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
+        })
         .map_err(StoreError::backend)?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
     }
@@ -338,9 +406,14 @@ impl SessionStore for SqlStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
-        on_pool!(&self.pool, pool => sqlx::query("DELETE FROM session WHERE key_hash = $1")
-            .bind(&key.digest()[..])
-            .execute(pool).await.map(|r| r.rows_affected()))
+        let digest = key.digest();
+        on_store_lane!(self, write, conn => async {
+            sqlx::query("DELETE FROM session WHERE key_hash = $1")
+                .bind(&digest[..])
+                .execute(conn)
+                .await
+                .map(drop)
+        })
         .map_err(StoreError::backend)?;
         Ok(())
     }

@@ -1,0 +1,414 @@
+#!/usr/bin/env bash
+# Benchmark of the session layer (issue 6): what a session costs on the index page, per store,
+# against the same page with the session layer off.
+#
+#   bench/run.sh [SECONDS] [CONNECTIONS] [ROUNDS]    (defaults 5, 16 and 2)
+#
+# It builds the release binary and, for each case, starts it (`target/release/rango`, which
+# serves) on 127.0.0.1 with logging off and its settings in the environment, drives it with wrk
+# for SECONDS after a one-second warm-up, and reads the server's peak RSS (VmHWM) before
+# stopping it. The server runs on one core and wrk on the other (taskset); PostgreSQL and Redis,
+# the machine's own services, are not pinned. All the cases run ROUNDS times, one round after
+# the other, and each case reports its best round (other work on the machine only ever slows a
+# case down; interleaved rounds give every case the same chances).
+#
+# Cases, for each store (SQLite, PostgreSQL, Redis, Redis in front of SQLite):
+#   ceiling  `session.enabled = false`: the same page and the same queries, no store I/O
+#   read     an existing session within its visit interval: a load, no write
+#   write    no cookie: a new session saved by every request
+#   update   existing sessions with `visit_interval = 0`: a load and a save per request
+# and on each store the read path three ways (`sliding_expiry` off, on as Rango ships, and
+# `save_every_request`), and on SQLite the read and write paths over a session table of
+# 1,000,000 live rows. Cases that save existing sessions rotate over 4 × CONNECTIONS sessions
+# made beforehand (a wrk Lua script), so that no two requests in flight save the same session:
+# many concurrent saves of one session measure the merge on conflict instead.
+#
+# Environment: BENCH_STORES (default "sqlite postgres redis cached_db"), BENCH_PORT (8766),
+# BENCH_PG_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
+# (redis://127.0.0.1:6379/0), BENCH_BIG_ROWS (1000000; 0 skips that part), BENCH_WRITE (1:
+# replace the "sessions" section of BENCHMARKS.md; 0: print only), BENCH_CASES (default
+# "ceiling read write update read_plain read_every_request"), BENCH_BIN (another build of
+# rango to measure instead of this tree's, e.g. to compare two versions; nothing is written to
+# BENCHMARKS.md then).
+#
+# Needs wrk, curl, sqlite3, psql and redis-cli (Debian: apt-get install wrk curl sqlite3
+# postgresql-client redis-tools). All traffic stays on 127.0.0.1; every run of wrk is bounded
+# by its duration. It stops every server it started, drops its PostgreSQL schema and deletes
+# its Redis keys, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=${1:-5}
+CONNS=${2:-16}
+ROUNDS=${3:-2}
+PORT=${BENCH_PORT:-8766}
+STORES=${BENCH_STORES:-sqlite postgres redis cached_db}
+PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
+BIG_ROWS=${BENCH_BIG_ROWS:-1000000}
+WRITE=${BENCH_WRITE:-1}
+ROTATE=$((4 * CONNS))
+
+for tool in wrk curl sqlite3 psql redis-cli taskset; do
+    command -v "$tool" >/dev/null || { echo "needs $tool (see the top of $0)" >&2; exit 1; }
+done
+if [ "$(nproc)" -lt 2 ]; then
+    echo "needs 2 cores: one for the server, one for wrk" >&2
+    exit 1
+fi
+SERVER_CPU=0
+WRK_CPU=1
+
+CASES=${BENCH_CASES:-ceiling read write update read_plain read_every_request}
+
+if [ -z "${BENCH_BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+
+WORK=$(mktemp -d)
+SERVER=
+SCHEMA="rango_bench_$$"
+PREFIX="rango:bench:$$:"
+PG_SCHEMA_MADE=
+cleanup() {
+    if [ -n "$SERVER" ]; then
+        kill "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+    fi
+    if [ -n "$PG_SCHEMA_MADE" ]; then
+        psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    fi
+    redis-cli -u "$REDIS_URL" --scan --pattern "${PREFIX}*" 2>/dev/null |
+        xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A copy: a build running meanwhile cannot swap the binary between two cases.
+if [ -n "${BENCH_BIN:-}" ]; then
+    cp "$BENCH_BIN" "$WORK/rango"
+    WRITE=0
+else
+    cp target/release/rango "$WORK/rango"
+fi
+RANGO=$WORK/rango
+
+export ROCKET_LOG_LEVEL=off
+export ROCKET_ADDRESS=127.0.0.1
+export ROCKET_PORT=$PORT
+URL="http://127.0.0.1:$PORT/rango/"
+if curl -s -o /dev/null "$URL"; then
+    echo "something already answers on port $PORT: set BENCH_PORT" >&2
+    exit 1
+fi
+
+# A wrk script that sends each request with the next of the session keys in $WORK/keys.
+cat >"$WORK/rotate.lua" <<'LUA'
+local keys = {}
+for line in io.lines(os.getenv("BENCH_KEYS")) do keys[#keys + 1] = line end
+local i = 0
+request = function()
+    i = i % #keys + 1
+    return wrk.format(nil, nil, { ["Cookie"] = "sessionid=" .. keys[i] })
+end
+LUA
+export BENCH_KEYS="$WORK/keys"
+
+# The session key a fresh visit gets.
+new_session() {
+    curl -fs -D - -o /dev/null "$URL" |
+        sed -n 's/^[Ss]et-[Cc]ookie: sessionid=\([a-z0-9]*\).*/\1/p'
+}
+
+# Starts the server with the settings in the environment and waits until it answers.
+start_server() {
+    taskset -c "$SERVER_CPU" "$RANGO" >"$WORK/server.log" 2>&1 &
+    SERVER=$!
+    for _ in $(seq 150); do
+        curl -fs -o /dev/null "$URL" && return 0
+        kill -0 "$SERVER" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "the server did not start:" >&2
+    cat "$WORK/server.log" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$SERVER"
+    wait "$SERVER" 2>/dev/null || true
+    SERVER=
+}
+
+# run_case STORE CASE COOKIES SESSION_SETTINGS RANGO_SETTINGS DATABASES
+# COOKIES: none (no cookie), one (one session, -H), rotate (4 × CONNECTIONS sessions).
+# Appends "store case req/s p50 p99 rss_kB errors" to $WORK/results.
+run_case() {
+    local store=$1 case=$2 cookies=$3
+    export ROCKET_SESSION=$4 ROCKET_RANGO=$5 ROCKET_DATABASES=$6
+    start_server
+    local args=(-t1 -c"$CONNS" --latency)
+    case $cookies in
+        one) args+=(-H "Cookie: sessionid=$(new_session)") ;;
+        rotate)
+            : >"$WORK/keys"
+            for _ in $(seq "$ROTATE"); do new_session >>"$WORK/keys"; done
+            args+=(-s "$WORK/rotate.lua")
+            ;;
+    esac
+    taskset -c "$WRK_CPU" wrk "${args[@]}" -d1s "$URL" >/dev/null
+    taskset -c "$WRK_CPU" wrk "${args[@]}" -d"${SECS}s" "$URL" >"$WORK/wrk.out"
+    local rss
+    rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$SERVER/status")
+    stop_server
+    awk -v store="$store" -v name="$case" -v rss="$rss" '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /^Requests\/sec/ { rps = $2 }
+        /Non-2xx/ { errors += $5 }
+        /Socket errors/ { errors += $4 + $6 + $8 + $10 }
+        END { printf "%s %s %.0f %.2f %.2f %d %d\n", store, name, rps, p50, p99, rss, errors }
+    ' "$WORK/wrk.out" | tee -a "$WORK/results" >&2
+}
+
+# The SQLite URL of a fresh database file named $1.
+sqlite_db() {
+    echo "{rango={url=\"sqlite://$WORK/$1.sqlite3?mode=rwc\"}}"
+}
+
+# All the cases on one store. $1: store name, $2: session settings for that store (the
+# backend), $3: databases setting.
+run_store() {
+    local store=$1 base=$2 dbs=$3
+    local day='{visit_interval=86400}' always='{visit_interval=0}' case
+    for case in $CASES; do
+        case $case in
+            ceiling) run_case "$store" ceiling none "{${base}enabled=false}" "$day" "$dbs" ;;
+            read) run_case "$store" read one "{${base}sliding_expiry=true}" "$day" "$dbs" ;;
+            write) run_case "$store" write none "{${base}sliding_expiry=true}" "$day" "$dbs" ;;
+            update)
+                run_case "$store" update rotate "{${base}sliding_expiry=true}" "$always" "$dbs"
+                ;;
+            read_plain)
+                run_case "$store" read_plain one "{${base}sliding_expiry=false}" "$day" "$dbs"
+                ;;
+            read_every_request)
+                run_case "$store" read_every_request rotate \
+                    "{${base}sliding_expiry=true,save_every_request=true}" "$day" "$dbs"
+                ;;
+            *) echo "unknown case $case" >&2; exit 1 ;;
+        esac
+    done
+}
+
+SQLITE_DBS=$(sqlite_db sqlite)
+PG_DBS="{rango={url=\"$PG_URL?options=-c%20search_path%3D$SCHEMA\"}}"
+REDIS_BASE="backend=\"cache\",cache_url=\"$REDIS_URL\",cache_key_prefix=\"$PREFIX\","
+CACHED_BASE="backend=\"cached_db\",cache_url=\"$REDIS_URL\",cache_key_prefix=\"${PREFIX}cached:\","
+case " $STORES " in
+    *" postgres "*)
+        psql -q "$PG_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null
+        PG_SCHEMA_MADE=1
+        ;;
+esac
+
+if [ "$BIG_ROWS" -gt 0 ]; then
+    echo "== filling a SQLite session table with $BIG_ROWS live sessions" >&2
+    ROCKET_DATABASES=$(sqlite_db big) "$RANGO" migrate >/dev/null
+    FILL_START=$(date +%s.%N)
+    # Random 32-byte digests, as SHA-256 keys are; expiry far in the future.
+    sqlite3 "$WORK/big.sqlite3" >/dev/null <<SQL
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = OFF;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $BIG_ROWS)
+INSERT INTO session (key_hash, data, expires, version)
+SELECT randomblob(32), '{"last_visit":"2026-01-01T12:00:00Z","visits":' || (i % 50 + 1) || '}',
+       4102444800, 1
+FROM n;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+    FILL=$(awk -v a="$FILL_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    BIG_SIZE=$(du -m "$WORK/big.sqlite3" | cut -f1)
+fi
+
+: >"$WORK/results"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date +%s)
+for round in $(seq "$ROUNDS"); do
+    for store in $STORES; do
+        echo "== round $round of $ROUNDS: $store" >&2
+        case $store in
+            sqlite) run_store sqlite 'backend="db",' "$SQLITE_DBS" ;;
+            postgres) run_store postgres 'backend="db",' "$PG_DBS" ;;
+            redis) run_store redis "$REDIS_BASE" "$(sqlite_db redis)" ;;
+            cached_db) run_store cached_db "$CACHED_BASE" "$(sqlite_db cached_db)" ;;
+            *) echo "unknown store $store" >&2; exit 1 ;;
+        esac
+    done
+    if [ "$BIG_ROWS" -gt 0 ]; then
+        echo "== round $round of $ROUNDS: sqlite with $BIG_ROWS live sessions" >&2
+        run_case sqlite_big read one '{backend="db",sliding_expiry=true}' \
+            '{visit_interval=86400}' "$(sqlite_db big)"
+        run_case sqlite_big write none '{backend="db",sliding_expiry=true}' \
+            '{visit_interval=86400}' "$(sqlite_db big)"
+    fi
+done
+ELAPSED=$(( $(date +%s) - START ))
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The tables, in Markdown.
+figure() { # store case field(3 rps, 4 p50, 5 p99, 6 rss, 7 errors) of the case's best round
+    awk -v s="$1" -v c="$2" -v f="$3" '
+        $1 == s && $2 == c && (best == "" || $3 > best) { best = $3; v = $f }
+        END { print v }' "$WORK/results"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+verdict() { # ratio target
+    awk -v r="$1" -v t="$2" 'BEGIN { if (r >= t) printf "%.2f ✓ (≥ %.2f)", r, t; else printf "**%.2f ✗** (≥ %.2f)", r, t }'
+}
+targets() { # store case -> target ratio or empty
+    case "$1/$2" in
+        */read) echo 0.90 ;;
+        sqlite/write | sqlite/update) echo 0.50 ;;
+        redis/write | redis/update) echo 0.60 ;;
+    esac
+}
+MAX_RSS=0
+ERRORS=0
+main_table() {
+    echo "| store | case | req/s | p50 ms | p99 ms | peak RSS MB | ÷ ceiling (target) |"
+    echo "|---|---|---:|---:|---:|---:|---|"
+    local store case rps ceil r target rss errors
+    for store in $STORES; do
+        ceil=$(figure "$store" ceiling 3)
+        for case in ceiling read write update; do
+            rps=$(figure "$store" "$case" 3)
+            [ -n "$rps" ] || continue
+            rss=$(figure "$store" "$case" 6)
+            errors=$(figure "$store" "$case" 7)
+            r=$(ratio "$rps" "$ceil")
+            target=$(targets "$store" "$case")
+            if [ "$case" = ceiling ]; then
+                r="1 (ceiling)"
+            elif [ -n "$target" ]; then
+                r=$(verdict "$r" "$target")
+            fi
+            [ "$errors" -gt 0 ] && r="$r, $errors errors"
+            printf '| %s | %s | %s | %s | %s | %.1f | %s |\n' "$store" "$case" "$rps" \
+                "$(figure "$store" "$case" 4)" "$(figure "$store" "$case" 5)" \
+                "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$r"
+        done
+    done
+}
+sliding_table() {
+    echo "| store | read path | req/s | p50 ms | p99 ms | ÷ plain read |"
+    echo "|---|---|---:|---:|---:|---|"
+    local store case plain
+    for store in $STORES; do
+        plain=$(figure "$store" read_plain 3)
+        for case in read_plain read read_every_request; do
+            [ -n "$(figure "$store" "$case" 3)" ] || continue
+            local label
+            case $case in
+                read_plain) label='plain (`sliding_expiry = false`)' ;;
+                read) label='`sliding_expiry = true` (Rango)' ;;
+                read_every_request) label='`save_every_request = true`' ;;
+            esac
+            printf '| %s | %s | %s | %s | %s | %s |\n' "$store" "$label" \
+                "$(figure "$store" "$case" 3)" "$(figure "$store" "$case" 4)" \
+                "$(figure "$store" "$case" 5)" "$(ratio "$(figure "$store" "$case" 3)" "$plain")"
+        done
+    done
+}
+big_table() {
+    echo "| SQLite session table | read req/s | read p99 ms | write req/s | write p99 ms |"
+    echo "|---|---:|---:|---:|---:|"
+    printf '| a few rows (above) | %s | %s | %s | %s |\n' \
+        "$(figure sqlite read 3)" "$(figure sqlite read 5)" \
+        "$(figure sqlite write 3)" "$(figure sqlite write 5)"
+    printf '| %s live rows (%s MB file) | %s | %s | %s | %s |\n' "$BIG_ROWS" "$BIG_SIZE" \
+        "$(figure sqlite_big read 3)" "$(figure sqlite_big read 5)" \
+        "$(figure sqlite_big write 3)" "$(figure sqlite_big write 5)"
+    printf '| ratio (target ≥ 0.90) | %s | | %s | |\n' \
+        "$(ratio "$(figure sqlite_big read 3)" "$(figure sqlite read 3)")" \
+        "$(ratio "$(figure sqlite_big write 3)" "$(figure sqlite write 3)")"
+}
+
+big_section() {
+    [ "$BIG_ROWS" -gt 0 ] || return 0
+    cat <<EOF2
+### A session table of $BIG_ROWS live rows
+
+\`sqlite3\` fills a fresh database with $BIG_ROWS sessions (random 32-byte \`key_hash\`,
+far-future \`expires\`, one recursive CTE, $FILL s); then the read and write paths as above.
+
+$(big_table)
+EOF2
+}
+
+MAX_RSS=$(awk '$6 > m { m = $6 } END { printf "%.1f", m / 1024 }' "$WORK/results")
+ERRORS=$(awk '{ e += $7 } END { print e + 0 }' "$WORK/results")
+CPU=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+RESULT=$(cat <<EOF
+<!-- sessions:begin (written by bench/run.sh) -->
+## Sessions: the index page per store, against no sessions
+
+\`bench/run.sh $SECS $CONNS $ROUNDS\` on $(date -u +%Y-%m-%d), $(nproc) cores ($CPU), release build,
+load average $LOAD_BEFORE before and $LOAD_AFTER after ($ELAPSED s in all). Each case starts
+\`target/release/rango\` on 127.0.0.1 pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`, so one
+Rocket worker and a pool of 4), with \`ROCKET_LOG_LEVEL=off\` and its settings in
+\`ROCKET_SESSION\`, \`ROCKET_RANGO\` and \`ROCKET_DATABASES\`, and drives \`GET /rango/\` with
+\`taskset -c $WRK_CPU wrk -t1 -c$CONNS -d${SECS}s --latency\` after a 1 s warm-up. PostgreSQL and
+Redis are the machine's own services, unpinned. Peak RSS is the server's \`VmHWM\` after the run.
+Every case ran $ROUNDS times, in $ROUNDS rounds of all the cases one after the other; the
+tables give each case's best round (req/s, and that round's latencies).
+
+- ceiling: \`ROCKET_SESSION='{enabled=false}'\`: the same page and queries, no store I/O, no cookie;
+- read: \`-H "Cookie: sessionid=…"\` with a session made by \`curl\` first, within its day;
+- write: no cookie, so every request creates and saves a session;
+- update: \`ROCKET_RANGO='{visit_interval=0}'\`, every request counts a visit and saves; the
+  requests rotate over $ROTATE sessions made first (a wrk Lua script), one visitor per request
+  in flight.
+
+Stores: SQLite (\`backend="db"\`, a fresh file, WAL); PostgreSQL (\`backend="db"\`, the site and
+its sessions in a schema of their own, \`?options=-c%20search_path%3D…\`, dropped after);
+Redis (\`backend="cache"\`, own key prefix, keys deleted after; the site's tables in SQLite);
+cached_db (Redis in front of SQLite).
+
+$(main_table)
+
+Peak RSS of any case: $MAX_RSS MB (target < 64 MB). Failed requests in all cases: $ERRORS.
+
+### Sliding expiry on the read path
+
+Plain and \`sliding_expiry = true\` send one cookie; \`save_every_request\` rotates over $ROTATE
+sessions as the update path does (it writes on every request).
+
+$(sliding_table)
+
+$(big_section)
+<!-- sessions:end -->
+EOF
+)
+echo "$RESULT"
+
+if [ "$WRITE" = 1 ]; then
+    # Replace this section of BENCHMARKS.md, or add it; other sections are left as they are.
+    [ -e BENCHMARKS.md ] || printf '# Benchmarks\n\n' >BENCHMARKS.md
+    if grep -q '<!-- sessions:begin' BENCHMARKS.md; then
+        awk -v result="$RESULT" '
+            /<!-- sessions:begin/ { print result; skip = 1; next }
+            /<!-- sessions:end/ { skip = 0; next }
+            !skip { print }' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
+        cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
+    else
+        printf '\n%s\n' "$RESULT" >>BENCHMARKS.md
+    fi
+fi
