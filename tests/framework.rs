@@ -117,17 +117,21 @@ fn app_with(store: Arc<dyn SessionStore>, figment: rocket::figment::Figment) -> 
         .mount("/", routes![plain, read, write, twice])
 }
 
+/// Starts a session through `/write` and returns its key.
+async fn new_session(client: &Client) -> String {
+    let response = client.get("/write").dispatch().await;
+    let cookie = response
+        .cookies()
+        .get("sessionid")
+        .expect("a session cookie");
+    cookie.value().to_owned()
+}
+
 #[tokio::test]
 async fn a_handler_without_a_session_costs_no_store_io() {
     let store = Arc::new(Counting::default());
     let client = Client::untracked(app(store.clone())).await.expect("launch");
-    let response = client.get("/write").dispatch().await;
-    let key = response
-        .cookies()
-        .get("sessionid")
-        .expect("cookie")
-        .value()
-        .to_owned();
+    let key = new_session(&client).await;
     let (loads, writes) = (
         store.loads.load(Ordering::SeqCst),
         store.writes.load(Ordering::SeqCst),
@@ -150,13 +154,7 @@ async fn a_handler_without_a_session_costs_no_store_io() {
 async fn a_session_loads_once_per_request_and_a_read_writes_nothing() {
     let store = Arc::new(Counting::default());
     let client = Client::untracked(app(store.clone())).await.expect("launch");
-    let response = client.get("/write").dispatch().await;
-    let key = response
-        .cookies()
-        .get("sessionid")
-        .expect("cookie")
-        .value()
-        .to_owned();
+    let key = new_session(&client).await;
     assert_eq!(
         store.loads.load(Ordering::SeqCst),
         0,

@@ -200,14 +200,7 @@ async fn sliding_expiry_resaves_only_past_half_the_age() {
     assert!(set_cookies(&app.get("/t/get/a").await).is_empty());
     // 600 of 1000 seconds gone: the next read renews the session and its cookie.
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    app.exec_on(
-        &key,
-        &format!(
-            "UPDATE session SET expires = {} WHERE key_hash = ?1",
-            now + 400
-        ),
-    )
-    .await;
+    app.set_expires(&key, now + 400).await;
     let response = app.get("/t/get/a").await;
     let header = session_set_cookie(&response).expect("renewed cookie");
     assert_eq!(cookie_value(&header), key);
@@ -227,14 +220,7 @@ async fn sliding_expiry_off_never_resaves_a_read() {
     .await;
     let key = new_key(&app.get("/t/set/a/1").await);
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    app.exec_on(
-        &key,
-        &format!(
-            "UPDATE session SET expires = {} WHERE key_hash = ?1",
-            now + 10
-        ),
-    )
-    .await;
+    app.set_expires(&key, now + 10).await;
     assert!(set_cookies(&app.get("/t/get/a").await).is_empty());
     assert_eq!(app.row(&key).await.expect("a row").1, now + 10);
 }
@@ -282,11 +268,7 @@ async fn an_expired_session_is_never_loaded() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/a/1").await);
     let past = OffsetDateTime::now_utc().unix_timestamp() - 1;
-    app.exec_on(
-        &key,
-        &format!("UPDATE session SET expires = {past} WHERE key_hash = ?1"),
-    )
-    .await;
+    app.set_expires(&key, past).await;
     let body = app.get_with("/t/get/a", &key).await.into_string().await;
     assert_eq!(body.as_deref(), Some("none"));
     let response = app.get_with("/t/set/b/2", &key).await;
@@ -701,14 +683,7 @@ async fn concurrent_reads_due_for_sliding_renew_the_session_once() {
     .await;
     let key = new_key(&app.get("/t/set/a/1").await);
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    app.exec_on(
-        &key,
-        &format!(
-            "UPDATE session SET expires = {} WHERE key_hash = ?1",
-            now + 100
-        ),
-    )
-    .await;
+    app.set_expires(&key, now + 100).await;
     let reads: Vec<_> = (0..6)
         .map(|_| app.request_with("/t/slow_get/a/50", &key))
         .collect();

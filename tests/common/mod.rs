@@ -103,6 +103,15 @@ impl TestApp {
             .expect("sql");
     }
 
+    /// Moves the stored expiry of the session `key` to `unix` seconds.
+    pub async fn set_expires(&self, key: &str, unix: i64) {
+        self.exec_on(
+            key,
+            &format!("UPDATE session SET expires = {unix} WHERE key_hash = ?1"),
+        )
+        .await;
+    }
+
     /// GET `uri` with the client's cookies.
     pub async fn get(&self, uri: &str) -> LocalResponse<'_> {
         self.client.get(uri.to_owned()).dispatch().await
