@@ -319,16 +319,17 @@ impl SqlStore {
                 .bind(&key.digest()[..])
                 .fetch_optional(pool).await)
                 .map_err(StoreError::backend)?;
-        Ok(row.map(|(data, expires, version)| Record {
-            data: record::decode(&data),
-            expires: timestamp(expires),
-            version,
-        }))
+        Ok(row.map(record_of))
     }
 }
 
-fn timestamp(unix: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+/// The record of a `(data, expires, version)` row.
+fn record_of((data, expires, version): (String, i64, i64)) -> Record {
+    Record {
+        data: record::decode(&data),
+        expires: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        version,
+    }
 }
 
 #[rocket::async_trait]
@@ -347,11 +348,7 @@ impl SessionStore for SqlStore {
         .bind(now)
         .fetch_optional(conn))
         .map_err(StoreError::backend)?;
-        Ok(row.map(|(data, expires, version)| Record {
-            data: record::decode(&data),
-            expires: timestamp(expires),
-            version,
-        }))
+        Ok(row.map(record_of))
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
