@@ -2,6 +2,7 @@
 
 mod cached;
 mod cookie;
+mod inline;
 mod lanes;
 mod memory;
 mod redis;

@@ -7,7 +7,9 @@
 //!
 //! Loads and saves run on connections of the store's own ([`Lanes`]), not through the pool,
 //! whose ping on every checkout and every return tripled the round trips of each statement.
-//! On SQLite, saves go through one writer connection: this process's writers queue in order
+//! On SQLite, a load first runs on the request's own thread ([`InlineReader`]): sqlx's
+//! connections run on threads of their own, and that hop was most of a load's cost. Saves go
+//! through one writer connection: this process's writers queue in order
 //! behind an async mutex instead of colliding on SQLite's write lock, whose busy handler
 //! backs off in sleeps of milliseconds.
 //!
@@ -32,6 +34,7 @@ use crate::session::key::SessionKey;
 use crate::session::record::{self, Data, Record};
 use crate::session::store::{Result, SessionStore, StoreError};
 
+use super::inline::InlineReader;
 use super::lanes::{on_lane, Lanes};
 
 /// How many fresh keys `create` draws before it gives up.
@@ -176,8 +179,10 @@ pub struct SqlStore {
 /// options (the same pragmas on SQLite).
 #[derive(Debug)]
 enum StoreLanes {
-    /// Loads on up to one connection per core (WAL readers never wait); saves on one.
+    /// Loads on up to one connection per core (WAL readers never wait), first on the
+    /// request's own thread when the database is a file; saves on one.
     Sqlite {
+        inline: Option<InlineReader>,
         read: Lanes<SqliteConnection>,
         write: Lanes<SqliteConnection>,
     },
@@ -205,6 +210,10 @@ impl SqlStore {
                 let max = usize::try_from(p.options().get_max_connections()).unwrap_or(1);
                 let limit = p.options().get_acquire_timeout();
                 StoreLanes::Sqlite {
+                    inline: InlineReader::new(
+                        &p.connect_options().as_ref().clone().get_filename(),
+                        cores.min(max),
+                    ),
                     read: Lanes::new(p.connect_options(), cores.min(max), limit),
                     write: Lanes::new(p.connect_options(), 1, limit),
                 }
@@ -341,6 +350,15 @@ impl SessionStore for SqlStore {
         };
         let digest = key.digest();
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let StoreLanes::Sqlite {
+            inline: Some(inline),
+            ..
+        } = &*self.lanes
+        {
+            if let Some(row) = inline.load(&digest, now) {
+                return Ok(row.map(record_of));
+            }
+        }
         let row: Option<(String, i64, i64)> = on_store_lane!(self, read, conn => sqlx::query_as(
             "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2",
         )
@@ -417,5 +435,39 @@ impl SessionStore for SqlStore {
 
     async fn clear_expired(&self) -> Result<u64> {
         self.clear_expired_in_batches(CLEAR_BATCH, |_| {}).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(url: &str) -> SqlStore {
+        let options = SqlOptions {
+            url: url.to_owned(),
+            max_connections: 2,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: None,
+        };
+        SqlStore::new(SqlPool::connect(&options).await.expect("connect"))
+    }
+
+    fn reads_inline(store: &SqlStore) -> bool {
+        matches!(
+            &*store.lanes,
+            StoreLanes::Sqlite {
+                inline: Some(_),
+                ..
+            }
+        )
+    }
+
+    #[rocket::async_test]
+    async fn loads_from_a_sqlite_file_on_the_requests_thread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("s.sqlite3").display());
+        assert!(reads_inline(&store(&url).await));
+        assert!(!reads_inline(&store("sqlite::memory:").await));
     }
 }
