@@ -86,6 +86,7 @@ macro_rules! store_suite {
             case!(clear_expired_deletes_exactly_the_expired_sessions_and_counts_them);
             case!(concurrent_updates_over_one_version_have_exactly_one_winner);
             case!(concurrent_saves_of_different_keys_all_survive_by_reload_and_retry);
+            case!(concurrent_loads_of_many_sessions_each_get_their_own);
         }
     };
 }
@@ -621,4 +622,30 @@ pub async fn concurrent_saves_of_different_keys_all_survive_by_reload_and_retry(
         "the first round had {WRITERS} saves over one version; only one could apply, yet \
          there were only {retries} retries"
     );
+}
+
+/// Many loads at once, as a busy server makes them (a store may send them together): each gets
+/// its own session, and a load of an unknown key among them gets none.
+pub async fn concurrent_loads_of_many_sessions_each_get_their_own(store: &dyn SessionStore) {
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(create(store, &data(json!({"n": n})), in_an_hour()).await);
+    }
+    let unknown = SessionKey::generate();
+    for round in 0..3 {
+        let loads = ids.iter().map(|id| store.load(id));
+        let (loaded, missing) = rocket::tokio::join!(join_all(loads), store.load(unknown.as_str()));
+        for (n, record) in loaded.into_iter().enumerate() {
+            let record = record.expect("the store answers").expect("a live session");
+            assert_eq!(
+                record.data,
+                data(json!({"n": n})),
+                "round {round}, session {n}"
+            );
+        }
+        assert!(
+            missing.expect("the store answers").is_none(),
+            "round {round}"
+        );
+    }
 }
