@@ -10,6 +10,7 @@
 # the "clearsessions" section of BENCHMARKS.md (only that section is replaced).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 EXPIRED=${1:-1000000}
 LIVE=${2:-10000}
@@ -140,14 +141,4 @@ EOF
 )
 echo "$RESULT"
 
-# Replace this section of BENCHMARKS.md, or add it; other sections are left as they are.
-[ -e BENCHMARKS.md ] || printf '# Benchmarks\n\n' >BENCHMARKS.md
-if grep -q '<!-- clearsessions:begin' BENCHMARKS.md; then
-    awk -v result="$RESULT" '
-        /<!-- clearsessions:begin/ { print result; skip = 1; next }
-        /<!-- clearsessions:end/ { skip = 0; next }
-        !skip { print }' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-    cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
-else
-    printf '%s\n' "$RESULT" >>BENCHMARKS.md
-fi
+write_section clearsessions "$RESULT" "$WORK"

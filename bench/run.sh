@@ -37,6 +37,7 @@
 # its Redis keys, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 SECS=${1:-5}
 CONNS=${2:-16}
@@ -400,15 +401,5 @@ EOF
 echo "$RESULT"
 
 if [ "$WRITE" = 1 ]; then
-    # Replace this section of BENCHMARKS.md, or add it; other sections are left as they are.
-    [ -e BENCHMARKS.md ] || printf '# Benchmarks\n\n' >BENCHMARKS.md
-    if grep -q '<!-- sessions:begin' BENCHMARKS.md; then
-        awk -v result="$RESULT" '
-            /<!-- sessions:begin/ { print result; skip = 1; next }
-            /<!-- sessions:end/ { skip = 0; next }
-            !skip { print }' BENCHMARKS.md >"$WORK/BENCHMARKS.md"
-        cp "$WORK/BENCHMARKS.md" BENCHMARKS.md
-    else
-        printf '\n%s\n' "$RESULT" >>BENCHMARKS.md
-    fi
+    write_section sessions "$RESULT" "$WORK"
 fi

@@ -26,6 +26,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use faults::*;
+use rango::session::stores::SqlPool;
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use serde_json::{json, Value};
@@ -351,18 +352,25 @@ async fn load(store: &str, figment: Figment, stored_sessions: impl AsyncFn() -> 
     );
 }
 
+/// How many rows the session table of `pool` has; closes the pool.
+async fn stored_rows(pool: SqlPool) -> usize {
+    let rows: i64 = rango::on_pool!(&pool, p => sqlx::query_scalar("SELECT COUNT(*) FROM session")
+        .fetch_one(p)
+        .await)
+    .expect("count");
+    rango::on_pool!(&pool, p => p.close().await);
+    usize::try_from(rows).expect("a count")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_of_new_and_returning_visitors_on_sqlite_loses_nothing_and_never_fails() {
     let dir = TempDir::new().expect("temp dir");
     let url = sqlite_url(dir.path());
     load("SQLite", common::figment(&dir, &[]), async || {
-        let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM session")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-        pool.close().await;
-        usize::try_from(rows).expect("a count")
+        stored_rows(SqlPool::Sqlite(
+            sqlx::SqlitePool::connect(&url).await.expect("open"),
+        ))
+        .await
     })
     .await;
 }
@@ -376,13 +384,10 @@ async fn a_load_of_new_and_returning_visitors_on_postgresql_loses_nothing_and_ne
     let figment = common::figment(&dir, &[("databases.rango.url", json!(schema.url()))]);
     let url = schema.url();
     load("PostgreSQL", figment, async || {
-        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM session")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-        pool.close().await;
-        usize::try_from(rows).expect("a count")
+        stored_rows(SqlPool::Postgres(
+            sqlx::PgPool::connect(&url).await.expect("connect"),
+        ))
+        .await
     })
     .await;
 }
@@ -401,15 +406,5 @@ async fn a_load_of_new_and_returning_visitors_on_redis_loses_nothing_and_never_f
             ("session.cache_key_prefix", json!(redis.prefix)),
         ],
     );
-    load("Redis", figment, async || {
-        let mut conn = redis::Client::open(redis.url.as_str())
-            .and_then(|c| c.get_connection())
-            .expect("Redis");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", redis.prefix))
-            .query(&mut conn)
-            .expect("KEYS");
-        keys.len()
-    })
-    .await;
+    load("Redis", figment, async || redis.keys().len()).await;
 }

@@ -168,6 +168,18 @@ async fn once_it_recovers(
     }
 }
 
+/// A new visitor's session key, after two visits counted (`visit_interval = 0`).
+async fn two_visits(server: &Server, http: &Http) -> String {
+    let first = http.get(&server.url("/rango/"), None).await;
+    let key = first.session.clone().expect("a session");
+    assert_eq!(first.visits(), 1);
+    assert_eq!(
+        http.get(&server.url("/rango/"), Some(&key)).await.visits(),
+        2
+    );
+    key
+}
+
 #[tokio::test]
 async fn redis_going_down_while_serving_gives_503_pages_and_recovers_without_a_restart() {
     let Some(mut redis) = RedisServer::start("redis_going_down_while_serving") else {
@@ -176,14 +188,7 @@ async fn redis_going_down_while_serving_gives_503_pages_and_recovers_without_a_r
     let dir = TempDir::new().expect("temp dir");
     let mut server = Server::start(&redis_env(&dir, "cache", &redis.url()));
     let http = Http::fresh();
-
-    let first = http.get(&server.url("/rango/"), None).await;
-    let key = first.session.clone().expect("a session");
-    assert_eq!(first.visits(), 1);
-    assert_eq!(
-        http.get(&server.url("/rango/"), Some(&key)).await.visits(),
-        2
-    );
+    let key = two_visits(&server, &http).await;
 
     redis.kill();
     pages_while_the_store_is_down(&mut server, &http, &key).await;
@@ -244,14 +249,7 @@ async fn postgresql_going_down_while_serving_gives_503_pages_and_recovers_withou
         ("ROCKET_RANGO", "{visit_interval=0}".into()),
     ]);
     let http = Http::fresh();
-
-    let first = http.get(&server.url("/rango/"), None).await;
-    let key = first.session.clone().expect("a session");
-    assert_eq!(first.visits(), 1);
-    assert_eq!(
-        http.get(&server.url("/rango/"), Some(&key)).await.visits(),
-        2
-    );
+    let key = two_visits(&server, &http).await;
 
     proxy.cut();
     pages_while_the_store_is_down(&mut server, &http, &key).await;

@@ -142,13 +142,8 @@ async fn sql_records(pool: &SqlPool) -> Vec<Value> {
 }
 
 fn redis_records(redis: &RedisPrefix) -> Vec<Value> {
-    let mut conn = redis::Client::open(redis.url.as_str())
-        .and_then(|c| c.get_connection())
-        .expect("Redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", redis.prefix))
-        .query(&mut conn)
-        .expect("KEYS");
+    let mut conn = redis.connection().expect("Redis");
+    let keys = redis.keys_on(&mut conn).expect("KEYS");
     let now = OffsetDateTime::now_utc().unix_timestamp();
     keys.iter()
         .filter_map(|key| {

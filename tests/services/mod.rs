@@ -131,19 +131,37 @@ impl RedisPrefix {
     }
 }
 
+impl RedisPrefix {
+    /// A connection to the server.
+    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url.as_str()).and_then(|client| client.get_connection())
+    }
+
+    /// The keys under this prefix, on `conn`.
+    pub fn keys_on(&self, conn: &mut redis::Connection) -> redis::RedisResult<Vec<String>> {
+        redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(conn)
+    }
+
+    /// The keys under this prefix.
+    #[allow(dead_code)] // not every test binary lists keys
+    pub fn keys(&self) -> Vec<String> {
+        self.connection()
+            .and_then(|mut conn| self.keys_on(&mut conn))
+            .expect("the keys in Redis")
+    }
+}
+
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
-        let cleaned = redis::Client::open(self.url.as_str())
-            .and_then(|client| client.get_connection())
-            .and_then(|mut conn| {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}*", self.prefix))
-                    .query(&mut conn)?;
-                if keys.is_empty() {
-                    return Ok(());
-                }
-                redis::cmd("DEL").arg(keys).query::<()>(&mut conn)
-            });
+        let cleaned = self.connection().and_then(|mut conn| {
+            let keys = self.keys_on(&mut conn)?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            redis::cmd("DEL").arg(keys).query::<()>(&mut conn)
+        });
         if let Err(e) = cleaned {
             eprintln!("could not delete test keys {}*: {e}", self.prefix);
         }
