@@ -341,3 +341,57 @@ async fn cached_db_keeps_sessions_working_from_sql_while_its_redis_is_down_then_
     );
     server.assert_healthy();
 }
+
+#[tokio::test]
+async fn cached_db_waits_for_a_redis_that_stops_answering_once_not_on_every_request() {
+    let Some(redis) = RedisServer::start("cached_db_waits_once") else {
+        return;
+    };
+    let dir = TempDir::new().expect("temp dir");
+    let mut server = Server::start(&redis_env(&dir, "cached_db", &redis.url()));
+    let http = Http::fresh();
+    let key = two_visits(&server, &http).await;
+
+    // Frozen: connections are accepted, nothing answers, so every command waits for
+    // `cache_timeout_ms` before it fails. The first request meets that; the ones after it (well
+    // within the pause) go to the database without asking Redis.
+    redis.freeze();
+    let reply = http.get(&server.url("/rango/"), Some(&key)).await;
+    assert_eq!((reply.status, reply.visits()), (200, 3), "{}", reply.body);
+    let started = Instant::now();
+    for n in 4..=8 {
+        let reply = http.get(&server.url("/rango/"), Some(&key)).await;
+        assert_eq!((reply.status, reply.visits()), (200, n), "{}", reply.body);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(CACHE_TIMEOUT_MS),
+        "five requests took {waited:?}: some waited for the frozen Redis"
+    );
+    let output = server.output();
+    assert_eq!(
+        output.matches("session cache unavailable").count(),
+        1,
+        "one warning for the outage:\n{output}"
+    );
+
+    // Thawed: once the pause is over, the cache is used again (the next save fills it).
+    redis.thaw();
+    tokio::time::sleep(rango::session::stores::RETRY_AFTER).await;
+    let reply = http.get(&server.url("/rango/"), Some(&key)).await;
+    assert_eq!((reply.status, reply.visits()), (200, 9));
+    let digest = rango::session::SessionKey::parse(&key)
+        .expect("a key")
+        .digest_hex();
+    let cached: Option<String> = redis::cmd("HGET")
+        .arg(format!("rango:session:{digest}"))
+        .arg("d")
+        .query(&mut redis.connection())
+        .expect("HGET");
+    assert!(
+        cached.is_some_and(|data| data.contains("\"visits\":9")),
+        "filled again"
+    );
+    assert!(server.output().contains("session cache available again"));
+    server.assert_healthy();
+}

@@ -3,24 +3,56 @@
 //! sessions keep working from the database and a warning is logged. A copy in Redis lives
 //! [`CACHE_TTL`](super::redis::CACHE_TTL) seconds at most, so one that a failed write left stale
 //! (a logout while Redis was unreachable, say) is not served for longer.
+//!
+//! After Redis fails, the store leaves it alone for [`RETRY_AFTER`]: loads go straight to the
+//! database and saves do not copy to Redis, so that a Redis that drops packets (rather than
+//! refusing connections) costs one request a wait of `cache_timeout_ms`, not every request,
+//! and the warning is logged once per outage, not once per request. Any operation that
+//! reaches Redis again ends the pause. Deletes always try Redis: a logged-out session must not
+//! stay in the cache if Redis can be told.
+//!
+//! A save whose copy to Redis failed or was skipped leaves an older copy there, which must not
+//! be served once Redis is back (a frozen Redis that thaws keeps its data): every copy carries
+//! the time it was written, and copies written before Redis last failed are read again from the
+//! database (and written over) instead of being served.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::redis::{Entry, RedisStore};
+use super::redis::{unix_ms, Entry, RedisStore};
 use crate::session::record::{Data, Record};
 use crate::session::store::{Result, SessionStore};
+
+/// How long the store leaves Redis alone after it failed.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// A Redis cache in front of the store `S`.
 #[derive(Debug)]
 pub struct CachedStore<S> {
     cache: RedisStore,
     db: S,
+    /// Until when (unix milliseconds) Redis is left alone; 0 while it answers.
+    paused_until: AtomicI64,
+    /// When (unix milliseconds) Redis last failed: copies written before then may be older
+    /// than the database (their updates could not be copied), so they are not served.
+    distrust_before: AtomicI64,
+}
+
+fn now_ms() -> i64 {
+    unix_ms(OffsetDateTime::now_utc())
 }
 
 impl<S: SessionStore> CachedStore<S> {
     /// `cache` in front of `db`.
     pub fn new(cache: RedisStore, db: S) -> Self {
-        CachedStore { cache, db }
+        CachedStore {
+            cache,
+            db,
+            paused_until: AtomicI64::new(0),
+            distrust_before: AtomicI64::new(0),
+        }
     }
 
     /// The store behind the cache.
@@ -28,10 +60,43 @@ impl<S: SessionStore> CachedStore<S> {
         &self.db
     }
 
+    /// Whether Redis is being left alone after a failure.
+    fn paused(&self) -> bool {
+        let until = self.paused_until.load(Ordering::Relaxed);
+        until != 0 && now_ms() < until
+    }
+
+    /// Notes how an operation on Redis went: a failure pauses the cache (and warns, once per
+    /// pause), a success ends a pause.
+    fn noted<T>(&self, outcome: Result<T>) -> Option<T> {
+        match outcome {
+            Ok(value) => {
+                if self.paused_until.load(Ordering::Relaxed) != 0 {
+                    self.paused_until.store(0, Ordering::Relaxed);
+                    log::info!("session cache available again");
+                }
+                Some(value)
+            }
+            Err(e) => {
+                let now = now_ms();
+                self.distrust_before.fetch_max(now, Ordering::Relaxed);
+                let until = now.saturating_add(RETRY_AFTER.as_millis() as i64);
+                if self.paused_until.swap(until, Ordering::Relaxed) == 0 {
+                    log::warn!(
+                        "session cache unavailable, serving from the database \
+                         (trying it again in {} s): {e}",
+                        RETRY_AFTER.as_secs()
+                    );
+                }
+                None
+            }
+        }
+    }
+
     /// Writes `record` to the cache unless it holds something newer; a failure only warns.
     async fn fill(&self, id: &str, record: &Record) {
-        if let Err(e) = self.cache.put_if_newer(id, record).await {
-            log::warn!("session cache unavailable, serving from the database: {e}");
+        if !self.paused() {
+            self.noted(self.cache.put_if_newer(id, record).await);
         }
     }
 }
@@ -39,11 +104,18 @@ impl<S: SessionStore> CachedStore<S> {
 #[rocket::async_trait]
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
-        match self.cache.entry(id).await {
-            Ok(Entry::Live(record)) => return Ok(Some(record)),
-            Ok(Entry::Deleted) => return Ok(None),
-            Ok(Entry::Missing) => {}
-            Err(e) => log::warn!("session cache unavailable, serving from the database: {e}"),
+        if !self.paused() {
+            match self.noted(self.cache.entry(id).await) {
+                Some(Entry::Live(record, written))
+                    if written >= Some(self.distrust_before.load(Ordering::Relaxed)) =>
+                {
+                    return Ok(Some(record));
+                }
+                Some(Entry::Deleted) => return Ok(None),
+                // A copy from before Redis last failed is read again from the database, and
+                // written again over it.
+                Some(Entry::Live(..) | Entry::Missing) | None => {}
+            }
         }
         let record = self.db.load(id).await?;
         if let Some(record) = &record {
@@ -75,9 +147,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             }
             None => {
                 // The cache was stale: drop it so the caller's reload reads the database (but
-                // keep a tombstone, which must outlive the reads in flight).
-                if let Err(e) = self.cache.invalidate(id).await {
-                    log::warn!("session cache unavailable, serving from the database: {e}");
+                // keep a tombstone, which must outlive the reads in flight). While the cache is
+                // paused, the reload does not read it.
+                if !self.paused() {
+                    self.noted(self.cache.invalidate(id).await);
                 }
                 Ok(None)
             }
@@ -89,6 +162,9 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         // A tombstone, so that a read in flight cannot put the session back in the cache.
         if let Err(e) = self.cache.bury(id).await {
             log::warn!("session cache unavailable; a deleted session may linger in it: {e}");
+            self.noted::<()>(Err(e));
+        } else {
+            self.noted(Ok(()));
         }
         Ok(())
     }

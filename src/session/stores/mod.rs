@@ -8,7 +8,7 @@ mod memory;
 mod redis;
 mod sql;
 
-pub use cached::CachedStore;
+pub use cached::{CachedStore, RETRY_AFTER};
 pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;
 pub use redis::{Entry, RedisOptions, RedisStore};

@@ -49,12 +49,13 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1] + 1, 'd', ARGV[2], 'e', ARGV[3])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return 1";
 
-/// Writes the hash unless what is there is as new or a tombstone. ARGV: version, data, expiry,
-/// and when Redis should drop this copy (no later than the expiry).
+/// Writes the hash unless what is there is newer or a tombstone (the same version is written
+/// again, with its new write time). ARGV: version, data, expiry, when Redis should drop this
+/// copy (no later than the expiry), and the write time (unix milliseconds).
 const PUT_IF_NEWER: &str = r"
 local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
-if current and (current < 0 or current >= tonumber(ARGV[1])) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'e', ARGV[3])
+if current and (current < 0 or current > tonumber(ARGV[1])) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'e', ARGV[3], 'w', ARGV[5])
 redis.call('EXPIREAT', KEYS[1], ARGV[4])
 return 1";
 
@@ -85,12 +86,13 @@ pub enum Entry {
     Missing,
     /// A session deleted a moment ago.
     Deleted,
-    /// A live session.
-    Live(Record),
+    /// A live session, and when [`RedisStore::put_if_newer`] wrote it (unix milliseconds), if
+    /// that is how it got there.
+    Live(Record, Option<i64>),
 }
 
-/// The fields `v`, `d` and `e` of a session's hash.
-type Fields = (Option<i64>, Option<String>, Option<i64>);
+/// The fields `v`, `d`, `e` and `w` of a session's hash.
+type Fields = (Option<i64>, Option<String>, Option<i64>, Option<i64>);
 
 /// Loads waiting to be sent, each with where its answer goes.
 #[derive(Default)]
@@ -177,10 +179,15 @@ impl Reads {
     }
 }
 
+/// `at` in unix milliseconds.
+pub fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// The load of one session's hash.
 fn hmget(redis_key: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("HMGET");
-    cmd.arg(redis_key).arg(&["v", "d", "e"]);
+    cmd.arg(redis_key).arg(&["v", "d", "e", "w"]);
     cmd
 }
 
@@ -263,7 +270,7 @@ impl RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(Entry::Missing);
         };
-        let (version, data, expires) = self
+        let (version, data, expires, written) = self
             .reads
             .fields(&self.conn, self.redis_key(&key))
             .await
@@ -271,19 +278,22 @@ impl RedisStore {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         Ok(match (version, data, expires) {
             (Some(TOMBSTONE), _, _) => Entry::Deleted,
-            (Some(version), Some(data), Some(expires)) if expires > now => Entry::Live(Record {
-                data: record::decode(&data),
-                expires: OffsetDateTime::from_unix_timestamp(expires)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                version,
-            }),
+            (Some(version), Some(data), Some(expires)) if expires > now => Entry::Live(
+                Record {
+                    data: record::decode(&data),
+                    expires: OffsetDateTime::from_unix_timestamp(expires)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    version,
+                },
+                written,
+            ),
             _ => Entry::Missing,
         })
     }
 
-    /// Stores `record` under `id` unless Redis has the same or a newer version, or a tombstone
-    /// (for a cache in front of another store), for [`CACHE_TTL`] seconds at most. Returns
-    /// whether it wrote.
+    /// Stores `record` under `id`, with the time of writing, unless Redis has a newer version
+    /// or a tombstone (for a cache in front of another store), for [`CACHE_TTL`] seconds at
+    /// most. Returns whether it wrote.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when Redis does not answer.
@@ -291,6 +301,7 @@ impl RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(false);
         };
+        let now = OffsetDateTime::now_utc();
         let mut invocation = self.put.prepare_invoke();
         invocation
             .key(self.redis_key(&key))
@@ -301,8 +312,9 @@ impl RedisStore {
                 record
                     .expires
                     .unix_timestamp()
-                    .min(OffsetDateTime::now_utc().unix_timestamp() + CACHE_TTL),
-            );
+                    .min(now.unix_timestamp() + CACHE_TTL),
+            )
+            .arg(unix_ms(now));
         let written: i64 = invocation
             .invoke_async(&mut self.conn.clone())
             .await
@@ -354,7 +366,7 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
         Ok(match self.entry(id).await? {
-            Entry::Live(record) => Some(record),
+            Entry::Live(record, _) => Some(record),
             Entry::Missing | Entry::Deleted => None,
         })
     }
