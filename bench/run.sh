@@ -31,6 +31,15 @@
 # rango to measure instead of this tree's, e.g. to compare two versions; nothing is written to
 # BENCHMARKS.md then).
 #
+# BENCH_COUNT=instructions counts instead of timing: each case's server runs under valgrind's
+# callgrind, and the figure is the instructions the server process executes per request (all
+# its threads, user space only) over SECONDS of wrk's load, counted from after the warm-up.
+# Instruction counts do not move with the machine's other load, so they show the cost of the
+# session layer without the run-to-run noise of req/s; they leave out the kernel's work
+# (system calls, context switches), which req/s includes. The cases default to "ceiling read",
+# one round, no big table; the result goes to the "instructions" section of BENCHMARKS.md.
+# Needs valgrind (apt-get install valgrind).
+#
 # Needs wrk, curl, sqlite3, psql and redis-cli (Debian: apt-get install wrk curl sqlite3
 # postgresql-client redis-tools). All traffic stays on 127.0.0.1; every run of wrk is bounded
 # by its duration. It stops every server it started, drops its PostgreSQL schema and deletes
@@ -49,6 +58,17 @@ REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 BIG_ROWS=${BENCH_BIG_ROWS:-1000000}
 WRITE=${BENCH_WRITE:-1}
 ROTATE=$((4 * CONNS))
+COUNT=${BENCH_COUNT:-time}
+case $COUNT in
+    time) ;;
+    instructions)
+        BIG_ROWS=0
+        ROUNDS=1
+        BENCH_CASES=${BENCH_CASES:-ceiling read}
+        command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
+        ;;
+    *) echo "BENCH_COUNT is time or instructions" >&2; exit 1 ;;
+esac
 
 for tool in wrk curl sqlite3 psql redis-cli taskset; do
     command -v "$tool" >/dev/null || { echo "needs $tool (see the top of $0)" >&2; exit 1; }
@@ -124,9 +144,15 @@ new_session() {
 
 # Starts the server with the settings in the environment and waits until it answers.
 start_server() {
-    taskset -c "$SERVER_CPU" "$RANGO" >"$WORK/server.log" 2>&1 &
+    local under=() tries=150
+    if [ "$COUNT" = instructions ]; then
+        under=(valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out")
+        rm -f "$WORK"/callgrind.out*
+        tries=1200
+    fi
+    taskset -c "$SERVER_CPU" "${under[@]}" "$RANGO" >"$WORK/server.log" 2>&1 &
     SERVER=$!
-    for _ in $(seq 150); do
+    for _ in $(seq "$tries"); do
         curl -fs -o /dev/null "$URL" && return 0
         kill -0 "$SERVER" 2>/dev/null || break
         sleep 0.1
@@ -159,9 +185,23 @@ run_case() {
             ;;
     esac
     taskset -c "$WRK_CPU" wrk "${args[@]}" -d1s "$URL" >/dev/null
+    if [ "$COUNT" = instructions ]; then
+        callgrind_control -z "$SERVER" >/dev/null
+    fi
     taskset -c "$WRK_CPU" wrk "${args[@]}" -d"${SECS}s" "$URL" >"$WORK/wrk.out"
     local rss
     rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$SERVER/status")
+    if [ "$COUNT" = instructions ]; then
+        callgrind_control -d "$SERVER" >/dev/null
+        stop_server
+        # Instructions per request in place of req/s.
+        local total requests
+        total=$(callgrind_annotate "$WORK/callgrind.out.1" |
+            awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+        requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
+        echo "$store $case $((total / requests)) 0 0 $rss 0" | tee -a "$WORK/results" >&2
+        return
+    fi
     stop_server
     awk -v store="$store" -v name="$case" -v rss="$rss" '
         function ms(v) {
@@ -357,6 +397,42 @@ EOF2
 MAX_RSS=$(awk '$6 > m { m = $6 } END { printf "%.1f", m / 1024 }' "$WORK/results")
 ERRORS=$(awk '{ e += $7 } END { print e + 0 }' "$WORK/results")
 CPU=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+
+if [ "$COUNT" = instructions ]; then
+    instructions_table() {
+        echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) |"
+        echo "|---|---:|---:|---|"
+        local store ceil read
+        for store in $STORES; do
+            ceil=$(figure "$store" ceiling 3)
+            read=$(figure "$store" read 3)
+            # Fewer instructions is faster: the ratio is ceiling ÷ read.
+            printf '| %s | %s | %s | %s |\n' "$store" "$ceil" "$read" "$(ratio "$ceil" "$read")"
+        done
+    }
+    RESULT=$(cat <<EOF
+<!-- instructions:begin (written by BENCH_COUNT=instructions bench/run.sh) -->
+## Instructions per request, without the noise
+
+\`BENCH_COUNT=instructions bench/run.sh $SECS $CONNS\` on $(date -u +%Y-%m-%d), $(nproc) cores
+($CPU), release build: the ceiling and read cases and settings of the table above, but each
+server runs under \`valgrind --tool=callgrind\`, and the figure is the instructions the server
+process executed (all threads, user space) divided by the requests wrk made in ${SECS} s at
+$CONNS connections, counted from after the warm-up. The counts are the same whatever else the
+machine does; the kernel's share (system calls, context switches, the loopback network) is
+not in them.
+
+$(instructions_table)
+<!-- instructions:end -->
+EOF
+)
+    echo "$RESULT"
+    if [ "$WRITE" = 1 ]; then
+        write_section instructions "$RESULT" "$WORK"
+    fi
+    exit 0
+fi
+
 RESULT=$(cat <<EOF
 <!-- sessions:begin (written by bench/run.sh) -->
 ## Sessions: the index page per store, against no sessions
