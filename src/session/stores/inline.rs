@@ -22,9 +22,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-/// The load, as [`super::sql::SqlStore`] runs it through sqlx.
-const LOAD: &str =
-    "SELECT data, expires, version FROM session WHERE key_hash = ?1 AND expires > ?2";
+use super::sql::LOAD;
 
 /// A session row: data, expires, version.
 pub(crate) type Row = (String, i64, i64);

@@ -37,6 +37,11 @@ use crate::session::store::{Result, SessionStore, StoreError};
 use super::inline::InlineReader;
 use super::lanes::{on_lane, Lanes};
 
+/// A load: the live session of a key digest at a unix time. (On SQLite, `$1` and `$2` are
+/// parameters 1 and 2 as well, so [`InlineReader`] runs the same statement.)
+pub(super) const LOAD: &str =
+    "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2";
+
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
 
@@ -359,13 +364,12 @@ impl SessionStore for SqlStore {
                 return Ok(row.map(record_of));
             }
         }
-        let row: Option<(String, i64, i64)> = on_store_lane!(self, read, conn => sqlx::query_as(
-            "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2",
-        )
+        let row: Option<(String, i64, i64)> =
+            on_store_lane!(self, read, conn => sqlx::query_as(LOAD)
         .bind(&digest[..])
         .bind(now)
         .fetch_optional(conn))
-        .map_err(StoreError::backend)?;
+            .map_err(StoreError::backend)?;
         Ok(row.map(record_of))
     }
 
