@@ -50,8 +50,13 @@ impl InlineReader {
     /// or `None` when `path` is not a file (an in-memory database, which other connections
     /// cannot see).
     pub(crate) fn new(path: &Path, count: usize) -> Option<Self> {
-        path.is_file().then(|| InlineReader {
-            path: path.to_owned(),
+        if !path.is_file() {
+            return None;
+        }
+        // Absolute, so that the file stays the one the pool opened whatever the working
+        // directory is later.
+        Some(InlineReader {
+            path: std::fs::canonicalize(path).ok()?,
             slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
             off: AtomicBool::new(false),
         })
