@@ -34,9 +34,10 @@
 # BENCH_COUNT=instructions counts instead of timing: each case's server runs under valgrind's
 # callgrind, and the figure is the instructions the server process executes per request (all
 # its threads, user space only) over SECONDS of wrk's load, counted from after the warm-up.
-# Instruction counts do not move with the machine's other load, so they show the cost of the
-# session layer without the run-to-run noise of req/s; they leave out the kernel's work
-# (system calls, context switches), which req/s includes. The cases default to "ceiling read",
+# Instruction counts hardly move with the machine's other load (well under 1 % between runs of
+# 10 s; only through how concurrent requests happen to interleave), so they show the cost of
+# the session layer without the run-to-run noise of req/s; they leave out the kernel's work
+# (system calls, context switches), which req/s includes. Runs much shorter than 10 s move more. The cases default to "ceiling read",
 # one round, no big table; the result goes to the "instructions" section of BENCHMARKS.md.
 # Needs valgrind (apt-get install valgrind).
 #
@@ -398,6 +399,14 @@ MAX_RSS=$(awk '$6 > m { m = $6 } END { printf "%.1f", m / 1024 }' "$WORK/results
 ERRORS=$(awk '{ e += $7 } END { print e + 0 }' "$WORK/results")
 CPU=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 
+# publish NAME TEXT: prints the section, and puts it in BENCHMARKS.md unless BENCH_WRITE=0.
+publish() {
+    echo "$2"
+    if [ "$WRITE" = 1 ]; then
+        write_section "$1" "$2" "$WORK"
+    fi
+}
+
 if [ "$COUNT" = instructions ]; then
     instructions_table() {
         echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) |"
@@ -418,18 +427,16 @@ if [ "$COUNT" = instructions ]; then
 ($CPU), release build: the ceiling and read cases and settings of the table above, but each
 server runs under \`valgrind --tool=callgrind\`, and the figure is the instructions the server
 process executed (all threads, user space) divided by the requests wrk made in ${SECS} s at
-$CONNS connections, counted from after the warm-up. The counts are the same whatever else the
-machine does; the kernel's share (system calls, context switches, the loopback network) is
-not in them.
+$CONNS connections, counted from after the warm-up. The counts hardly move with whatever else the
+machine does (well under 1 % between two runs; only through how concurrent requests happen to
+interleave); the kernel's share (system calls, context switches, the loopback network) is not
+in them.
 
 $(instructions_table)
 <!-- instructions:end -->
 EOF
 )
-    echo "$RESULT"
-    if [ "$WRITE" = 1 ]; then
-        write_section instructions "$RESULT" "$WORK"
-    fi
+    publish instructions "$RESULT"
     exit 0
 fi
 
@@ -474,8 +481,4 @@ $(big_section)
 <!-- sessions:end -->
 EOF
 )
-echo "$RESULT"
-
-if [ "$WRITE" = 1 ]; then
-    write_section sessions "$RESULT" "$WORK"
-fi
+publish sessions "$RESULT"
