@@ -94,16 +94,17 @@ pub enum Entry {
 /// The fields `v`, `d`, `e` and `w` of a session's hash.
 type Fields = (Option<i64>, Option<String>, Option<i64>, Option<i64>);
 
+/// Where the answer to one queued load goes.
+type Waiter = oneshot::Sender<redis::RedisResult<Fields>>;
+
 /// Loads waiting to be sent, each with where its answer goes.
 #[derive(Default)]
 struct Reads {
-    queue: Mutex<Vec<(String, oneshot::Sender<redis::RedisResult<Fields>>)>>,
+    queue: Mutex<Vec<(String, Waiter)>>,
 }
 
 impl Reads {
-    fn queue(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Vec<(String, oneshot::Sender<redis::RedisResult<Fields>>)>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<(String, Waiter)>> {
         // Nothing panics while holding it; if something did, the queue is still whole.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -153,21 +154,22 @@ impl Reads {
             }
             pipe.query_async(conn).await
         };
-        match answers {
-            Ok(answers) if answers.len() == batch.len() => {
-                for ((_, waiter), fields) in batch.into_iter().zip(answers) {
-                    // A waiter that went away (its request was cancelled) needs no answer.
-                    let _ = waiter.send(Ok(fields));
-                }
-            }
-            Ok(answers) => {
-                let e = redis::RedisError::from((
+        let answers = answers.and_then(|answers| {
+            if answers.len() == batch.len() {
+                Ok(answers)
+            } else {
+                Err(redis::RedisError::from((
                     redis::ErrorKind::Client,
                     "a pipeline of loads got the wrong number of answers",
                     format!("{} for {}", answers.len(), batch.len()),
-                ));
-                for (_, waiter) in batch {
-                    let _ = waiter.send(Err(e.clone()));
+                )))
+            }
+        });
+        match answers {
+            Ok(answers) => {
+                for ((_, waiter), fields) in batch.into_iter().zip(answers) {
+                    // A waiter that went away (its request was cancelled) needs no answer.
+                    let _ = waiter.send(Ok(fields));
                 }
             }
             Err(e) => {
