@@ -9,9 +9,9 @@
 //!
 //! Loads that arrive together go to Redis together ([`Reads`]): the first one queues its `HMGET`
 //! and spawns a task that yields once, so that the other requests the worker thread has ready
-//! run first and queue theirs, then sends the whole queue as one pipeline. What a Redis round
-//! trip costs the web server is mostly the system calls and the wake-ups on each side of the
-//! loopback socket, not the bytes, so under load a batch of loads costs about what one did.
+//! run first and queue theirs, then sends the whole queue as one pipeline. Under load that is
+//! one write to Redis for several loads: measured with 16 connections, Redis's own CPU per load
+//! halved (the web server's cost stayed the same; see BENCHMARKS.md).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -139,21 +139,14 @@ impl Reads {
         })
     }
 
-    /// Sends every queued load, as one command or one pipeline, and hands out the answers.
+    /// Sends every queued load as one pipeline and hands out the answers.
     async fn send(&self, conn: &mut ConnectionManager) {
         let batch = std::mem::take(&mut *self.queue());
-        let answers: redis::RedisResult<Vec<Fields>> = if let [(key, _)] = &batch[..] {
-            hmget(key)
-                .query_async(conn)
-                .await
-                .map(|fields| vec![fields])
-        } else {
-            let mut pipe = redis::pipe();
-            for (key, _) in &batch {
-                pipe.add_command(hmget(key));
-            }
-            pipe.query_async(conn).await
-        };
+        let mut pipe = redis::pipe();
+        for (key, _) in &batch {
+            pipe.cmd("HMGET").arg(key).arg(&["v", "d", "e", "w"]);
+        }
+        let answers: redis::RedisResult<Vec<Fields>> = pipe.query_async(conn).await;
         let answers = answers.and_then(|answers| {
             if answers.len() == batch.len() {
                 Ok(answers)
@@ -182,15 +175,8 @@ impl Reads {
 }
 
 /// `at` in unix milliseconds.
-pub fn unix_ms(at: OffsetDateTime) -> i64 {
+pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// The load of one session's hash.
-fn hmget(redis_key: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("HMGET");
-    cmd.arg(redis_key).arg(&["v", "d", "e", "w"]);
-    cmd
 }
 
 /// A store in Redis.

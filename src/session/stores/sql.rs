@@ -214,12 +214,13 @@ impl SqlStore {
                 let cores = std::thread::available_parallelism().map_or(1, usize::from);
                 let max = usize::try_from(p.options().get_max_connections()).unwrap_or(1);
                 let limit = p.options().get_acquire_timeout();
+                let readers = cores.min(max);
                 StoreLanes::Sqlite {
                     inline: InlineReader::new(
                         &p.connect_options().as_ref().clone().get_filename(),
-                        cores.min(max),
+                        readers,
                     ),
-                    read: Lanes::new(p.connect_options(), cores.min(max), limit),
+                    read: Lanes::new(p.connect_options(), readers, limit),
                     write: Lanes::new(p.connect_options(), 1, limit),
                 }
             }
