@@ -23,6 +23,7 @@ impl RangoStores {
             url: config.cache_url.clone(),
             key_prefix: config.cache_key_prefix.clone(),
             timeout: config.cache_timeout(),
+            near_cache: config.near_cache_capacity(),
         })
         .await
         .map_err(|e| format!("session.cache_url: {e}"))

@@ -17,6 +17,9 @@ async fn one_session_across_two_instances(figment: Figment) {
     let figment = figment.merge(Serialized::global("rango.visit_interval", 0));
     let a = TestApp::on(figment.clone()).await;
     let b = TestApp::on(figment).await;
+    // Time for the near caches of Redis (and the PostgreSQL store) to start watching, so that
+    // the visits below go through them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let response = a.get("/rango/").await;
     let key = new_key(&response);
@@ -41,10 +44,21 @@ async fn one_session_across_two_instances(figment: Figment) {
         "{keys:?}"
     );
 
-    // Logged out on A: gone on B too.
+    // Logged out on A: gone on B too, as soon as B's near cache has heard of it (it is told
+    // on a connection of its own, so the test waits for it as a second visitor would).
     a.get_with("/t/flush", &key).await;
-    let body = b.get_with("/t/get/visits", &key).await.into_string().await;
-    assert_eq!(body.as_deref(), Some("none"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let body = b.get_with("/t/get/visits", &key).await.into_string().await;
+        if body.as_deref() == Some("none") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B still has the session: {body:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let response = b.get_with("/rango/", &key).await;
     assert_ne!(new_key(&response), key, "B starts a new session");
     assert_eq!(visits(&response.into_string().await.expect("body")), 1);

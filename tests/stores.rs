@@ -11,9 +11,7 @@ mod store_suite;
 use std::path::Path;
 
 use rango::db::DbPool;
-use rango::session::stores::{
-    CachedStore, CookieStore, MemoryStore, RedisOptions, RedisStore, SqlStore,
-};
+use rango::session::stores::{CachedStore, CookieStore, MemoryStore, RedisStore, SqlStore};
 use rango::session::{Data, Record, SessionKey, SessionStore};
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
@@ -26,6 +24,10 @@ store_suite!(memory, new_memory_store());
 store_suite!(sqlite, new_sqlite_store());
 store_suite!(postgres, new_postgres_store());
 store_suite!(redis, new_redis_store());
+store_suite!(
+    redis_without_near_cache,
+    new_redis_store_without_near_cache()
+);
 store_suite!(cached_db, new_cached_store());
 // Nothing is kept on the server (see `stores/cookie.rs`): what needs a server-side record
 // cannot hold. Each skip still runs with `cargo test --test stores -- --ignored`.
@@ -143,17 +145,17 @@ async fn new_postgres_store() -> Option<(SqlStore, (DbPool, PgSchema))> {
     Some((SqlStore::new(pool.clone()), (pool, schema)))
 }
 
-/// A Redis store under a key prefix of its own, when `RANGO_TEST_REDIS_URL` is set.
+/// A Redis store under a key prefix of its own, with its near cache (as the site runs it),
+/// when `RANGO_TEST_REDIS_URL` is set.
 async fn new_redis_store() -> Option<(RedisStore, RedisPrefix)> {
     let prefix = RedisPrefix::create("redis store suite")?;
-    let store = RedisStore::connect(&RedisOptions {
-        url: prefix.url.clone(),
-        key_prefix: prefix.prefix.clone(),
-        timeout: std::time::Duration::from_secs(2),
-    })
-    .await
-    .expect("Redis answers");
-    Some((store, prefix))
+    Some((prefix.store(true).await, prefix))
+}
+
+/// The same, every load asking Redis.
+async fn new_redis_store_without_near_cache() -> Option<(RedisStore, RedisPrefix)> {
+    let prefix = RedisPrefix::create("redis store suite")?;
+    Some((prefix.store(false).await, prefix))
 }
 
 /// Redis in front of a SQLite database of its own.

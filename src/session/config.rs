@@ -83,6 +83,16 @@ pub struct SessionConfig {
     /// Milliseconds to wait for Redis to connect or answer before it counts as down (default
     /// 2000).
     pub cache_timeout_ms: u64,
+    /// Keep recently loaded sessions in the process, so that loading an unchanged session costs
+    /// no round trip (default true). Used by the "cache" and "cached_db" backends and by "db"
+    /// on PostgreSQL, whose servers report every change to a session on a connection of its
+    /// own (Redis's client tracking, PostgreSQL's `LISTEN`); a change made by another server
+    /// is seen within a millisecond on a working network and within a second when that
+    /// connection dies. False: every load asks the store.
+    pub near_cache: bool,
+    /// How many sessions the near cache keeps at most, least recently used first out
+    /// (default 10000).
+    pub near_cache_size: usize,
 }
 
 impl Default for SessionConfig {
@@ -104,6 +114,8 @@ impl Default for SessionConfig {
             cache_url: "redis://127.0.0.1:6379/0".into(),
             cache_key_prefix: "rango:session:".into(),
             cache_timeout_ms: 2000,
+            near_cache: true,
+            near_cache_size: 10_000,
         }
     }
 }
@@ -143,6 +155,9 @@ pub fn redact_password(url: &str) -> String {
 
 /// The longest `clear_expired_every` accepted: a year.
 const MAX_PERIOD: u64 = 365 * 24 * 60 * 60;
+
+/// The largest `near_cache_size` accepted.
+const MAX_NEAR_CACHE: usize = 10_000_000;
 
 /// The largest `cookie_age` accepted: about 400 days, the longest a browser keeps a cookie
 /// (RFC 6265bis section 5.5: user agents cap `Max-Age` at 400 days).
@@ -208,6 +223,12 @@ impl SessionConfig {
         if self.cache_timeout_ms == 0 {
             return invalid("cache_timeout_ms", "must be at least 1");
         }
+        if self.near_cache_size == 0 || self.near_cache_size > MAX_NEAR_CACHE {
+            return invalid(
+                "near_cache_size",
+                "must be between 1 and 10000000 (turn the cache off with near_cache = false)",
+            );
+        }
         match self.same_site() {
             None => {
                 return invalid(
@@ -252,6 +273,15 @@ impl SessionConfig {
     /// `cache_timeout_ms` as a duration.
     pub fn cache_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.cache_timeout_ms)
+    }
+
+    /// How many sessions the near cache keeps, or `None` when it is off.
+    pub fn near_cache_capacity(&self) -> Option<std::num::NonZeroUsize> {
+        if self.near_cache {
+            std::num::NonZeroUsize::new(self.near_cache_size)
+        } else {
+            None
+        }
     }
 
     /// `cookie_age` as a duration.
@@ -311,6 +341,18 @@ mod tests {
         assert!(error_for("clear_expired_every", 0).contains("session.clear_expired_every"));
         assert!(error_for("clear_expired_every", u64::MAX).contains("clear_expired_every"));
         assert!(error_for("clear_expired_every", -5).contains("clear_expired_every"));
+        assert!(error_for("near_cache_size", 0).contains("session.near_cache_size"));
+        assert!(error_for("near_cache_size", 10_000_001).contains("session.near_cache_size"));
+    }
+
+    #[test]
+    fn near_cache_is_on_by_default_and_can_be_turned_off() {
+        let default = SessionConfig::default();
+        assert_eq!(default.near_cache_capacity().map(|n| n.get()), Some(10_000));
+        let off = with("near_cache", false).expect("valid");
+        assert_eq!(off.near_cache_capacity(), None);
+        let small = with("near_cache_size", 3).expect("valid");
+        assert_eq!(small.near_cache_capacity().map(|n| n.get()), Some(3));
     }
 
     #[test]

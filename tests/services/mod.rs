@@ -144,6 +144,19 @@ impl RedisPrefix {
             .query(conn)
     }
 
+    /// A Redis store under this prefix, with its near cache or without.
+    #[allow(dead_code)] // not every test binary builds stores
+    pub async fn store(&self, near_cache: bool) -> rango::session::stores::RedisStore {
+        rango::session::stores::RedisStore::connect(&rango::session::stores::RedisOptions {
+            url: self.url.clone(),
+            key_prefix: self.prefix.clone(),
+            timeout: std::time::Duration::from_secs(2),
+            near_cache: near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero")),
+        })
+        .await
+        .expect("Redis answers")
+    }
+
     /// The keys under this prefix.
     #[allow(dead_code)] // not every test binary lists keys
     pub fn keys(&self) -> Vec<String> {

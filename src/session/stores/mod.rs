@@ -5,6 +5,7 @@ mod cookie;
 mod inline;
 mod lanes;
 mod memory;
+mod near;
 mod redis;
 mod sql;
 

@@ -13,14 +13,16 @@
 //! one write to Redis for several loads: measured with 16 connections, Redis's own CPU per load
 //! halved (the web server's cost stayed the same; see BENCHMARKS.md).
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, PushInfo, PushKind, Script, Value};
 use rocket::tokio::sync::oneshot;
 use time::OffsetDateTime;
 
+use super::near::{NearCache, HEARTBEAT};
 use crate::session::config::redact_password;
 use crate::session::key::SessionKey;
 use crate::session::record::{self, Data, Record};
@@ -77,6 +79,9 @@ pub struct RedisOptions {
     pub key_prefix: String,
     /// How long to wait for a connection or an answer before the store counts as down.
     pub timeout: Duration,
+    /// How many sessions to keep in the process's near cache, watched through Redis's client
+    /// tracking; `None`: no near cache, every load asks Redis.
+    pub near_cache: Option<NonZeroUsize>,
 }
 
 /// What Redis holds for a session id.
@@ -179,11 +184,110 @@ pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// Watches the keys under `prefix` for `near`: a RESP3 connection of its own with client
+/// tracking in broadcast mode, so Redis reports every change to a key under the prefix
+/// (written, deleted, expired or evicted, by anyone) as an invalidation, then heartbeats on it.
+/// Reconnects after any failure, flushing the cache; stops when the cache is dropped.
+async fn watch(client: redis::Client, prefix: String, timeout: Duration, near: Weak<Near>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match watch_once(&client, &prefix, timeout, &near).await {
+            Ok(()) => return,
+            Err(e) => {
+                let Some(cache) = near.upgrade() else { return };
+                let was_watching = cache.watching();
+                cache.lost();
+                if was_watching {
+                    log::warn!("session near cache off until Redis can be watched again: {e}");
+                }
+            }
+        }
+        rocket::tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connection's worth of [`watch`]: `Ok` when the cache was dropped, the error otherwise.
+async fn watch_once(
+    client: &redis::Client,
+    prefix: &str,
+    timeout: Duration,
+    near: &Weak<Near>,
+) -> redis::RedisResult<()> {
+    let reported = near.clone();
+    let on_push = move |push: PushInfo| -> Result<(), ()> {
+        let cache = reported.upgrade().ok_or(())?;
+        apply(&cache, push);
+        Ok(())
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_push_sender(on_push);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(watcher_name(prefix))
+        .query_async::<()>(&mut conn)
+        .await?;
+    let mut tracking = redis::cmd("CLIENT");
+    tracking.arg("TRACKING").arg("ON").arg("BCAST");
+    if !prefix.is_empty() {
+        tracking.arg("PREFIX").arg(prefix);
+    }
+    tracking.query_async::<()>(&mut conn).await?;
+    // Anything kept before now was not watched.
+    match near.upgrade() {
+        Some(cache) => cache.flush(),
+        None => return Ok(()),
+    }
+    loop {
+        let sent = Instant::now();
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        match near.upgrade() {
+            Some(cache) => cache.confirm(sent),
+            None => return Ok(()),
+        }
+        rocket::tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Applies what Redis pushed to the watcher: an invalidation evicts the keys it names (a
+/// flush of the database, which names none, flushes); a lost connection stops the cache.
+fn apply(cache: &Near, push: PushInfo) {
+    match push.kind {
+        PushKind::Invalidate => match push.data.first() {
+            Some(Value::Array(keys)) => cache.evict(keys.iter().filter_map(|key| match key {
+                Value::BulkString(key) => std::str::from_utf8(key).ok(),
+                _ => None,
+            })),
+            _ => cache.flush(),
+        },
+        PushKind::Disconnection => cache.lost(),
+        _ => {}
+    }
+}
+
+/// The client name of the watcher of `prefix` (`CLIENT LIST` shows it).
+pub fn watcher_name(prefix: &str) -> String {
+    let printable: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    format!("rango-session-watch:{printable}")
+}
+
+/// The near cache of a Redis store, by Redis key.
+type Near = NearCache<Entry>;
+
 /// A store in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     reads: Arc<Reads>,
+    near: Option<Arc<Near>>,
     prefix: String,
     create: Script,
     update: Script,
@@ -232,9 +336,31 @@ impl RedisStore {
             .query_async::<()>(&mut conn)
             .await
             .map_err(unreachable)?;
+        let near = options.near_cache.map(|capacity| {
+            let near = Arc::new(NearCache::new(capacity));
+            let mut info = client.get_connection_info().clone();
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP3);
+            info = info.set_redis_settings(settings);
+            match redis::Client::open(info) {
+                Ok(watcher) => {
+                    rocket::tokio::spawn(watch(
+                        watcher,
+                        options.key_prefix.clone(),
+                        options.timeout,
+                        Arc::downgrade(&near),
+                    ));
+                }
+                Err(e) => log::warn!("session near cache off: {e}"),
+            }
+            near
+        });
         Ok(RedisStore {
             conn,
             reads: Arc::default(),
+            near,
             prefix: options.key_prefix.clone(),
             create: Script::new(CREATE),
             update: Script::new(UPDATE),
@@ -258,13 +384,37 @@ impl RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(Entry::Missing);
         };
+        let redis_key = self.redis_key(&key);
+        let now = OffsetDateTime::now_utc();
+        let ticket = match &self.near {
+            Some(near) => match near.get(&redis_key) {
+                Some(Entry::Live(record, _)) if record.expires <= now => return Ok(Entry::Missing),
+                Some(entry) => return Ok(entry),
+                None => near.ticket(),
+            },
+            None => None,
+        };
         let (version, data, expires, written) = self
             .reads
-            .fields(&self.conn, self.redis_key(&key))
+            .fields(&self.conn, redis_key.clone())
             .await
             .map_err(backend)?;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        Ok(match (version, data, expires) {
+        let entry = Self::entry_of(version, data, expires, written, now.unix_timestamp());
+        if let (Some(near), Some(ticket), Entry::Live(..)) = (&self.near, ticket, &entry) {
+            near.fill(redis_key, entry.clone(), ticket);
+        }
+        Ok(entry)
+    }
+
+    /// What the fields of a hash say, at `now` (unix seconds).
+    fn entry_of(
+        version: Option<i64>,
+        data: Option<String>,
+        expires: Option<i64>,
+        written: Option<i64>,
+        now: i64,
+    ) -> Entry {
+        match (version, data, expires) {
             (Some(TOMBSTONE), _, _) => Entry::Deleted,
             (Some(version), Some(data), Some(expires)) if expires > now => Entry::Live(
                 Record {
@@ -276,7 +426,25 @@ impl RedisStore {
                 written,
             ),
             _ => Entry::Missing,
-        })
+        }
+    }
+
+    /// Drops `key`'s copy from the near cache after a write: this process sees its own writes
+    /// at once, and no load that was in flight keeps what it read.
+    fn written(&self, key: &SessionKey) {
+        if let Some(near) = &self.near {
+            near.evict([self.redis_key(key).as_str()]);
+        }
+    }
+
+    /// Whether the near cache is watching Redis now (for tests and diagnosis).
+    pub fn near_cache_watching(&self) -> bool {
+        self.near.as_ref().is_some_and(|near| near.watching())
+    }
+
+    /// How many loads the near cache has answered (for tests and diagnosis).
+    pub fn near_cache_hits(&self) -> u64 {
+        self.near.as_ref().map_or(0, |near| near.hits())
     }
 
     /// Stores `record` under `id`, with the time of writing, unless Redis has a newer version
@@ -303,11 +471,9 @@ impl RedisStore {
                     .min(now.unix_timestamp() + CACHE_TTL),
             )
             .arg(unix_ms(now));
-        let written: i64 = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        Ok(written == 1)
+        let written = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
+        self.written(&key);
+        Ok(written.map_err(backend)? == 1)
     }
 
     /// Drops the copy under `id`, but not a tombstone (which must outlive reads in flight).
@@ -320,11 +486,9 @@ impl RedisStore {
         };
         let mut invocation = self.invalidate.prepare_invoke();
         invocation.key(self.redis_key(&key));
-        invocation
-            .invoke_async::<i64>(&mut self.conn.clone())
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        let outcome = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
+        self.written(&key);
+        outcome.map(|_| ()).map_err(backend)
     }
 
     /// Replaces whatever is under `id` by a tombstone that lives a few minutes.
@@ -336,7 +500,7 @@ impl RedisStore {
             return Ok(());
         };
         let redis_key = self.redis_key(&key);
-        redis::pipe()
+        let outcome = redis::pipe()
             .atomic()
             .del(&redis_key)
             .ignore()
@@ -345,8 +509,9 @@ impl RedisStore {
             .expire(&redis_key, TOMBSTONE_TTL as i64)
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(backend)
+            .await;
+        self.written(&key);
+        outcome.map_err(backend)
     }
 }
 
@@ -389,22 +554,18 @@ impl SessionStore for RedisStore {
             .arg(record.version)
             .arg(record::encode(&record.data))
             .arg(record.expires.unix_timestamp());
-        let updated: i64 = invocation
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(backend)?;
-        Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
+        let updated = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
+        self.written(&key);
+        Ok((updated.map_err(backend)? == 1).then(|| (id.to_owned(), record.version + 1)))
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
-        self.conn
-            .clone()
-            .del::<_, ()>(self.redis_key(&key))
-            .await
-            .map_err(backend)
+        let outcome = self.conn.clone().del::<_, ()>(self.redis_key(&key)).await;
+        self.written(&key);
+        outcome.map_err(backend)
     }
 
     async fn clear_expired(&self) -> Result<u64> {
@@ -414,5 +575,71 @@ impl SessionStore for RedisStore {
 
     fn expires_by_itself(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(kind: PushKind, data: Vec<Value>) -> PushInfo {
+        PushInfo { kind, data }
+    }
+
+    fn filled(names: &[&str]) -> Near {
+        let cache = NearCache::new(NonZeroUsize::new(8).unwrap());
+        cache.confirm(Instant::now());
+        for name in names {
+            let ticket = cache.ticket().unwrap();
+            cache.fill((*name).to_owned(), Entry::Deleted, ticket);
+        }
+        cache
+    }
+
+    #[test]
+    fn an_invalidation_evicts_the_keys_it_names() {
+        let cache = filled(&["p:a", "p:b", "p:c"]);
+        let keys = ["p:a", "p:c"]
+            .iter()
+            .map(|key| Value::BulkString(key.as_bytes().to_vec()))
+            .collect();
+        apply(&cache, push(PushKind::Invalidate, vec![Value::Array(keys)]));
+        assert_eq!(cache.get("p:a"), None);
+        assert_eq!(cache.get("p:b"), Some(Entry::Deleted));
+        assert_eq!(cache.get("p:c"), None);
+    }
+
+    #[test]
+    fn an_invalidation_without_keys_flushes_everything() {
+        // What Redis sends after FLUSHDB or FLUSHALL.
+        let cache = filled(&["p:a", "p:b"]);
+        apply(&cache, push(PushKind::Invalidate, vec![Value::Nil]));
+        assert_eq!(cache.len(), 0);
+        assert!(cache.watching());
+    }
+
+    #[test]
+    fn a_lost_connection_stops_the_cache() {
+        let cache = filled(&["p:a"]);
+        apply(&cache, push(PushKind::Disconnection, vec![]));
+        assert!(!cache.watching());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn other_pushes_change_nothing() {
+        let cache = filled(&["p:a"]);
+        let message = vec![Value::BulkString(b"channel".to_vec())];
+        apply(&cache, push(PushKind::Message, message));
+        assert_eq!(cache.get("p:a"), Some(Entry::Deleted));
+    }
+
+    #[test]
+    fn watcher_names_are_printable() {
+        assert_eq!(
+            watcher_name("rango:session:"),
+            "rango-session-watch:rango:session:"
+        );
+        assert_eq!(watcher_name("a b\n"), "rango-session-watch:a_b_");
     }
 }

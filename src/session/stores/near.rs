@@ -1,0 +1,297 @@
+//! A near cache: recently loaded sessions kept in the process, so that loading an unchanged
+//! session costs no round trip to a remote store.
+//!
+//! It is only as good as its invalidations. A store that has one ([`RedisStore`] through Redis's
+//! client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a connection
+//! of its own on which the server reports every change to a session, whoever made it (another
+//! server, `rango clearsessions`, an operator's `DEL`). The watcher calls [`NearCache::evict`]
+//! for each, and [`NearCache::confirm`] each time a heartbeat comes back on that same
+//! connection: the server sends changes and answers in order, so a heartbeat sent at `t` that
+//! came back means every change made before `t` has been applied here.
+//!
+//! The rules that keep it from serving a stale session:
+//! - **Fresh watch.** Entries are served only while the last confirmed heartbeat was sent less
+//!   than [`MAX_LAG`] ago. A watcher that dies quietly (a dropped network, a frozen server)
+//!   stops confirming, and within `MAX_LAG` every load goes to the store again. That is the
+//!   longest another server's change can go unseen; on a working connection it is the time the
+//!   change takes to arrive, well under a millisecond on one network.
+//! - **No fill across a change.** A load takes a [`Ticket`] *before* it asks the store; its
+//!   answer is kept only if no eviction or flush happened since. A change that the store made
+//!   after answering and that arrived before the answer would otherwise be lost.
+//! - **Flush on reconnect.** Changes made while the watcher was away were never reported, so
+//!   everything is dropped when it connects again ([`NearCache::flush`]).
+//! - The store evicts a session itself when it writes it, so this process sees its own writes
+//!   at once, before the server's report arrives.
+//!
+//! A stored session's own expiry is checked by the store on every hit, as on a load.
+//!
+//! [`RedisStore`]: super::RedisStore
+//! [`SqlStore`]: super::SqlStore
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+/// How long after its last confirmed heartbeat a watch still counts: the longest a change made
+/// elsewhere can go unseen when the watcher's connection dies without a word.
+pub const MAX_LAG: Duration = Duration::from_secs(1);
+
+/// How often a watcher sends a heartbeat: several per [`MAX_LAG`], so that one slow answer does
+/// not stop the cache.
+pub const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// A load's permission to keep what it read, taken before it asked the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+struct Entries<V> {
+    lru: LruCache<String, V>,
+    /// Bumped by every eviction and flush: a fill whose ticket is older could be stale.
+    epoch: u64,
+}
+
+/// Sessions loaded lately, by the name the store's watcher reports changes under.
+pub struct NearCache<V> {
+    entries: Mutex<Entries<V>>,
+    /// When the watch was last confirmed, in microseconds since `start` (0: not watching).
+    confirmed: AtomicU64,
+    start: Instant,
+    hits: AtomicU64,
+}
+
+impl<V: Clone> std::fmt::Debug for NearCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearCache")
+            .field("watching", &self.watching())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Clone> NearCache<V> {
+    /// A cache of at most `capacity` sessions (the least recently used go first), not yet
+    /// watching.
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        NearCache {
+            entries: Mutex::new(Entries {
+                lru: LruCache::new(capacity),
+                epoch: 0,
+            }),
+            confirmed: AtomicU64::new(0),
+            start: Instant::now(),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries<V>> {
+        // Nothing panics while holding it; if something did, the map is still whole.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        // At least 1, as 0 means "not watching".
+        u64::try_from(at.saturating_duration_since(self.start).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Whether the watch is fresh: its last heartbeat was sent less than [`MAX_LAG`] ago.
+    pub fn watching(&self) -> bool {
+        let confirmed = self.confirmed.load(Ordering::Acquire);
+        confirmed != 0 && self.micros(Instant::now()).saturating_sub(confirmed) < lag_micros()
+    }
+
+    /// The session under `name`, if it is here and the watch is fresh.
+    pub fn get(&self, name: &str) -> Option<V> {
+        if !self.watching() {
+            return None;
+        }
+        let value = self.entries().lru.get(name).cloned();
+        if value.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        value
+    }
+
+    /// How many loads [`NearCache::get`] answered.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// A ticket for a load about to ask the store, or `None` while not watching (its answer
+    /// is then not worth keeping).
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.watching().then(|| Ticket(self.entries().epoch))
+    }
+
+    /// Keeps `value` under `name` if nothing was evicted or flushed since `ticket` was taken.
+    pub fn fill(&self, name: String, value: V, ticket: Ticket) {
+        let mut entries = self.entries();
+        if entries.epoch == ticket.0 {
+            entries.lru.put(name, value);
+        }
+    }
+
+    /// Drops the sessions under `names`: they changed.
+    pub fn evict<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut entries = self.entries();
+        entries.epoch += 1;
+        for name in names {
+            entries.lru.pop(name);
+        }
+    }
+
+    /// Drops everything.
+    pub fn flush(&self) {
+        let mut entries = self.entries();
+        entries.epoch += 1;
+        entries.lru.clear();
+    }
+
+    /// The watcher's heartbeat sent at `sent` came back: every change made before then has
+    /// been evicted.
+    pub fn confirm(&self, sent: Instant) {
+        self.confirmed
+            .fetch_max(self.micros(sent), Ordering::AcqRel);
+    }
+
+    /// The watcher lost its connection: nothing is served until it is back (and flushed).
+    pub fn lost(&self) {
+        self.confirmed.store(0, Ordering::Release);
+        self.flush();
+    }
+
+    /// How many sessions are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries().lru.len()
+    }
+}
+
+fn lag_micros() -> u64 {
+    u64::try_from(MAX_LAG.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(capacity: usize) -> NearCache<u32> {
+        let cache = NearCache::new(NonZeroUsize::new(capacity).unwrap());
+        cache.confirm(Instant::now());
+        cache
+    }
+
+    #[test]
+    fn serves_nothing_until_the_watch_is_confirmed() {
+        let cache = NearCache::<u32>::new(NonZeroUsize::new(4).unwrap());
+        assert!(!cache.watching());
+        assert_eq!(cache.ticket(), None);
+        cache.confirm(Instant::now());
+        let ticket = cache.ticket().unwrap();
+        cache.fill("a".into(), 1, ticket);
+        assert_eq!(cache.get("a"), Some(1));
+    }
+
+    #[test]
+    fn a_stale_watch_serves_nothing() {
+        let cache = NearCache::<u32>::new(NonZeroUsize::new(4).unwrap());
+        cache.confirm(Instant::now());
+        let ticket = cache.ticket().unwrap();
+        cache.fill("a".into(), 1, ticket);
+        // The heartbeat that last came back was sent longer ago than MAX_LAG.
+        cache.confirmed.store(1, Ordering::Release);
+        let later = cache.start + MAX_LAG + Duration::from_millis(1);
+        if Instant::now() < later {
+            std::thread::sleep(later - Instant::now());
+        }
+        assert!(!cache.watching());
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.ticket(), None);
+        // A fresh heartbeat brings the entry back: nothing was lost meanwhile that a flush
+        // on reconnect would not drop.
+        cache.confirm(Instant::now());
+        assert_eq!(cache.get("a"), Some(1));
+    }
+
+    #[test]
+    fn a_fill_after_an_eviction_is_dropped() {
+        let cache = watched(4);
+        let ticket = cache.ticket().unwrap();
+        // A change to another session is enough: the ticket does not know which one it was.
+        cache.evict(["b"]);
+        cache.fill("a".into(), 1, ticket);
+        assert_eq!(cache.get("a"), None);
+        let ticket = cache.ticket().unwrap();
+        cache.fill("a".into(), 2, ticket);
+        assert_eq!(cache.get("a"), Some(2));
+    }
+
+    #[test]
+    fn a_fill_after_a_flush_or_a_lost_watch_is_dropped() {
+        let cache = watched(4);
+        let ticket = cache.ticket().unwrap();
+        cache.flush();
+        cache.fill("a".into(), 1, ticket);
+        assert_eq!(cache.get("a"), None);
+
+        let ticket = cache.ticket().unwrap();
+        cache.lost();
+        cache.confirm(Instant::now());
+        cache.fill("a".into(), 1, ticket);
+        assert_eq!(cache.get("a"), None);
+    }
+
+    #[test]
+    fn eviction_drops_only_the_named_sessions() {
+        let cache = watched(4);
+        for (name, value) in [("a", 1), ("b", 2), ("c", 3)] {
+            let ticket = cache.ticket().unwrap();
+            cache.fill(name.into(), value, ticket);
+        }
+        cache.evict(["a", "c", "unknown"]);
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b"), Some(2));
+        assert_eq!(cache.get("c"), None);
+    }
+
+    #[test]
+    fn losing_the_watch_drops_everything() {
+        let cache = watched(4);
+        let ticket = cache.ticket().unwrap();
+        cache.fill("a".into(), 1, ticket);
+        cache.lost();
+        assert!(!cache.watching());
+        cache.confirm(Instant::now());
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn keeps_at_most_its_capacity_dropping_the_least_recently_used() {
+        let cache = watched(2);
+        for (name, value) in [("a", 1), ("b", 2)] {
+            let ticket = cache.ticket().unwrap();
+            cache.fill(name.into(), value, ticket);
+        }
+        assert_eq!(cache.get("a"), Some(1));
+        let ticket = cache.ticket().unwrap();
+        cache.fill("c".into(), 3, ticket);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("b"), None);
+        assert_eq!(cache.get("a"), Some(1));
+        assert_eq!(cache.get("c"), Some(3));
+    }
+
+    #[test]
+    fn an_older_heartbeat_does_not_move_the_confirmation_back() {
+        let cache = NearCache::<u32>::new(NonZeroUsize::new(2).unwrap());
+        let earlier = Instant::now();
+        cache.confirm(Instant::now() + Duration::from_millis(5));
+        let confirmed = cache.confirmed.load(Ordering::Acquire);
+        cache.confirm(earlier);
+        assert_eq!(cache.confirmed.load(Ordering::Acquire), confirmed);
+    }
+}
