@@ -1,5 +1,6 @@
 //! Which session store each `session.backend` means for Rango, built on the site's database.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use rocket::{Build, Rocket};
@@ -13,9 +14,10 @@ use crate::session::{Backend, SessionConfig, SessionStore, StoreFactory};
 pub struct RangoStores;
 
 impl RangoStores {
-    fn sql(rocket: &Rocket<Build>) -> Result<SqlStore, String> {
+    /// The SQL store on the site's database, with a near cache if `near_cache` says so.
+    fn sql(rocket: &Rocket<Build>, near_cache: Option<NonZeroUsize>) -> Result<SqlStore, String> {
         let db = Db::fetch(rocket).ok_or("the database `rango` is not configured")?;
-        Ok(SqlStore::new(db.pool().clone()))
+        Ok(SqlStore::with_near_cache(db.pool().clone(), near_cache))
     }
 
     async fn redis(config: &SessionConfig) -> Result<RedisStore, String> {
@@ -56,11 +58,12 @@ impl StoreFactory for RangoStores {
         config: &SessionConfig,
     ) -> Result<Arc<dyn SessionStore>, String> {
         Ok(match config.backend {
-            Backend::Db => Arc::new(Self::sql(rocket)?),
+            Backend::Db => Arc::new(Self::sql(rocket, config.near_cache_capacity())?),
             Backend::Cache => Arc::new(Self::redis(config).await?),
             Backend::CachedDb => Arc::new(CachedStore::new(
                 Self::redis(config).await?,
-                Self::sql(rocket)?,
+                // The near cache in front of Redis is the one that counts.
+                Self::sql(rocket, None)?,
             )),
             Backend::Cookie => Arc::new(Self::cookie(rocket, config)?),
         })

@@ -1,17 +1,18 @@
-//! The near cache in front of Redis (`src/session/stores/near.rs`), with two stores on one
-//! Redis standing for two servers: a load of an unchanged session asks Redis nothing, and a
-//! change made anywhere else (another server, a raw command, the watcher's connection lost
-//! meanwhile) is never served stale.
+//! The near caches in front of Redis and PostgreSQL (`src/session/stores/near.rs`), with two
+//! stores on one database standing for two servers: a load of an unchanged session asks the
+//! database nothing, and a change made anywhere else (another server, a raw command, the
+//! watcher's connection lost meanwhile) is never served stale. One suite, run on each.
 
 mod services;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use rango::session::stores::RedisStore;
+use rango::db::DbPool;
+use rango::session::stores::{RedisStore, SqlStore};
 use rango::session::{Data, Record, SessionStore};
 use serde_json::json;
-use services::RedisPrefix;
+use services::{PgSchema, RedisPrefix};
 use time::OffsetDateTime;
 
 /// Longer than the near cache's `MAX_LAG` (1 s) with room for a loaded machine.
@@ -40,19 +41,207 @@ async fn eventually<F: Future<Output = bool>>(mut done: impl FnMut() -> F) -> bo
     false
 }
 
+/// A store with a near cache, as the suite sees it.
+trait Cached: SessionStore {
+    fn watching(&self) -> bool;
+    fn hits(&self) -> u64;
+}
+
+impl Cached for RedisStore {
+    fn watching(&self) -> bool {
+        self.near_cache_watching()
+    }
+    fn hits(&self) -> u64 {
+        self.near_cache_hits()
+    }
+}
+
+impl Cached for SqlStore {
+    fn watching(&self) -> bool {
+        self.near_cache_watching()
+    }
+    fn hits(&self) -> u64 {
+        self.near_cache_hits()
+    }
+}
+
+/// A database the suite runs on: stores on it, and what is done behind the stores' backs.
+#[rocket::async_trait]
+trait Database: Send + Sync {
+    type Store: Cached;
+    /// A store on this database, with its near cache or without.
+    async fn store(&self, near_cache: bool) -> Self::Store;
+    /// Deletes every session without going through a store.
+    async fn delete_by_hand(&self);
+    /// The ids of the watchers' connections of this database's sessions.
+    async fn watchers(&self) -> Vec<String>;
+    /// Closes the watcher connection `id`, as a failing network would.
+    async fn kill(&self, id: &str);
+}
+
+struct OnRedis(RedisPrefix);
+
+#[rocket::async_trait]
+impl Database for OnRedis {
+    type Store = RedisStore;
+
+    async fn store(&self, near_cache: bool) -> RedisStore {
+        self.0.store(near_cache).await
+    }
+
+    async fn delete_by_hand(&self) {
+        let mut conn = self.0.connection().expect("a connection");
+        let keys = self.0.keys_on(&mut conn).expect("keys");
+        assert!(!keys.is_empty());
+        redis::cmd("DEL")
+            .arg(keys)
+            .query::<()>(&mut conn)
+            .expect("DEL");
+    }
+
+    async fn watchers(&self) -> Vec<String> {
+        let mut conn = self.0.connection().expect("a connection");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut conn)
+            .expect("CLIENT LIST answers");
+        let name = format!("name=rango-session-watch:{}", self.0.prefix);
+        list.lines()
+            .filter(|line| line.split(' ').any(|field| field == name))
+            .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    async fn kill(&self, id: &str) {
+        let mut conn = self.0.connection().expect("a connection");
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query::<()>(&mut conn)
+            .expect("CLIENT KILL");
+    }
+}
+
+struct OnPostgres {
+    pool: DbPool,
+    _schema: PgSchema,
+}
+
+impl OnPostgres {
+    async fn create(test: &str) -> Option<OnPostgres> {
+        let schema = PgSchema::create(test).await?;
+        let config = rocket_db_pools::Config {
+            url: schema.url(),
+            min_connections: None,
+            max_connections: 4,
+            connect_timeout: 5,
+            idle_timeout: None,
+            extensions: None,
+        };
+        let pool = rango::db::connect(&config).await.expect("PostgreSQL opens");
+        rango::db::run_migrations(&pool)
+            .await
+            .expect("the migrations apply");
+        Some(OnPostgres {
+            pool,
+            _schema: schema,
+        })
+    }
+
+    fn pg(&self) -> &sqlx::PgPool {
+        self.pool.as_postgres().expect("a PostgreSQL pool")
+    }
+}
+
+#[rocket::async_trait]
+impl Database for OnPostgres {
+    type Store = SqlStore;
+
+    async fn store(&self, near_cache: bool) -> SqlStore {
+        let capacity = near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero"));
+        SqlStore::with_near_cache(self.pool.clone(), capacity)
+    }
+
+    async fn delete_by_hand(&self) {
+        let deleted = sqlx::query("DELETE FROM session")
+            .execute(self.pg())
+            .await
+            .expect("DELETE");
+        assert!(deleted.rows_affected() > 0);
+    }
+
+    async fn watchers(&self) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT pid::text FROM pg_stat_activity \
+             WHERE application_name = 'rango-session-watch:' || to_regclass('session')::oid",
+        )
+        .fetch_all(self.pg())
+        .await
+        .expect("pg_stat_activity")
+    }
+
+    async fn kill(&self, id: &str) {
+        let pid: i32 = id.parse().expect("a pid");
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(self.pg())
+            .await
+            .expect("pg_terminate_backend");
+    }
+}
+
+/// Runs the suite's `$case`s on each database.
+macro_rules! near_cache_suite {
+    ($($case:ident),* $(,)?) => {
+        mod redis_near_cache {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(prefix) = super::RedisPrefix::create(stringify!($case)) else {
+                        return;
+                    };
+                    super::$case(&super::OnRedis(prefix)).await;
+                }
+            )*
+        }
+        mod postgres_near_cache {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = super::OnPostgres::create(stringify!($case)).await else {
+                        return;
+                    };
+                    super::$case(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+near_cache_suite!(
+    an_unchanged_session_is_loaded_from_the_near_cache,
+    this_servers_own_writes_are_seen_at_once,
+    another_servers_update_and_logout_are_seen,
+    a_change_made_outside_any_store_is_seen,
+    changes_made_while_the_watcher_was_away_are_not_served,
+    an_expired_session_is_not_served_from_the_near_cache,
+);
+
 /// A store whose near cache is watching, and a session in it, loaded once (so cached).
-async fn watching_store_with_a_session(prefix: &RedisPrefix) -> (RedisStore, String) {
-    let store = prefix.store(true).await;
+async fn watching_store_with_a_session<D: Database>(db: &D) -> (D::Store, String) {
+    let store = db.store(true).await;
     assert!(
-        eventually(|| async { store.near_cache_watching() }).await,
-        "the near cache starts watching Redis"
+        eventually(|| async { store.watching() }).await,
+        "the near cache starts watching"
     );
     let (id, _) = store.create(&data(1), in_an_hour()).await.expect("created");
     assert!(store.load(&id).await.expect("loads").is_some());
     (store, id)
 }
 
-async fn visits(store: &RedisStore, id: &str) -> Option<i64> {
+async fn visits(store: &impl SessionStore, id: &str) -> Option<i64> {
     let record = store.load(id).await.expect("loads")?;
     record
         .data
@@ -60,66 +249,37 @@ async fn visits(store: &RedisStore, id: &str) -> Option<i64> {
         .and_then(serde_json::Value::as_i64)
 }
 
-fn watcher_ids(prefix: &RedisPrefix, conn: &mut redis::Connection) -> Vec<String> {
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(conn)
-        .expect("CLIENT LIST answers");
-    let name = format!("name=rango-session-watch:{}", prefix.prefix);
-    list.lines()
-        .filter(|line| line.split(' ').any(|field| field == name))
-        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
-        .map(str::to_owned)
-        .collect()
-}
-
-#[tokio::test]
-async fn an_unchanged_session_is_loaded_from_the_near_cache() {
-    let Some(prefix) = RedisPrefix::create("near cache hits") else {
-        return;
-    };
-    let (store, id) = watching_store_with_a_session(&prefix).await;
-    let before = store.near_cache_hits();
+async fn an_unchanged_session_is_loaded_from_the_near_cache(db: &impl Database) {
+    let (store, id) = watching_store_with_a_session(db).await;
+    let before = store.hits();
     for _ in 0..10 {
         assert_eq!(visits(&store, &id).await, Some(1));
     }
-    assert_eq!(store.near_cache_hits() - before, 10);
+    assert_eq!(store.hits() - before, 10);
 
-    let without = prefix.store(false).await;
+    let without = db.store(false).await;
     assert_eq!(visits(&without, &id).await, Some(1));
     assert_eq!(visits(&without, &id).await, Some(1));
-    assert_eq!(without.near_cache_hits(), 0);
-    assert!(!without.near_cache_watching());
+    assert_eq!(without.hits(), 0);
+    assert!(!without.watching());
 }
 
-#[tokio::test]
-async fn this_servers_own_writes_are_seen_at_once() {
-    let Some(prefix) = RedisPrefix::create("near cache own writes") else {
-        return;
-    };
-    let (store, id) = watching_store_with_a_session(&prefix).await;
+async fn this_servers_own_writes_are_seen_at_once(db: &impl Database) {
+    let (store, id) = watching_store_with_a_session(db).await;
     let record = store.load(&id).await.expect("loads").expect("live");
     let saved = Record {
         data: data(2),
         ..record
     };
     assert!(store.update(&id, &saved).await.expect("saves").is_some());
-    assert_eq!(
-        visits(&store, &id).await,
-        Some(2),
-        "no wait for Redis's report"
-    );
+    assert_eq!(visits(&store, &id).await, Some(2), "no wait for the report");
     store.delete(&id).await.expect("deletes");
     assert_eq!(visits(&store, &id).await, None, "a logout is seen at once");
 }
 
-#[tokio::test]
-async fn another_servers_update_and_logout_are_seen() {
-    let Some(prefix) = RedisPrefix::create("near cache other server") else {
-        return;
-    };
-    let (a, id) = watching_store_with_a_session(&prefix).await;
-    let b = prefix.store(true).await;
+async fn another_servers_update_and_logout_are_seen(db: &impl Database) {
+    let (a, id) = watching_store_with_a_session(db).await;
+    let b = db.store(true).await;
     let record = b.load(&id).await.expect("loads").expect("live");
     let saved = Record {
         data: data(2),
@@ -131,7 +291,9 @@ async fn another_servers_update_and_logout_are_seen() {
         "server A sees B's update"
     );
     // A caches the new version again, then B logs the visitor out.
+    let hits = a.hits();
     assert_eq!(visits(&a, &id).await, Some(2));
+    assert!(a.hits() > hits, "cached again");
     b.delete(&id).await.expect("deletes");
     assert!(
         eventually(|| async { visits(&a, &id).await.is_none() }).await,
@@ -139,47 +301,30 @@ async fn another_servers_update_and_logout_are_seen() {
     );
 }
 
-#[tokio::test]
-async fn a_change_made_outside_any_store_is_seen() {
-    let Some(prefix) = RedisPrefix::create("near cache raw change") else {
-        return;
-    };
-    let (store, id) = watching_store_with_a_session(&prefix).await;
-    let mut conn = prefix.connection().expect("a connection");
-    let keys = prefix.keys_on(&mut conn).expect("keys");
-    assert_eq!(keys.len(), 1);
-    redis::cmd("DEL")
-        .arg(&keys[0])
-        .query::<()>(&mut conn)
-        .expect("DEL");
+async fn a_change_made_outside_any_store_is_seen(db: &impl Database) {
+    let (store, id) = watching_store_with_a_session(db).await;
+    let hits = store.hits();
+    assert_eq!(visits(&store, &id).await, Some(1));
+    assert!(store.hits() > hits, "cached");
+    db.delete_by_hand().await;
     assert!(
         eventually(|| async { visits(&store, &id).await.is_none() }).await,
         "a session deleted by hand is gone"
     );
 }
 
-#[tokio::test]
-async fn changes_made_while_the_watcher_was_away_are_not_served() {
-    let Some(prefix) = RedisPrefix::create("near cache lost watcher") else {
-        return;
-    };
-    let (a, id) = watching_store_with_a_session(&prefix).await;
+async fn changes_made_while_the_watcher_was_away_are_not_served(db: &impl Database) {
+    let (a, id) = watching_store_with_a_session(db).await;
     assert_eq!(visits(&a, &id).await, Some(1));
-    let mut conn = prefix.connection().expect("a connection");
-    let watchers = watcher_ids(&prefix, &mut conn);
-    assert_eq!(watchers.len(), 1, "one watcher for the prefix");
-    redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(&watchers[0])
-        .query::<()>(&mut conn)
-        .expect("CLIENT KILL");
+    let watchers = db.watchers().await;
+    assert_eq!(watchers.len(), 1, "one watcher: {watchers:?}");
+    db.kill(&watchers[0]).await;
     assert!(
-        eventually(|| async { !a.near_cache_watching() }).await,
+        eventually(|| async { !a.watching() }).await,
         "the cache notices its watcher is gone"
     );
     // Changed while nobody watched for A: A must not serve its old copy once it watches again.
-    let b = prefix.store(false).await;
+    let b = db.store(false).await;
     let record = b.load(&id).await.expect("loads").expect("live");
     let saved = Record {
         data: data(5),
@@ -187,30 +332,26 @@ async fn changes_made_while_the_watcher_was_away_are_not_served() {
     };
     assert!(b.update(&id, &saved).await.expect("saves").is_some());
     assert!(
-        eventually(|| async { a.near_cache_watching() }).await,
+        eventually(|| async { a.watching() }).await,
         "the watcher reconnects"
     );
-    assert_ne!(watcher_ids(&prefix, &mut conn), watchers);
+    assert_ne!(db.watchers().await, watchers);
     assert_eq!(visits(&a, &id).await, Some(5));
     // Watching again, it caches again.
-    let hits = a.near_cache_hits();
+    let hits = a.hits();
     assert_eq!(visits(&a, &id).await, Some(5));
-    assert!(a.near_cache_hits() > hits);
+    assert!(a.hits() > hits);
 }
 
-#[tokio::test]
-async fn an_expired_session_is_not_served_from_the_near_cache() {
-    let Some(prefix) = RedisPrefix::create("near cache expiry") else {
-        return;
-    };
-    let store = prefix.store(true).await;
-    assert!(eventually(|| async { store.near_cache_watching() }).await);
+async fn an_expired_session_is_not_served_from_the_near_cache(db: &impl Database) {
+    let store = db.store(true).await;
+    assert!(eventually(|| async { store.watching() }).await);
     let expires = OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let (id, _) = store.create(&data(1), expires).await.expect("created");
     assert_eq!(visits(&store, &id).await, Some(1));
-    let hits = store.near_cache_hits();
+    let hits = store.hits();
     assert_eq!(visits(&store, &id).await, Some(1));
-    assert!(store.near_cache_hits() > hits, "cached while live");
+    assert!(store.hits() > hits, "cached while live");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(visits(&store, &id).await, None);
 }

@@ -23,6 +23,10 @@ use store_suite::store_suite;
 store_suite!(memory, new_memory_store());
 store_suite!(sqlite, new_sqlite_store());
 store_suite!(postgres, new_postgres_store());
+store_suite!(
+    postgres_with_near_cache,
+    new_postgres_store_with_near_cache()
+);
 store_suite!(redis, new_redis_store());
 store_suite!(
     redis_without_near_cache,
@@ -143,6 +147,17 @@ async fn new_postgres_store() -> Option<(SqlStore, (DbPool, PgSchema))> {
         .await
         .expect("the migrations apply to an empty schema");
     Some((SqlStore::new(pool.clone()), (pool, schema)))
+}
+
+/// The same, with a near cache (as the site runs it on PostgreSQL).
+async fn new_postgres_store_with_near_cache() -> Option<(SqlStore, (DbPool, PgSchema))> {
+    let (store, (pool, schema)) = new_postgres_store().await?;
+    drop(store);
+    let capacity = std::num::NonZeroUsize::new(100);
+    Some((
+        SqlStore::with_near_cache(pool.clone(), capacity),
+        (pool, schema),
+    ))
 }
 
 /// A Redis store under a key prefix of its own, with its near cache (as the site runs it),

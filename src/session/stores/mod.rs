@@ -4,6 +4,7 @@ mod cached;
 mod cookie;
 mod inline;
 mod lanes;
+mod listen;
 mod memory;
 mod near;
 mod redis;

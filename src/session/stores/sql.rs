@@ -19,10 +19,10 @@
 //! from the table, and keeping it up to date cost a random page write per deleted row (and two
 //! more per save). Deleting a million expired sessions took 31 s with it, 1.4 s without.
 
-use std::time::Duration;
-
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -36,6 +36,8 @@ use crate::session::store::{Result, SessionStore, StoreError};
 
 use super::inline::InlineReader;
 use super::lanes::{on_lane, Lanes};
+use super::listen::{self, Near};
+use super::near::NearCache;
 
 /// A load: the live session of a key digest at a unix time. (On SQLite, `$1` and `$2` are
 /// parameters 1 and 2 as well, so [`InlineReader`] runs the same statement.)
@@ -178,6 +180,8 @@ pub struct SqlStore {
     pool: SqlPool,
     /// Loads and saves.
     lanes: Arc<StoreLanes>,
+    /// Sessions loaded lately (PostgreSQL only; see [`listen`]).
+    near: Option<Arc<Near>>,
 }
 
 /// The connections a [`SqlStore`] loads and saves on, opened on first use with the pool's
@@ -233,6 +237,39 @@ impl SqlStore {
         SqlStore {
             pool,
             lanes: Arc::new(lanes),
+            near: None,
+        }
+    }
+
+    /// A store on `pool` that, on PostgreSQL, keeps up to `capacity` recently loaded sessions
+    /// in the process, watched through `LISTEN` (see `listen.rs`), so that loading an
+    /// unchanged session costs no round trip. On SQLite, whose loads cost no round trip, the
+    /// same as [`SqlStore::new`]. Must be called within a Tokio runtime.
+    pub fn with_near_cache(pool: SqlPool, capacity: Option<NonZeroUsize>) -> Self {
+        let mut store = SqlStore::new(pool);
+        if let (Some(capacity), SqlPool::Postgres(pg)) = (capacity, &store.pool) {
+            let near = Arc::new(NearCache::new(capacity));
+            listen::spawn(&pg.connect_options(), &near);
+            store.near = Some(near);
+        }
+        store
+    }
+
+    /// Whether the near cache is watching the database now (for tests and diagnosis).
+    pub fn near_cache_watching(&self) -> bool {
+        self.near.as_ref().is_some_and(|near| near.watching())
+    }
+
+    /// How many loads the near cache has answered (for tests and diagnosis).
+    pub fn near_cache_hits(&self) -> u64 {
+        self.near.as_ref().map_or(0, |near| near.hits())
+    }
+
+    /// Drops `key`'s session from the near cache after a write: this process sees its own
+    /// writes at once, and no load that was in flight keeps what it read.
+    fn written(&self, key: &SessionKey) {
+        if let Some(near) = &self.near {
+            near.evict([key.digest_hex().as_str()]);
         }
     }
 
@@ -356,6 +393,18 @@ impl SessionStore for SqlStore {
         };
         let digest = key.digest();
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        let near = match &self.near {
+            Some(near) => {
+                let name = key.digest_hex();
+                match near.get(&name) {
+                    Some(record) => {
+                        return Ok((record.expires.unix_timestamp() > now).then_some(record))
+                    }
+                    None => near.ticket().map(|ticket| (near, name, ticket)),
+                }
+            }
+            None => None,
+        };
         if let StoreLanes::Sqlite {
             inline: Some(inline),
             ..
@@ -371,7 +420,11 @@ impl SessionStore for SqlStore {
         .bind(now)
         .fetch_optional(conn))
             .map_err(StoreError::backend)?;
-        Ok(row.map(record_of))
+        let record = row.map(record_of);
+        if let (Some((near, name, ticket)), Some(record)) = (near, &record) {
+            near.fill(name, record.clone(), ticket);
+        }
+        Ok(record)
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
@@ -417,8 +470,9 @@ impl SessionStore for SqlStore {
             .execute(conn)
             .await
             .map(|r| r.rows_affected())
-        })
-        .map_err(StoreError::backend)?;
+        });
+        self.written(&key);
+        let updated = updated.map_err(StoreError::backend)?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
     }
 
@@ -427,15 +481,15 @@ impl SessionStore for SqlStore {
             return Ok(());
         };
         let digest = key.digest();
-        on_store_lane!(self, write, conn => async {
+        let deleted = on_store_lane!(self, write, conn => async {
             sqlx::query("DELETE FROM session WHERE key_hash = $1")
                 .bind(&digest[..])
                 .execute(conn)
                 .await
                 .map(drop)
-        })
-        .map_err(StoreError::backend)?;
-        Ok(())
+        });
+        self.written(&key);
+        deleted.map_err(StoreError::backend)
     }
 
     async fn clear_expired(&self) -> Result<u64> {
