@@ -27,7 +27,7 @@
 # BENCH_PG_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
 # (redis://127.0.0.1:6379/0), BENCH_BIG_ROWS (1000000; 0 skips that part), BENCH_WRITE (1:
 # replace the "sessions" section of BENCHMARKS.md; 0: print only), BENCH_CASES (default
-# "ceiling read write update read_plain read_every_request"), BENCH_BIN (another build of
+# "ceiling read write update read_plain read_every_request read_uncached"), BENCH_BIN (another build of
 # rango to measure instead of this tree's, e.g. to compare two versions; nothing is written to
 # BENCHMARKS.md then).
 #
@@ -81,7 +81,7 @@ fi
 SERVER_CPU=0
 WRK_CPU=1
 
-CASES=${BENCH_CASES:-ceiling read write update read_plain read_every_request}
+CASES=${BENCH_CASES:-ceiling read write update read_plain read_every_request read_uncached}
 
 if [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release --quiet
@@ -245,6 +245,12 @@ run_store() {
                 run_case "$store" read_every_request rotate \
                     "{${base}sliding_expiry=true,save_every_request=true}" "$day" "$dbs"
                 ;;
+            read_uncached)
+                # SQLite keeps no near cache: its loads cost no round trip.
+                [ "$store" = sqlite ] && continue
+                run_case "$store" read_uncached one \
+                    "{${base}sliding_expiry=true,near_cache=false}" "$day" "$dbs"
+                ;;
             *) echo "unknown case $case" >&2; exit 1 ;;
         esac
     done
@@ -369,6 +375,18 @@ sliding_table() {
         done
     done
 }
+near_table() {
+    echo "| store | read, near cache (default) | ÷ ceiling | read, \`near_cache = false\` | ÷ ceiling |"
+    echo "|---|---:|---|---:|---|"
+    local store ceil
+    for store in $STORES; do
+        [ -n "$(figure "$store" read_uncached 3)" ] || continue
+        ceil=$(figure "$store" ceiling 3)
+        printf '| %s | %s | %s | %s | %s |\n' "$store" \
+            "$(figure "$store" read 3)" "$(ratio "$(figure "$store" read 3)" "$ceil")" \
+            "$(figure "$store" read_uncached 3)" "$(ratio "$(figure "$store" read_uncached 3)" "$ceil")"
+    done
+}
 big_table() {
     echo "| SQLite session table | read req/s | read p99 ms | write req/s | write p99 ms |"
     echo "|---|---:|---:|---:|---:|"
@@ -476,6 +494,14 @@ Plain and \`sliding_expiry = true\` send one cookie; \`save_every_request\` rota
 sessions as the update path does (it writes on every request).
 
 $(sliding_table)
+
+### What the near cache buys
+
+On PostgreSQL, Redis and cached_db a load of an unchanged session is answered from the
+process's near cache (\`src/session/stores/near.rs\`), watched through \`LISTEN\` or Redis's
+client tracking; with \`near_cache = false\` every load is a round trip to the store.
+
+$(near_table)
 
 $(big_section)
 <!-- sessions:end -->

@@ -355,3 +355,50 @@ async fn an_expired_session_is_not_served_from_the_near_cache(db: &impl Database
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(visits(&store, &id).await, None);
 }
+
+/// Redis refusing client tracking (here an ACL without `CLIENT`; likewise a Redis older than 6):
+/// sessions work, every load asks Redis.
+#[tokio::test]
+async fn a_redis_that_cannot_be_watched_leaves_the_near_cache_off() {
+    let Some(prefix) = RedisPrefix::create("near cache refused") else {
+        return;
+    };
+    let user = prefix.prefix.trim_end_matches(':').replace(':', "_");
+    let mut admin = prefix.connection().expect("a connection");
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-client")
+        .query::<()>(&mut admin)
+        .expect("ACL SETUSER");
+    struct DropUser(redis::Connection, String);
+    impl Drop for DropUser {
+        fn drop(&mut self) {
+            let _ = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.1)
+                .query::<()>(&mut self.0);
+        }
+    }
+    let _user = DropUser(admin, user.clone());
+    let url = prefix
+        .url
+        .replacen("redis://", &format!("redis://{user}:secret@"), 1);
+    let restricted = RedisPrefix {
+        url,
+        prefix: prefix.prefix.clone(),
+    };
+    let store = restricted.store(true).await;
+    let (id, _) = store.create(&data(1), in_an_hour()).await.expect("created");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        assert_eq!(visits(&store, &id).await, Some(1));
+    }
+    assert!(!store.near_cache_watching());
+    assert_eq!(store.near_cache_hits(), 0);
+}

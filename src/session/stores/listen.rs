@@ -107,18 +107,22 @@ async fn heartbeat(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>
 /// Listens while the cache lives, opening the listener again after any failure or silence.
 async fn watch(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
     let mut pause = Duration::from_millis(50);
+    // Whether this outage was reported: one warning each, the first attempt's included.
+    let mut reported = false;
     loop {
         let outcome = listen(&pool, watcher, &sent, &near).await;
         let Some(cache) = near.upgrade() else { return };
-        let was_watching = cache.watching();
+        if cache.watching() {
+            reported = false;
+            pause = Duration::from_millis(50);
+        }
         cache.lost();
-        if was_watching {
+        if !reported {
             match outcome {
-                Err(e) => {
-                    log::warn!("session near cache off until PostgreSQL can be watched again: {e}")
-                }
+                Err(e) => log::warn!("session near cache off until PostgreSQL can be watched: {e}"),
                 Ok(()) => log::warn!("session near cache off: its PostgreSQL listener went quiet"),
             }
+            reported = true;
         }
         drop(cache);
         rocket::tokio::time::sleep(pause).await;

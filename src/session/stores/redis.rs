@@ -190,15 +190,24 @@ pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
 /// Reconnects after any failure, flushing the cache; stops when the cache is dropped.
 async fn watch(client: redis::Client, prefix: String, timeout: Duration, near: Weak<Near>) {
     let mut pause = Duration::from_millis(50);
+    // Whether this outage was reported: one warning each, the first attempt's included.
+    let mut reported = false;
     loop {
         match watch_once(&client, &prefix, timeout, &near).await {
             Ok(()) => return,
             Err(e) => {
                 let Some(cache) = near.upgrade() else { return };
-                let was_watching = cache.watching();
+                if cache.watching() {
+                    reported = false;
+                    pause = Duration::from_millis(50);
+                }
                 cache.lost();
-                if was_watching {
-                    log::warn!("session near cache off until Redis can be watched again: {e}");
+                if !reported {
+                    log::warn!(
+                        "session near cache off until Redis can be watched (client tracking \
+                         needs Redis 6 or later): {e}"
+                    );
+                    reported = true;
                 }
             }
         }
