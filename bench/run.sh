@@ -65,7 +65,7 @@ case $COUNT in
     instructions)
         BIG_ROWS=0
         ROUNDS=1
-        BENCH_CASES=${BENCH_CASES:-ceiling read}
+        BENCH_CASES=${BENCH_CASES:-ceiling read read_uncached}
         command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
         ;;
     *) echo "BENCH_COUNT is time or instructions" >&2; exit 1 ;;
@@ -427,14 +427,17 @@ publish() {
 
 if [ "$COUNT" = instructions ]; then
     instructions_table() {
-        echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) |"
-        echo "|---|---:|---:|---|"
-        local store ceil read
+        echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) | read, \`near_cache = false\` | ÷ ceiling |"
+        echo "|---|---:|---:|---|---:|---|"
+        local store ceil read uncached
         for store in $STORES; do
             ceil=$(figure "$store" ceiling 3)
             read=$(figure "$store" read 3)
+            uncached=$(figure "$store" read_uncached 3)
             # Fewer instructions is faster: the ratio is ceiling ÷ read.
-            printf '| %s | %s | %s | %s |\n' "$store" "$ceil" "$read" "$(ratio "$ceil" "$read")"
+            printf '| %s | %s | %s | %s | %s | %s |\n' "$store" "$ceil" "$read" \
+                "$(ratio "$ceil" "$read")" "${uncached:--}" \
+                "$( [ -n "$uncached" ] && ratio "$ceil" "$uncached" || echo -)"
         done
     }
     RESULT=$(cat <<EOF
@@ -442,7 +445,7 @@ if [ "$COUNT" = instructions ]; then
 ## Instructions per request, without the noise
 
 \`BENCH_COUNT=instructions bench/run.sh $SECS $CONNS\` on $(date -u +%Y-%m-%d), $(nproc) cores
-($CPU), release build: the ceiling and read cases and settings of the table above, but each
+($CPU), release build: the ceiling, read and read_uncached cases and settings of the table above, but each
 server runs under \`valgrind --tool=callgrind\`, and the figure is the instructions the server
 process executed (all threads, user space) divided by the requests wrk made in ${SECS} s at
 $CONNS connections, counted from after the warm-up. The counts hardly move with whatever else the

@@ -402,3 +402,97 @@ async fn a_redis_that_cannot_be_watched_leaves_the_near_cache_off() {
     assert!(!store.near_cache_watching());
     assert_eq!(store.near_cache_hits(), 0);
 }
+
+/// What `table`'s notifications on the channel say until `marker`, sent now, comes by (the
+/// notifications of other tests' tables are skipped).
+async fn heard(
+    listener: &mut sqlx::postgres::PgListener,
+    pool: &sqlx::PgPool,
+    table: &str,
+    marker: &str,
+) -> Vec<String> {
+    sqlx::query("SELECT pg_notify('rango_session', $1)")
+        .bind(marker)
+        .execute(pool)
+        .await
+        .expect("NOTIFY");
+    let mut payloads = Vec::new();
+    loop {
+        let notification = tokio::time::timeout(PATIENCE, listener.recv())
+            .await
+            .expect("the marker arrives")
+            .expect("a notification");
+        let payload = notification.payload();
+        if payload == marker {
+            return payloads;
+        }
+        if let Some(rest) = payload.strip_prefix(&format!("{table}:")) {
+            payloads.push(rest.to_owned());
+        }
+    }
+}
+
+/// The notifications of migration 0003, read off the channel: what the near cache hears of
+/// each kind of change (and what clearing expired sessions spares it).
+#[tokio::test]
+async fn postgres_notifies_updates_and_deletes_of_live_sessions_only() {
+    let Some(db) = OnPostgres::create("near cache notifications").await else {
+        return;
+    };
+    let store = db.store(false).await;
+    let table: String = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
+        .fetch_one(db.pg())
+        .await
+        .expect("the table's oid");
+    let mut listener = sqlx::postgres::PgListener::connect_with(db.pg())
+        .await
+        .expect("a listener");
+    listener.listen("rango_session").await.expect("LISTEN");
+    let past = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let (expired, _) = store.create(&data(1), past).await.expect("created");
+    let (live, _) = store.create(&data(2), in_an_hour()).await.expect("created");
+    let (renewed, _) = store.create(&data(3), past).await.expect("created");
+
+    let digest = |id: &str| {
+        rango::session::SessionKey::parse(id)
+            .expect("a key")
+            .digest_hex()
+    };
+
+    assert_eq!(
+        heard(&mut listener, db.pg(), &table, "created").await,
+        Vec::<String>::new(),
+        "inserts are not news"
+    );
+    sqlx::query("UPDATE session SET expires = $1 WHERE key_hash = decode($2, 'hex')")
+        .bind(in_an_hour().unix_timestamp())
+        .bind(digest(&renewed))
+        .execute(db.pg())
+        .await
+        .expect("UPDATE");
+    assert_eq!(
+        heard(&mut listener, db.pg(), &table, "renewed").await,
+        vec![digest(&renewed)],
+        "an expired row renewed"
+    );
+    assert_eq!(store.clear_expired().await.expect("cleared"), 1);
+    assert_eq!(
+        heard(&mut listener, db.pg(), &table, "cleared").await,
+        Vec::<String>::new(),
+        "clearing expired: nothing"
+    );
+    assert!(store.load(&expired).await.expect("loads").is_none());
+    store.delete(&live).await.expect("deleted");
+    assert_eq!(
+        heard(&mut listener, db.pg(), &table, "deleted").await,
+        vec![digest(&live)]
+    );
+    sqlx::query("TRUNCATE session")
+        .execute(db.pg())
+        .await
+        .expect("TRUNCATE");
+    assert_eq!(
+        heard(&mut listener, db.pg(), &table, "truncated").await,
+        vec!["*".to_owned()]
+    );
+}

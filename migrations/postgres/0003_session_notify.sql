@@ -1,8 +1,9 @@
 -- The session table reports its changes, for the near caches of the servers that use it
--- (src/session/stores/listen.rs): every update or delete of a live session notifies channel
--- `rango_session` with '<table oid>:<key_hash in hex>', and a truncate with '<table oid>:*'.
--- The oid tells apart the session tables of several schemas in one database. Deleting
--- expired sessions (clearsessions) notifies nothing: no cache serves an expired session.
+-- (src/session/stores/listen.rs): every update, and every delete of a live session, notifies
+-- channel `rango_session` with '<table oid>:<key_hash in hex>', and a truncate with
+-- '<table oid>:*'. The oid tells apart the session tables of several schemas in one database.
+-- Deleting expired sessions (clearsessions) notifies nothing: no cache serves an expired
+-- session. An update always does, even of an expired row: it may bring the session back.
 CREATE FUNCTION session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('rango_session', TG_RELID::text || ':' || encode(OLD.key_hash, 'hex'));
@@ -10,7 +11,10 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER session_changed AFTER UPDATE OR DELETE ON session
+CREATE TRIGGER session_updated AFTER UPDATE ON session
+    FOR EACH ROW EXECUTE FUNCTION session_changed();
+
+CREATE TRIGGER session_deleted AFTER DELETE ON session
     FOR EACH ROW WHEN (OLD.expires > EXTRACT(EPOCH FROM now()))
     EXECUTE FUNCTION session_changed();
 

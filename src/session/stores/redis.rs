@@ -12,6 +12,10 @@
 //! run first and queue theirs, then sends the whole queue as one pipeline. Under load that is
 //! one write to Redis for several loads: measured with 16 connections, Redis's own CPU per load
 //! halved (the web server's cost stayed the same; see BENCHMARKS.md).
+//!
+//! With a near cache ([`RedisOptions::near_cache`]), a load of an unchanged session asks Redis
+//! nothing: `watch` keeps a RESP3 connection with client tracking in broadcast mode on the
+//! key prefix, so Redis reports every change to any session (see `near.rs` for the rules).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError, Weak};

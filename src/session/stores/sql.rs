@@ -11,7 +11,8 @@
 //! connections run on threads of their own, and that hop was most of a load's cost. Saves go
 //! through one writer connection: this process's writers queue in order
 //! behind an async mutex instead of colliding on SQLite's write lock, whose busy handler
-//! backs off in sleeps of milliseconds.
+//! backs off in sleeps of milliseconds. On PostgreSQL, [`SqlStore::with_near_cache`] keeps
+//! recently loaded sessions in the process, watched through `LISTEN` (`listen.rs`).
 //!
 //! Expired sessions are cleared by a sweep of the table in key order, a short window at a time
 //! (see [`SqlStore::clear_expired_in_batches`]). On SQLite `expires` has no index (migration
