@@ -154,17 +154,30 @@ async fn new_postgres_store_with_near_cache() -> Option<(SqlStore, (DbPool, PgSc
     let (store, (pool, schema)) = new_postgres_store().await?;
     drop(store);
     let capacity = std::num::NonZeroUsize::new(100);
-    Some((
-        SqlStore::with_near_cache(pool.clone(), capacity),
-        (pool, schema),
-    ))
+    let store = SqlStore::with_near_cache(pool.clone(), capacity);
+    wait_for(|| store.near_cache_watching()).await;
+    Some((store, (pool, schema)))
+}
+
+/// Waits until a near cache watches (so that the suite goes through it), for 5 s at most.
+async fn wait_for(watching: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !watching() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the near cache never started watching"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// A Redis store under a key prefix of its own, with its near cache (as the site runs it),
 /// when `RANGO_TEST_REDIS_URL` is set.
 async fn new_redis_store() -> Option<(RedisStore, RedisPrefix)> {
     let prefix = RedisPrefix::create("redis store suite")?;
-    Some((prefix.store(true).await, prefix))
+    let store = prefix.store(true).await;
+    wait_for(|| store.near_cache_watching()).await;
+    Some((store, prefix))
 }
 
 /// The same, every load asking Redis.

@@ -87,8 +87,8 @@ pub struct SessionConfig {
     /// no round trip (default true). Used by the "cache" and "cached_db" backends and by "db"
     /// on PostgreSQL, whose servers report every change to a session on a connection of its
     /// own (Redis's client tracking, PostgreSQL's `LISTEN`); a change made by another server
-    /// is seen within a millisecond on a working network and within a second when that
-    /// connection dies. False: every load asks the store.
+    /// is seen as soon as its report arrives, and every load asks the store again within a
+    /// second of that connection dying. False: every load asks the store.
     pub near_cache: bool,
     /// How many sessions the near cache keeps at most, least recently used first out
     /// (default 10000).

@@ -1,26 +1,30 @@
 //! The watcher of a [`NearCache`] in front of PostgreSQL, through `LISTEN`.
 //!
-//! Migration 0003 (migrations/postgres) makes the `session` table report itself: a trigger
-//! sends `NOTIFY rango_session, '<table oid>:<key digest in hex>'` for every update or
-//! delete of a live session (whoever makes it: another server, `psql`), and `'<table oid>:*'`
-//! when the table is truncated. Deleting *expired* sessions reports nothing: the cache never
-//! serves one, so `clearsessions` costs no notifications.
+//! Migration 0003 (migrations/postgres) makes the `session` table report itself: its triggers
+//! send `NOTIFY rango_session, '<table oid>:<key digest in hex>'` for every update, and every
+//! delete of a session live or expired less than five minutes ago (whoever makes it: another
+//! server, `psql`), and `'<table oid>:*'` when the table is truncated. Clearing sessions that
+//! expired earlier reports nothing: the cache never serves one, so `clearsessions` costs no
+//! notifications.
 //!
 //! The watcher listens on a connection of its own. Heartbeats go through the same channel:
-//! every [`HEARTBEAT`] another connection sends `'hb:<watcher>:<n>'`. PostgreSQL delivers
-//! notifications in commit order, so when heartbeat `n` arrives, every change committed
-//! before it was sent has arrived too, and the cache is confirmed up to when it was sent. A
-//! listener that stops hearing anything (its own heartbeats included) for [`SILENCE`] is
-//! dropped and opened again, flushing the cache.
+//! every [`HEARTBEAT`] another connection sends `'hb:<watcher>:<n>:<table oid>:<triggers on>'`.
+//! PostgreSQL delivers notifications in commit order, so when heartbeat `n` arrives, every
+//! change committed before it was sent has arrived too, and the cache is confirmed up to when
+//! it was sent, provided the table is still the one the listener watches and its three
+//! triggers are on (a table dropped and made again, or triggers turned off, would leave the
+//! listener deaf; it starts again instead, and stays off until the triggers are back). A
+//! listener that hears nothing (its own heartbeats included) for [`SILENCE`] is dropped and
+//! opened again, on a new connection, flushing the cache.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::near::{NearCache, HEARTBEAT, MAX_LAG};
+use super::near::{NearCache, Watch, HEARTBEAT, MAX_LAG};
 use crate::session::record::Record;
 
 /// The channel the trigger of migration 0003 notifies.
@@ -63,25 +67,40 @@ impl Sent {
     }
 }
 
+/// The triggers of migration 0003: a heartbeat says how many of them are on.
+const TRIGGERS: [&str; 3] = ["session_updated", "session_deleted", "session_truncated"];
+
+/// A heartbeat: notifies `hb:<watcher>:<n>:` followed by what the database says of the table
+/// this connection's `search_path` finds, `<oid>:<triggers on>`, so that a table dropped and
+/// made again, or triggers turned off, stop the cache instead of leaving it deaf.
+const HEARTBEAT_SQL: &str =
+    "SELECT pg_notify($1, $2 || coalesce(to_regclass('session')::oid::text, '-') \
+     || ':' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('session') \
+                AND tgname = ANY($3) AND tgenabled IN ('O', 'A')))";
+
 /// Starts watching the `session` table that `options` reach, for `near`. The watcher and its
 /// heartbeat stop when the cache is dropped.
 pub fn spawn(options: &PgConnectOptions, near: &Arc<Near>) {
     let options = options.clone().application_name("rango-session-watch");
-    // One connection listens, the other sends heartbeats; neither is taken from the site's pool.
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .min_connections(0)
-        .acquire_timeout(SILENCE)
-        .connect_lazy_with(options);
     let watcher = rand::random::<u64>();
     let sent = Arc::new(Sent::default());
     rocket::tokio::spawn(heartbeat(
-        pool.clone(),
+        pool_of_one(&options),
         watcher,
         Arc::clone(&sent),
         Arc::downgrade(near),
     ));
-    rocket::tokio::spawn(watch(pool, watcher, sent, Arc::downgrade(near)));
+    rocket::tokio::spawn(watch(options, watcher, sent, Arc::downgrade(near)));
+}
+
+/// A pool of one connection, not the site's: each listener gets a new one (a dead listener's
+/// `UNLISTEN` may hang on its old connection), the heartbeat one of its own.
+fn pool_of_one(options: &PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(SILENCE)
+        .connect_lazy_with(options.clone())
 }
 
 /// Sends heartbeat after heartbeat on the channel while the cache lives.
@@ -89,34 +108,35 @@ async fn heartbeat(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>
     let mut n: u64 = 0;
     while near.strong_count() > 0 {
         n += 1;
-        let at = Instant::now();
-        sent.note(n, at);
-        let payload = format!("hb:{watcher}:{n}");
-        let notified = sqlx::query("SELECT pg_notify($1, $2)")
+        sent.note(n, Instant::now());
+        let notify = sqlx::query(HEARTBEAT_SQL)
             .bind(CHANNEL)
-            .bind(&payload)
-            .execute(&pool)
-            .await;
-        if let Err(e) = notified {
-            log::debug!("session near cache heartbeat failed: {e}");
+            .bind(format!("hb:{watcher}:{n}:"))
+            .bind(&TRIGGERS[..])
+            .execute(&pool);
+        match rocket::tokio::time::timeout(SILENCE, notify).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::debug!("session near cache heartbeat failed: {e}"),
+            Err(_) => log::debug!("session near cache heartbeat timed out"),
         }
         rocket::tokio::time::sleep(HEARTBEAT).await;
     }
 }
 
-/// Listens while the cache lives, opening the listener again after any failure or silence.
-async fn watch(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
+/// Listens while the cache lives, opening a listener again after any failure or silence.
+async fn watch(options: PgConnectOptions, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
     let mut pause = Duration::from_millis(50);
     // Whether this outage was reported: one warning each, the first attempt's included.
     let mut reported = false;
     loop {
-        let outcome = listen(&pool, watcher, &sent, &near).await;
+        let outcome = listen(&options, watcher, &sent, &near).await;
         let Some(cache) = near.upgrade() else { return };
         if cache.watching() {
             reported = false;
             pause = Duration::from_millis(50);
         }
         cache.lost();
+        drop(cache);
         if !reported {
             match outcome {
                 Err(e) => log::warn!("session near cache off until PostgreSQL can be watched: {e}"),
@@ -124,7 +144,6 @@ async fn watch(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
             }
             reported = true;
         }
-        drop(cache);
         rocket::tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
@@ -133,63 +152,109 @@ async fn watch(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
 /// One listener's life: returns when it fails, falls silent or loses its connection (or the
 /// cache is gone).
 async fn listen(
-    pool: &PgPool,
+    options: &PgConnectOptions,
     watcher: u64,
     sent: &Sent,
     near: &Weak<Near>,
-) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
-    let table: String = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
-        .fetch_one(&mut listener)
-        .await?;
-    let name = format!("rango-session-watch:{table}");
-    sqlx::query("SELECT set_config('application_name', $1, false)")
-        .bind(&name)
-        .execute(&mut listener)
-        .await?;
+) -> Result<(), String> {
+    let pool = pool_of_one(options);
+    let setup = async {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
+            .fetch_one(&mut listener)
+            .await?;
+        let name = format!("rango-session-watch:{}", table.as_deref().unwrap_or("-"));
+        sqlx::query("SELECT set_config('application_name', $1, false)")
+            .bind(&name)
+            .execute(&mut listener)
+            .await?;
+        Ok::<_, sqlx::Error>((listener, table))
+    };
+    let (mut listener, table) = match rocket::tokio::time::timeout(SILENCE, setup).await {
+        Ok(Ok((listener, Some(table)))) => (listener, table),
+        Ok(Ok((_, None))) => return Err("no session table (migrate first)".into()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("no answer".into()),
+    };
+    let watch = match near.upgrade() {
+        Some(cache) => cache.watch(),
+        None => return Ok(()),
+    };
     loop {
         // A timeout may cut a message in half; the listener is dropped right after.
         let Ok(received) = rocket::tokio::time::timeout(SILENCE, listener.try_recv()).await else {
             return Ok(());
         };
-        let Some(notification) = received? else {
+        let Some(notification) = received.map_err(|e| e.to_string())? else {
             // The connection was lost: notifications were missed.
             return Ok(());
         };
         let Some(cache) = near.upgrade() else {
             return Ok(());
         };
-        apply(&cache, &table, watcher, sent, &notification);
+        let heard = Heard {
+            table: &table,
+            watcher,
+            watch,
+            sent,
+        };
+        heard.apply(&cache, notification.payload())?;
     }
 }
 
-/// Applies one notification: a change to a session of `table` evicts it (`*` flushes), this
-/// watcher's heartbeat confirms the cache up to when it was sent; the rest (other tables,
-/// other watchers' heartbeats) is not ours.
-fn apply(cache: &Near, table: &str, watcher: u64, sent: &Sent, notification: &PgNotification) {
-    apply_payload(cache, table, watcher, sent, notification.payload());
+/// What one listener needs to make sense of a notification.
+struct Heard<'a> {
+    /// The oid of the session table it watches.
+    table: &'a str,
+    watcher: u64,
+    watch: Watch,
+    sent: &'a Sent,
 }
 
-fn apply_payload(cache: &Near, table: &str, watcher: u64, sent: &Sent, payload: &str) {
-    let Some((source, rest)) = payload.split_once(':') else {
-        return;
-    };
-    if source == table {
-        if rest == "*" {
-            cache.flush();
-        } else {
-            cache.evict([rest]);
-        }
-    } else if source == "hb" {
-        let Some((from, n)) = rest.split_once(':') else {
-            return;
+impl Heard<'_> {
+    /// Applies one notification: a change to a session of this table evicts it (`*`
+    /// flushes); this watcher's heartbeat confirms the cache up to when it was sent, if the
+    /// table is still the one watched with its triggers on (an error otherwise); the rest
+    /// (other tables, other watchers' heartbeats) is not ours.
+    fn apply(&self, cache: &Near, payload: &str) -> Result<(), String> {
+        let Some((source, rest)) = payload.split_once(':') else {
+            return Ok(());
         };
-        if from.parse() == Ok(watcher) {
-            if let Some(at) = n.parse().ok().and_then(|n| sent.heard(n)) {
-                cache.confirm(at);
+        if source == self.table {
+            if rest == "*" {
+                cache.flush();
+            } else {
+                cache.evict([rest]);
             }
+            return Ok(());
         }
+        if source != "hb" {
+            return Ok(());
+        }
+        let mut fields = rest.split(':');
+        let (Some(from), Some(n), Some(table), Some(triggers)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Ok(());
+        };
+        if from.parse() != Ok(self.watcher) {
+            return Ok(());
+        }
+        if table != self.table {
+            return Err("the session table was made again".into());
+        }
+        if triggers != TRIGGERS.len().to_string() {
+            return Err(format!(
+                "the session table's triggers are not all on ({triggers} of {}: migrate, or \
+                 ENABLE TRIGGER)",
+                TRIGGERS.len()
+            ));
+        }
+        if let Some(at) = n.parse().ok().and_then(|n| self.sent.heard(n)) {
+            cache.confirm(self.watch, at);
+        }
+        Ok(())
     }
 }
 
@@ -209,7 +274,8 @@ mod tests {
 
     fn filled(names: &[&str]) -> Near {
         let cache = NearCache::new(NonZeroUsize::new(8).unwrap());
-        cache.confirm(Instant::now());
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
         for name in names {
             let ticket = cache.ticket().unwrap();
             cache.fill((*name).to_owned(), record(), ticket);
@@ -217,10 +283,21 @@ mod tests {
         cache
     }
 
+    fn heard<'a>(sent: &'a Sent, watch: Watch) -> Heard<'a> {
+        Heard {
+            table: "16400",
+            watcher: 7,
+            watch,
+            sent,
+        }
+    }
+
     #[test]
     fn a_change_to_this_table_evicts_its_session() {
         let cache = filled(&["aa", "bb"]);
-        apply_payload(&cache, "16400", 7, &Sent::default(), "16400:aa");
+        let sent = Sent::default();
+        let heard = heard(&sent, Watch(0));
+        assert_eq!(heard.apply(&cache, "16400:aa"), Ok(()));
         assert!(cache.get("aa").is_none());
         assert!(cache.get("bb").is_some());
     }
@@ -228,10 +305,12 @@ mod tests {
     #[test]
     fn a_truncate_flushes_and_other_tables_are_ignored() {
         let cache = filled(&["aa", "bb"]);
-        apply_payload(&cache, "16400", 7, &Sent::default(), "16500:aa");
-        apply_payload(&cache, "16400", 7, &Sent::default(), "garbage");
+        let sent = Sent::default();
+        let heard = heard(&sent, Watch(0));
+        assert_eq!(heard.apply(&cache, "16500:aa"), Ok(()));
+        assert_eq!(heard.apply(&cache, "garbage"), Ok(()));
         assert!(cache.get("aa").is_some());
-        apply_payload(&cache, "16400", 7, &Sent::default(), "16400:*");
+        assert_eq!(heard.apply(&cache, "16400:*"), Ok(()));
         assert!(cache.get("aa").is_none() && cache.get("bb").is_none());
     }
 
@@ -239,15 +318,39 @@ mod tests {
     fn only_this_watchers_heartbeats_confirm() {
         let cache = NearCache::<Record>::new(NonZeroUsize::new(8).unwrap());
         let sent = Sent::default();
+        let heard = heard(&sent, cache.watch());
         sent.note(1, Instant::now());
         sent.note(2, Instant::now());
-        apply_payload(&cache, "16400", 7, &sent, "hb:8:1");
+        assert_eq!(heard.apply(&cache, "hb:8:1:16400:3"), Ok(()));
         assert!(!cache.watching(), "another watcher's heartbeat");
-        apply_payload(&cache, "16400", 7, &sent, "hb:7:0");
+        assert_eq!(heard.apply(&cache, "hb:7:0:16400:3"), Ok(()));
         assert!(!cache.watching(), "a heartbeat never sent");
-        apply_payload(&cache, "16400", 7, &sent, "hb:7:2");
+        assert_eq!(heard.apply(&cache, "hb:7:2:16400:3"), Ok(()));
         assert!(cache.watching());
         // Heartbeat 1 was passed by 2 (notifications arrive in order): it is forgotten.
         assert_eq!(sent.heard(1), None);
+    }
+
+    #[test]
+    fn a_heartbeat_from_a_new_table_or_without_triggers_stops_the_listener() {
+        let cache = NearCache::<Record>::new(NonZeroUsize::new(8).unwrap());
+        let sent = Sent::default();
+        let heard = heard(&sent, cache.watch());
+        sent.note(1, Instant::now());
+        sent.note(2, Instant::now());
+        sent.note(3, Instant::now());
+        assert!(
+            heard.apply(&cache, "hb:7:1:16500:3").is_err(),
+            "the table was made again"
+        );
+        assert!(
+            heard.apply(&cache, "hb:7:2:-:0").is_err(),
+            "the table was dropped"
+        );
+        let off = heard
+            .apply(&cache, "hb:7:3:16400:2")
+            .expect_err("a trigger is off");
+        assert!(off.contains("2 of 3"), "{off}");
+        assert!(!cache.watching());
     }
 }

@@ -5,21 +5,25 @@
 //! client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a connection
 //! of its own on which the server reports every change to a session, whoever made it (another
 //! server, `rango clearsessions`, an operator's `DEL`). The watcher calls [`NearCache::evict`]
-//! for each, and [`NearCache::confirm`] each time a heartbeat comes back on that same
-//! connection: the server sends changes and answers in order, so a heartbeat sent at `t` that
-//! came back means every change made before `t` has been applied here.
+//! for each, and [`NearCache::confirm`] each time a heartbeat comes back through that same
+//! channel. A heartbeat sent at `t` that came back means every change made before `t` has been
+//! reported and applied here: Redis sends the invalidations of the commands it ran in one turn
+//! of its event loop at the end of that turn, and it reads a heartbeat sent at `t` in a later
+//! turn than any command it ran before `t`, so the answer comes after those invalidations;
+//! PostgreSQL delivers notifications in commit order, and the heartbeat is one.
 //!
 //! The rules that keep it from serving a stale session:
 //! - **Fresh watch.** Entries are served only while the last confirmed heartbeat was sent less
 //!   than [`MAX_LAG`] ago. A watcher that dies quietly (a dropped network, a frozen server)
 //!   stops confirming, and within `MAX_LAG` every load goes to the store again. That is the
 //!   longest another server's change can go unseen; on a working connection it is the time the
-//!   change takes to arrive, well under a millisecond on one network.
+//!   report takes to arrive, which is sent as the change is made.
 //! - **No fill across a change.** A load takes a [`Ticket`] *before* it asks the store; its
 //!   answer is kept only if no eviction or flush happened since. A change that the store made
 //!   after answering and that arrived before the answer would otherwise be lost.
-//! - **Flush on reconnect.** Changes made while the watcher was away were never reported, so
-//!   everything is dropped when it connects again ([`NearCache::flush`]).
+//! - **Start empty, and only once.** Changes made while no watcher listened were never
+//!   reported, so [`NearCache::watch`] drops everything when a watcher (re)connects, and
+//!   [`NearCache::lost`] ends that watch: heartbeats of an older connection no longer count.
 //! - The store evicts a session itself when it writes it, so this process sees its own writes
 //!   at once, before the server's report arrives.
 //!
@@ -47,6 +51,10 @@ pub const HEARTBEAT: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
+/// One connection of a watcher: its heartbeats confirm the cache only until it is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch(pub(super) u64);
+
 struct Entries<V> {
     lru: LruCache<String, V>,
     /// Bumped by every eviction and flush: a fill whose ticket is older could be stale.
@@ -58,6 +66,8 @@ pub struct NearCache<V> {
     entries: Mutex<Entries<V>>,
     /// When the watch was last confirmed, in microseconds since `start` (0: not watching).
     confirmed: AtomicU64,
+    /// Bumped by [`NearCache::lost`]: the heartbeats of older watches do not count.
+    generation: AtomicU64,
     start: Instant,
     hits: AtomicU64,
 }
@@ -80,6 +90,7 @@ impl<V: Clone> NearCache<V> {
                 epoch: 0,
             }),
             confirmed: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             start: Instant::now(),
             hits: AtomicU64::new(0),
         }
@@ -150,17 +161,33 @@ impl<V: Clone> NearCache<V> {
         entries.lru.clear();
     }
 
-    /// The watcher's heartbeat sent at `sent` came back: every change made before then has
-    /// been evicted.
-    pub fn confirm(&self, sent: Instant) {
-        self.confirmed
-            .fetch_max(self.micros(sent), Ordering::AcqRel);
+    /// A watcher connected and hears every change from now on: everything kept before is
+    /// dropped (changes were missed meanwhile), and the watch its heartbeats confirm begins.
+    pub fn watch(&self) -> Watch {
+        let mut entries = self.entries();
+        entries.epoch += 1;
+        entries.lru.clear();
+        Watch(self.generation.load(Ordering::Acquire))
     }
 
-    /// The watcher lost its connection: nothing is served until it is back (and flushed).
+    /// The heartbeat that `watch` sent at `sent` came back: every change made before then has
+    /// been evicted. Ignored once `watch` was lost.
+    pub fn confirm(&self, watch: Watch, sent: Instant) {
+        // Under the lock, so that `lost` cannot come between the check and the store.
+        let _entries = self.entries();
+        if self.generation.load(Ordering::Acquire) == watch.0 {
+            self.confirmed
+                .fetch_max(self.micros(sent), Ordering::AcqRel);
+        }
+    }
+
+    /// The watcher lost its connection: nothing is served until a new watch is confirmed.
     pub fn lost(&self) {
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.confirmed.store(0, Ordering::Release);
-        self.flush();
+        entries.epoch += 1;
+        entries.lru.clear();
     }
 
     /// How many sessions are kept.
@@ -180,7 +207,8 @@ mod tests {
 
     fn watched(capacity: usize) -> NearCache<u32> {
         let cache = NearCache::new(NonZeroUsize::new(capacity).unwrap());
-        cache.confirm(Instant::now());
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
         cache
     }
 
@@ -189,7 +217,9 @@ mod tests {
         let cache = NearCache::<u32>::new(NonZeroUsize::new(4).unwrap());
         assert!(!cache.watching());
         assert_eq!(cache.ticket(), None);
-        cache.confirm(Instant::now());
+        let watch = cache.watch();
+        assert!(!cache.watching());
+        cache.confirm(watch, Instant::now());
         let ticket = cache.ticket().unwrap();
         cache.fill("a".into(), 1, ticket);
         assert_eq!(cache.get("a"), Some(1));
@@ -198,7 +228,8 @@ mod tests {
     #[test]
     fn a_stale_watch_serves_nothing() {
         let cache = NearCache::<u32>::new(NonZeroUsize::new(4).unwrap());
-        cache.confirm(Instant::now());
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
         let ticket = cache.ticket().unwrap();
         cache.fill("a".into(), 1, ticket);
         // The heartbeat that last came back was sent longer ago than MAX_LAG.
@@ -210,9 +241,9 @@ mod tests {
         assert!(!cache.watching());
         assert_eq!(cache.get("a"), None);
         assert_eq!(cache.ticket(), None);
-        // A fresh heartbeat brings the entry back: nothing was lost meanwhile that a flush
-        // on reconnect would not drop.
-        cache.confirm(Instant::now());
+        // A fresh heartbeat on the same watch brings the entry back: the connection was slow,
+        // not lost, and a heartbeat that came back follows every change made before it.
+        cache.confirm(watch, Instant::now());
         assert_eq!(cache.get("a"), Some(1));
     }
 
@@ -239,7 +270,8 @@ mod tests {
 
         let ticket = cache.ticket().unwrap();
         cache.lost();
-        cache.confirm(Instant::now());
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
         cache.fill("a".into(), 1, ticket);
         assert_eq!(cache.get("a"), None);
     }
@@ -259,14 +291,22 @@ mod tests {
 
     #[test]
     fn losing_the_watch_drops_everything() {
-        let cache = watched(4);
+        let cache = NearCache::new(NonZeroUsize::new(4).unwrap());
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
         let ticket = cache.ticket().unwrap();
         cache.fill("a".into(), 1, ticket);
         cache.lost();
         assert!(!cache.watching());
-        cache.confirm(Instant::now());
-        assert_eq!(cache.get("a"), None);
         assert_eq!(cache.len(), 0);
+        // A heartbeat of the lost connection that was already on its way counts for nothing.
+        cache.confirm(watch, Instant::now());
+        assert!(!cache.watching());
+        assert_eq!(cache.ticket(), None);
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
+        assert!(cache.watching());
+        assert_eq!(cache.get("a"), None);
     }
 
     #[test]
@@ -289,9 +329,10 @@ mod tests {
     fn an_older_heartbeat_does_not_move_the_confirmation_back() {
         let cache = NearCache::<u32>::new(NonZeroUsize::new(2).unwrap());
         let earlier = Instant::now();
-        cache.confirm(Instant::now() + Duration::from_millis(5));
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now() + Duration::from_millis(5));
         let confirmed = cache.confirmed.load(Ordering::Acquire);
-        cache.confirm(earlier);
+        cache.confirm(watch, earlier);
         assert_eq!(cache.confirmed.load(Ordering::Acquire), confirmed);
     }
 }

@@ -252,15 +252,15 @@ async fn watch_once(
     }
     tracking.query_async::<()>(&mut conn).await?;
     // Anything kept before now was not watched.
-    match near.upgrade() {
-        Some(cache) => cache.flush(),
+    let watch = match near.upgrade() {
+        Some(cache) => cache.watch(),
         None => return Ok(()),
-    }
+    };
     loop {
         let sent = Instant::now();
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
         match near.upgrade() {
-            Some(cache) => cache.confirm(sent),
+            Some(cache) => cache.confirm(watch, sent),
             None => return Ok(()),
         }
         rocket::tokio::time::sleep(HEARTBEAT).await;
@@ -402,6 +402,13 @@ impl RedisStore {
         let ticket = match &self.near {
             Some(near) => match near.get(&redis_key) {
                 Some(Entry::Live(record, _)) if record.expires <= now => return Ok(Entry::Missing),
+                // A copy that Redis should have dropped by now (its TTL was CACHE_TTL) is asked
+                // for again: Redis reports the drop only once it notices it.
+                Some(Entry::Live(_, Some(written)))
+                    if written.saturating_add(CACHE_TTL * 1000) <= unix_ms(now) =>
+                {
+                    near.ticket()
+                }
                 Some(entry) => return Ok(entry),
                 None => near.ticket(),
             },
@@ -601,7 +608,8 @@ mod tests {
 
     fn filled(names: &[&str]) -> Near {
         let cache = NearCache::new(NonZeroUsize::new(8).unwrap());
-        cache.confirm(Instant::now());
+        let watch = cache.watch();
+        cache.confirm(watch, Instant::now());
         for name in names {
             let ticket = cache.ticket().unwrap();
             cache.fill((*name).to_owned(), Entry::Deleted, ticket);
