@@ -273,14 +273,7 @@ mod tests {
     }
 
     fn filled(names: &[&str]) -> Near {
-        let cache = NearCache::new(NonZeroUsize::new(8).unwrap());
-        let watch = cache.watch();
-        cache.confirm(watch, Instant::now());
-        for name in names {
-            let ticket = cache.ticket().unwrap();
-            cache.fill((*name).to_owned(), record(), ticket);
-        }
-        cache
+        super::super::near::filled(names, record())
     }
 
     fn heard<'a>(sent: &'a Sent, watch: Watch) -> Heard<'a> {

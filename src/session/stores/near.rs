@@ -197,6 +197,20 @@ impl<V: Clone> NearCache<V> {
     }
 }
 
+/// A watched cache holding `value` under each of `names` (for the watchers' tests).
+#[cfg(test)]
+pub fn filled<V: Clone>(names: &[&str], value: V) -> NearCache<V> {
+    let cache = NearCache::new(NonZeroUsize::new(names.len().max(1) * 2).expect("not zero"));
+    let watch = cache.watch();
+    cache.confirm(watch, Instant::now());
+    for name in names {
+        if let Some(ticket) = cache.ticket() {
+            cache.fill((*name).to_owned(), value.clone(), ticket);
+        }
+    }
+    cache
+}
+
 fn lag_micros() -> u64 {
     u64::try_from(MAX_LAG.as_micros()).unwrap_or(u64::MAX)
 }

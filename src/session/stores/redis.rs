@@ -607,14 +607,7 @@ mod tests {
     }
 
     fn filled(names: &[&str]) -> Near {
-        let cache = NearCache::new(NonZeroUsize::new(8).unwrap());
-        let watch = cache.watch();
-        cache.confirm(watch, Instant::now());
-        for name in names {
-            let ticket = cache.ticket().unwrap();
-            cache.fill((*name).to_owned(), Entry::Deleted, ticket);
-        }
-        cache
+        super::super::near::filled(names, Entry::Deleted)
     }
 
     #[test]
