@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::near::{NearCache, Watch, HEARTBEAT, MAX_LAG};
+use super::near::{keep_watching, NearCache, Watch, HEARTBEAT, MAX_LAG};
 use crate::session::record::Record;
 
 /// The channel the trigger of migration 0003 notifies.
@@ -125,32 +125,14 @@ async fn heartbeat(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>
 
 /// Listens while the cache lives, opening a listener again after any failure or silence.
 async fn watch(options: PgConnectOptions, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
-    let mut pause = Duration::from_millis(50);
-    // Whether this outage was reported: one warning each, the first attempt's included.
-    let mut reported = false;
-    loop {
-        let outcome = listen(&options, watcher, &sent, &near).await;
-        let Some(cache) = near.upgrade() else { return };
-        if cache.watching() {
-            reported = false;
-            pause = Duration::from_millis(50);
-        }
-        cache.lost();
-        drop(cache);
-        if !reported {
-            match outcome {
-                Err(e) => log::warn!("session near cache off until PostgreSQL can be watched: {e}"),
-                Ok(()) => log::warn!("session near cache off: its PostgreSQL listener went quiet"),
-            }
-            reported = true;
-        }
-        rocket::tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
+    keep_watching(near.clone(), "PostgreSQL", || {
+        listen(&options, watcher, &sent, &near)
+    })
+    .await;
 }
 
-/// One listener's life: returns when it fails, falls silent or loses its connection (or the
-/// cache is gone).
+/// One listener's life: `Err` with why when it fails, falls silent or loses its connection,
+/// `Ok` when the cache is gone.
 async fn listen(
     options: &PgConnectOptions,
     watcher: u64,
@@ -184,11 +166,11 @@ async fn listen(
     loop {
         // A timeout may cut a message in half; the listener is dropped right after.
         let Ok(received) = rocket::tokio::time::timeout(SILENCE, listener.try_recv()).await else {
-            return Ok(());
+            return Err("its listener went quiet".into());
         };
         let Some(notification) = received.map_err(|e| e.to_string())? else {
-            // The connection was lost: notifications were missed.
-            return Ok(());
+            // Notifications were missed.
+            return Err("its connection was lost".into());
         };
         let Some(cache) = near.upgrade() else {
             return Ok(());

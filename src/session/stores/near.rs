@@ -32,9 +32,10 @@
 //! [`RedisStore`]: super::RedisStore
 //! [`SqlStore`]: super::SqlStore
 
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -194,6 +195,36 @@ impl<V: Clone> NearCache<V> {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries().lru.len()
+    }
+}
+
+/// Runs a store's watcher: `attempt` watches over one connection until that ends (`Err` with
+/// why) or the cache is dropped (`Ok`), and is started again after a pause that grows to 5 s
+/// while attempts keep failing. Every end loses the watch (the cache stops until the next one
+/// is confirmed); each outage is logged once, the very first attempt's failure included.
+pub async fn keep_watching<V, F, A>(near: Weak<NearCache<V>>, store: &str, mut attempt: F)
+where
+    V: Clone,
+    F: FnMut() -> A,
+    A: Future<Output = Result<(), String>>,
+{
+    let mut pause = Duration::from_millis(50);
+    let mut reported = false;
+    loop {
+        let Err(why) = attempt().await else { return };
+        let Some(cache) = near.upgrade() else { return };
+        if cache.watching() {
+            reported = false;
+            pause = Duration::from_millis(50);
+        }
+        cache.lost();
+        drop(cache);
+        if !reported {
+            log::warn!("session near cache off until {store} can be watched: {why}");
+            reported = true;
+        }
+        rocket::tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -26,7 +26,7 @@ use redis::{AsyncCommands, PushInfo, PushKind, Script, Value};
 use rocket::tokio::sync::oneshot;
 use time::OffsetDateTime;
 
-use super::near::{NearCache, HEARTBEAT};
+use super::near::{keep_watching, NearCache, HEARTBEAT};
 use crate::session::config::redact_password;
 use crate::session::key::SessionKey;
 use crate::session::record::{self, Data, Record};
@@ -193,31 +193,12 @@ pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
 /// (written, deleted, expired or evicted, by anyone) as an invalidation, then heartbeats on it.
 /// Reconnects after any failure, flushing the cache; stops when the cache is dropped.
 async fn watch(client: redis::Client, prefix: String, timeout: Duration, near: Weak<Near>) {
-    let mut pause = Duration::from_millis(50);
-    // Whether this outage was reported: one warning each, the first attempt's included.
-    let mut reported = false;
-    loop {
-        match watch_once(&client, &prefix, timeout, &near).await {
-            Ok(()) => return,
-            Err(e) => {
-                let Some(cache) = near.upgrade() else { return };
-                if cache.watching() {
-                    reported = false;
-                    pause = Duration::from_millis(50);
-                }
-                cache.lost();
-                if !reported {
-                    log::warn!(
-                        "session near cache off until Redis can be watched (client tracking \
-                         needs Redis 6 or later): {e}"
-                    );
-                    reported = true;
-                }
-            }
-        }
-        rocket::tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
+    keep_watching(near.clone(), "Redis", || async {
+        watch_once(&client, &prefix, timeout, &near)
+            .await
+            .map_err(|e| format!("{e} (client tracking needs Redis 6 or later)"))
+    })
+    .await;
 }
 
 /// One connection's worth of [`watch`]: `Ok` when the cache was dropped, the error otherwise.
