@@ -430,11 +430,11 @@ impl RedisStore {
         }
     }
 
-    /// Drops `key`'s copy from the near cache after a write: this process sees its own writes
-    /// at once, and no load that was in flight keeps what it read.
-    fn written(&self, key: &SessionKey) {
+    /// Drops the copy under `redis_key` from the near cache after a write: this process sees
+    /// its own writes at once, and no load that was in flight keeps what it read.
+    fn written(&self, redis_key: &str) {
         if let Some(near) = &self.near {
-            near.evict([self.redis_key(key).as_str()]);
+            near.evict([redis_key]);
         }
     }
 
@@ -459,9 +459,10 @@ impl RedisStore {
             return Ok(false);
         };
         let now = OffsetDateTime::now_utc();
+        let redis_key = self.redis_key(&key);
         let mut invocation = self.put.prepare_invoke();
         invocation
-            .key(self.redis_key(&key))
+            .key(&redis_key)
             .arg(record.version)
             .arg(record::encode(&record.data))
             .arg(record.expires.unix_timestamp())
@@ -473,7 +474,7 @@ impl RedisStore {
             )
             .arg(unix_ms(now));
         let written = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
-        self.written(&key);
+        self.written(&redis_key);
         Ok(written.map_err(backend)? == 1)
     }
 
@@ -485,10 +486,11 @@ impl RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
+        let redis_key = self.redis_key(&key);
         let mut invocation = self.invalidate.prepare_invoke();
-        invocation.key(self.redis_key(&key));
+        invocation.key(&redis_key);
         let outcome = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
-        self.written(&key);
+        self.written(&redis_key);
         outcome.map(|_| ()).map_err(backend)
     }
 
@@ -511,7 +513,7 @@ impl RedisStore {
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await;
-        self.written(&key);
+        self.written(&redis_key);
         outcome.map_err(backend)
     }
 }
@@ -549,14 +551,15 @@ impl SessionStore for RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
+        let redis_key = self.redis_key(&key);
         let mut invocation = self.update.prepare_invoke();
         invocation
-            .key(self.redis_key(&key))
+            .key(&redis_key)
             .arg(record.version)
             .arg(record::encode(&record.data))
             .arg(record.expires.unix_timestamp());
         let updated = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
-        self.written(&key);
+        self.written(&redis_key);
         Ok((updated.map_err(backend)? == 1).then(|| (id.to_owned(), record.version + 1)))
     }
 
@@ -564,8 +567,9 @@ impl SessionStore for RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
-        let outcome = self.conn.clone().del::<_, ()>(self.redis_key(&key)).await;
-        self.written(&key);
+        let redis_key = self.redis_key(&key);
+        let outcome = self.conn.clone().del::<_, ()>(&redis_key).await;
+        self.written(&redis_key);
         outcome.map_err(backend)
     }
 

@@ -266,11 +266,11 @@ impl SqlStore {
         self.near.as_ref().map_or(0, |near| near.hits())
     }
 
-    /// Drops `key`'s session from the near cache after a write: this process sees its own
-    /// writes at once, and no load that was in flight keeps what it read.
-    fn written(&self, key: &SessionKey) {
+    /// Drops the session of `digest` from the near cache after a write: this process sees its
+    /// own writes at once, and no load that was in flight keeps what it read.
+    fn written(&self, digest: &[u8; 32]) {
         if let Some(near) = &self.near {
-            near.evict([key.digest_hex().as_str()]);
+            near.evict([SessionKey::hex(digest).as_str()]);
         }
     }
 
@@ -396,7 +396,7 @@ impl SessionStore for SqlStore {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let near = match &self.near {
             Some(near) => {
-                let name = key.digest_hex();
+                let name = SessionKey::hex(&digest);
                 match near.get(&name) {
                     Some(record) => {
                         return Ok((record.expires.unix_timestamp() > now).then_some(record))
@@ -472,7 +472,7 @@ impl SessionStore for SqlStore {
             .await
             .map(|r| r.rows_affected())
         });
-        self.written(&key);
+        self.written(&digest);
         let updated = updated.map_err(StoreError::backend)?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
     }
@@ -489,7 +489,7 @@ impl SessionStore for SqlStore {
                 .await
                 .map(drop)
         });
-        self.written(&key);
+        self.written(&digest);
         deleted.map_err(StoreError::backend)
     }
 
