@@ -1,22 +1,59 @@
-//! The site's database, SQLite or PostgreSQL as `[databases.rango] url` says, and its embedded
-//! migrations.
+//! The site's database, SQLite or PostgreSQL as `[databases.rango] url` says, its embedded
+//! migrations, and the session table (made by the session store's own `migrate`).
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use rocket::fairing;
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
+use rocket_server_sessions::stores::SqlStore;
+use rocket_server_sessions::{redact_password, StoreError};
 use sqlx::migrate::{MigrateError, Migrator};
-
-use crate::session::stores::SqlOptions;
-pub use crate::session::stores::SqlPool as DbPool;
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool};
 
 /// The migrations under `migrations/sqlite`, compiled into the binary.
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+///
+/// The session table is not among them: the session store makes it (`SqlStore::migrate`).
+/// Databases made before the session framework became a crate of its own have its two
+/// migrations (versions 2 and 3) applied; `ignore_missing` lets them be.
+pub static SQLITE_MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("migrations/sqlite")
+};
 
-/// The migrations under `migrations/postgres`, compiled into the binary.
-pub static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+/// The migrations under `migrations/postgres`, compiled into the binary (see
+/// [`SQLITE_MIGRATOR`]).
+pub static POSTGRES_MIGRATOR: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("migrations/postgres")
+};
+
+/// A pool on SQLite or PostgreSQL, chosen by the URL at launch: the site's queries (with `$N`
+/// parameters, which both understand) run on either.
+#[derive(Debug, Clone)]
+pub enum DbPool {
+    /// SQLite, for one machine.
+    Sqlite(SqlitePool),
+    /// PostgreSQL, for sites that outgrow one.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete sqlx pool inside a [`DbPool`]: the body is
+/// compiled once per database, so it may use each one's types.
+#[macro_export]
+macro_rules! on_pool {
+    ($db_pool:expr, $pool:ident => $body:expr) => {
+        match $db_pool {
+            $crate::db::DbPool::Sqlite($pool) => $body,
+            $crate::db::DbPool::Postgres($pool) => $body,
+        }
+    };
+}
 
 /// The `rango` database of `[default.databases.rango]`.
 #[derive(Database)]
@@ -30,38 +67,106 @@ impl Db {
     }
 }
 
-/// The migrations for the database `pool` is on.
-pub fn migrator(pool: &DbPool) -> &'static Migrator {
-    match pool {
-        DbPool::Sqlite(_) => &SQLITE_MIGRATOR,
-        DbPool::Postgres(_) => &POSTGRES_MIGRATOR,
+impl DbPool {
+    /// Connects as `config` (the `databases.rango` table) says. SQLite connections get the
+    /// pragmas a server wants: WAL (readers never wait for the writer, which the session
+    /// store's loads rely on), `synchronous = NORMAL` (safe with WAL; one fsync per checkpoint
+    /// instead of per commit), a busy timeout and foreign keys on.
+    ///
+    /// # Errors
+    /// The URL is not a `sqlite:` or `postgres:` URL, or the database cannot be opened.
+    pub async fn connect(config: &rocket_db_pools::Config) -> Result<Self, sqlx::Error> {
+        let url = config.url.as_str();
+        let connect_timeout = Duration::from_secs(config.connect_timeout);
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)?.disable_statement_logging();
+            let pool = pool_options::<Postgres>(config)
+                .connect_with(connect)
+                .await?;
+            return Ok(DbPool::Postgres(pool));
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(sqlx::Error::Configuration(
+                format!("unsupported database URL {url:?}: use sqlite:// or postgres://").into(),
+            ));
+        }
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(connect_timeout)
+            .foreign_keys(true)
+            .disable_statement_logging();
+        let pool = pool_options::<Sqlite>(config).connect_with(connect).await?;
+        Ok(DbPool::Sqlite(pool))
+    }
+
+    /// The session store on this database.
+    pub fn session_store(&self) -> SqlStore {
+        match self {
+            DbPool::Sqlite(pool) => SqlStore::sqlite(pool.clone()),
+            DbPool::Postgres(pool) => SqlStore::postgres(pool.clone()),
+        }
+    }
+
+    /// The SQLite pool, if it is one.
+    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            DbPool::Sqlite(pool) => Some(pool),
+            DbPool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, if it is one.
+    pub fn as_postgres(&self) -> Option<&PgPool> {
+        match self {
+            DbPool::Postgres(pool) => Some(pool),
+            DbPool::Sqlite(_) => None,
+        }
+    }
+
+    /// The migrations for this database.
+    pub fn migrator(&self) -> &'static Migrator {
+        match self {
+            DbPool::Sqlite(_) => &SQLITE_MIGRATOR,
+            DbPool::Postgres(_) => &POSTGRES_MIGRATOR,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
     }
 }
 
-/// Applies the pending migrations.
+/// The pool settings of `config`, for either database.
+fn pool_options<DB: sqlx::Database>(config: &rocket_db_pools::Config) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(u32::try_from(config.max_connections).unwrap_or(u32::MAX))
+        .min_connections(config.min_connections.unwrap_or_default())
+        .acquire_timeout(Duration::from_secs(config.connect_timeout))
+        .idle_timeout(config.idle_timeout.map(Duration::from_secs))
+}
+
+/// Why the database could not be migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// A migration of the site's tables failed; nothing of it is kept.
+    #[error("{0}")]
+    Site(#[from] MigrateError),
+    /// The session table could not be made.
+    #[error("making the session table: {0}")]
+    Sessions(#[from] StoreError),
+}
+
+/// Applies the site's pending migrations, then makes the session table if it is not there.
 ///
 /// # Errors
 /// A migration fails; nothing of it is kept.
-pub async fn run_migrations(pool: &DbPool) -> Result<(), MigrateError> {
-    match pool {
-        DbPool::Sqlite(p) => SQLITE_MIGRATOR.run(p).await,
-        DbPool::Postgres(p) => POSTGRES_MIGRATOR.run(p).await,
-    }
-}
-
-/// Connects as `config` (the `databases.rango` table) says.
-///
-/// # Errors
-/// The URL does not parse or the database cannot be opened.
-pub async fn connect(config: &rocket_db_pools::Config) -> Result<DbPool, sqlx::Error> {
-    DbPool::connect(&SqlOptions {
-        url: config.url.clone(),
-        max_connections: u32::try_from(config.max_connections).unwrap_or(u32::MAX),
-        min_connections: config.min_connections.unwrap_or_default(),
-        connect_timeout: Duration::from_secs(config.connect_timeout),
-        idle_timeout: config.idle_timeout.map(Duration::from_secs),
-    })
-    .await
+pub async fn run_migrations(pool: &DbPool) -> Result<(), MigrationError> {
+    on_pool!(pool, p => pool.migrator().run(p).await)?;
+    pool.session_store().migrate().await?;
+    Ok(())
 }
 
 #[rocket::async_trait]
@@ -73,15 +178,11 @@ impl rocket_db_pools::Pool for DbPool {
 
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let config: rocket_db_pools::Config = figment.extract()?;
-        connect(&config).await.map_err(|e| {
+        DbPool::connect(&config).await.map_err(|e| {
             rocket_db_pools::Error::Init(match e {
                 sqlx::Error::Configuration(_) => e,
                 other => sqlx::Error::Configuration(
-                    format!(
-                        "cannot open {}: {other}",
-                        crate::session::redact_password(&config.url)
-                    )
-                    .into(),
+                    format!("cannot open {}: {other}", redact_password(&config.url)).into(),
                 ),
             })
         })

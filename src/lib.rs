@@ -1,11 +1,10 @@
 //! Rango: the site of *Tango with Django*, chapter 10 (cookies and sessions), on Rocket 0.5,
-//! and the server-side session framework under it ([`session`]).
+//! with its sessions from the `rocket-server-sessions` crate of this workspace.
 
 pub mod cli;
 pub mod db;
 pub mod error;
 pub mod rango;
-pub mod session;
 pub mod stores;
 
 use rocket::fairing::AdHoc;
@@ -16,7 +15,7 @@ use rocket_db_pools::Database;
 use rocket_dyn_templates::Template;
 
 use db::Db;
-use session::Sessions;
+use rocket_server_sessions::Sessions;
 
 /// The site with the configuration Rocket reads by itself: Rocket.toml, the profile chosen by
 /// `ROCKET_PROFILE`, and `ROCKET_*` environment overrides.

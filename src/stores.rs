@@ -1,54 +1,97 @@
-//! Which session store each `session.backend` means for Rango, built on the site's database.
+//! Which session store each `session.backend` name means for Rango: the one place that decides.
+//! The server builds its store here (through the `Sessions` fairing), and so does the command
+//! line, so a store added here works in `serve`, `clearsessions` and `session show|stats` alike.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
+use rocket_server_sessions::stores::{
+    CachedStore, CookieStore, NearCacheConfig, RedisConfig, RedisStore, SqlStore,
+};
+use rocket_server_sessions::{BuildError, SessionConfig, SessionStore, StoreFactory};
 
-use crate::db::Db;
-use crate::session::stores::{CachedStore, CookieStore, RedisOptions, RedisStore, SqlStore};
-use crate::session::{Backend, SessionConfig, SessionStore, StoreFactory};
+use crate::db::{Db, DbPool};
 
-/// Builds Rango's session store at ignite.
-pub struct RangoStores;
+/// The names `session.backend` may give, after Django's session engines.
+pub const BACKENDS: &[&str] = &["db", "cache", "cached_db", "cookie"];
 
-impl RangoStores {
-    /// The SQL store on the site's database, with a near cache if `near_cache` says so.
-    fn sql(rocket: &Rocket<Build>, near_cache: Option<NonZeroUsize>) -> Result<SqlStore, String> {
-        let db = Db::fetch(rocket).ok_or("the database `rango` is not configured")?;
-        Ok(SqlStore::with_near_cache(db.pool().clone(), near_cache))
-    }
+/// Whether the store named `backend` keeps its sessions in the site's database.
+pub fn needs_database(backend: &str) -> bool {
+    matches!(backend, "db" | "cached_db")
+}
 
-    async fn redis(config: &SessionConfig) -> Result<RedisStore, String> {
-        RedisStore::connect(&RedisOptions {
-            url: config.cache_url.clone(),
-            key_prefix: config.cache_key_prefix.clone(),
-            timeout: config.cache_timeout(),
-            near_cache: config.near_cache_capacity(),
-        })
-        .await
-        .map_err(|e| format!("session.cache_url: {e}"))
-    }
-
-    fn cookie(rocket: &Rocket<Build>, config: &SessionConfig) -> Result<CookieStore, String> {
-        match rocket.figment().extract_inner::<String>("secret_key") {
-            Ok(key) => CookieStore::new(&key, &config.cookie_name).map_err(|e| e.to_string()),
-            // As Rocket does for private cookies: a fresh key in debug, a refusal elsewhere.
-            Err(_) if rocket.figment().profile() == "debug" => {
-                log::warn!(
-                    "no secret_key: session cookies are sealed with a random key and will not \
-                     open after a restart"
-                );
-                Ok(CookieStore::with_key(
-                    cookie::Key::generate(),
-                    &config.cookie_name,
-                ))
-            }
-            Err(_) => Err("secret_key must be set (e.g. `openssl rand -base64 32`)".into()),
+/// The store `config.backend` names, on the site's database `db` (`None` when it is not
+/// open), with the store settings in `figment`.
+///
+/// # Errors
+/// [`BuildError`] naming the unknown backend, the invalid setting, or the store that cannot
+/// be reached.
+pub async fn build(
+    db: Option<&DbPool>,
+    figment: &Figment,
+    config: &SessionConfig,
+) -> Result<Arc<dyn SessionStore>, BuildError> {
+    // Every store's settings are checked, the unused ones' too: a mistake shows at launch, not
+    // on the day the site switches stores.
+    let near_cache = NearCacheConfig::from_figment(figment)?.capacity();
+    let redis_settings = RedisConfig::from_figment(figment)?;
+    Ok(match config.backend.as_str() {
+        "db" => Arc::new(sql(db)?.with_near_cache(near_cache)),
+        "cache" => Arc::new(redis(&redis_settings, near_cache).await?),
+        // The near cache in front of Redis is the one that counts.
+        "cached_db" => Arc::new(CachedStore::new(
+            redis(&redis_settings, near_cache).await?,
+            sql(db)?,
+        )),
+        "cookie" => Arc::new(cookie(figment, config)?),
+        other => {
+            return Err(BuildError::UnknownBackend {
+                name: other.to_owned(),
+                known: BACKENDS,
+            })
         }
+    })
+}
+
+/// The SQL store on the site's database.
+fn sql(db: Option<&DbPool>) -> Result<SqlStore, BuildError> {
+    db.map(DbPool::session_store)
+        .ok_or_else(|| BuildError::Missing("the database `rango` is not configured".into()))
+}
+
+async fn redis(
+    settings: &RedisConfig,
+    near_cache: Option<NonZeroUsize>,
+) -> Result<RedisStore, BuildError> {
+    Ok(RedisStore::connect(settings, near_cache).await?)
+}
+
+fn cookie(figment: &Figment, config: &SessionConfig) -> Result<CookieStore, BuildError> {
+    match figment.extract_inner::<String>("secret_key") {
+        Ok(key) => CookieStore::new(&key, &config.cookie_name)
+            .map_err(|e| BuildError::Missing(e.to_string())),
+        // As Rocket does for private cookies: a fresh key in debug, a refusal elsewhere.
+        Err(_) if figment.profile() == "debug" => {
+            log::warn!(
+                "no secret_key: session cookies are sealed with a random key and will not \
+                 open after a restart"
+            );
+            Ok(CookieStore::with_key(
+                cookie::Key::generate(),
+                &config.cookie_name,
+            ))
+        }
+        Err(_) => Err(BuildError::Missing(
+            "secret_key must be set (e.g. `openssl rand -base64 32`)".into(),
+        )),
     }
 }
+
+/// Rango's [`StoreFactory`]: [`build`] on the database of the `Db` fairing.
+pub struct RangoStores;
 
 #[rocket::async_trait]
 impl StoreFactory for RangoStores {
@@ -56,16 +99,7 @@ impl StoreFactory for RangoStores {
         &self,
         rocket: &Rocket<Build>,
         config: &SessionConfig,
-    ) -> Result<Arc<dyn SessionStore>, String> {
-        Ok(match config.backend {
-            Backend::Db => Arc::new(Self::sql(rocket, config.near_cache_capacity())?),
-            Backend::Cache => Arc::new(Self::redis(config).await?),
-            Backend::CachedDb => Arc::new(CachedStore::new(
-                Self::redis(config).await?,
-                // The near cache in front of Redis is the one that counts.
-                Self::sql(rocket, None)?,
-            )),
-            Backend::Cookie => Arc::new(Self::cookie(rocket, config)?),
-        })
+    ) -> Result<Arc<dyn SessionStore>, BuildError> {
+        build(Db::fetch(rocket).map(Db::pool), rocket.figment(), config).await
     }
 }

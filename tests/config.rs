@@ -3,7 +3,7 @@
 mod common;
 
 use rango::rango::RangoConfig;
-use rango::session::{Backend, SessionConfig};
+use rocket_server_sessions::SessionConfig;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -28,8 +28,11 @@ async fn bad_session_settings_fail_the_launch() {
         ("session.cookie_same_site", json!("Sometimes")),
         ("session.cookie_same_site", json!("None")),
         ("session.backend", json!("file")),
-        ("session.cache_timeout_ms", json!(0)),
+        ("session.redis.timeout_ms", json!(0)),
         ("session.cookie_agee", json!(60)),
+        ("session.cache_url", json!("redis://127.0.0.1:6379/0")),
+        ("session.near_cache", json!(false)),
+        ("session.near_cache.size", json!(0)),
         ("rango.visit_interval", json!(-1)),
         ("rango.visits_interval", json!(1)),
     ] {
@@ -45,7 +48,7 @@ async fn a_cache_url_that_is_not_redis_fails_the_launch() {
     assert!(
         launch_fails_with(&[
             ("session.backend", json!("cache")),
-            ("session.cache_url", json!("http://127.0.0.1:6379")),
+            ("session.redis.url", json!("http://127.0.0.1:6379")),
         ])
         .await
     );
@@ -57,8 +60,8 @@ async fn a_cache_that_cannot_be_reached_fails_the_launch() {
         assert!(
             launch_fails_with(&[
                 ("session.backend", json!(backend)),
-                ("session.cache_url", json!("redis://127.0.0.1:1/0")),
-                ("session.cache_timeout_ms", json!(500)),
+                ("session.redis.url", json!("redis://127.0.0.1:1/0")),
+                ("session.redis.timeout_ms", json!(500)),
             ])
             .await,
             "{backend}"
@@ -122,10 +125,10 @@ fn rocket_toml_profiles_and_environment_overrides() {
     assert_eq!(config.cookie_age, 1_209_600);
 
     for (profile, backend, postgres) in [
-        ("postgres", Backend::Db, true),
-        ("redis", Backend::Cache, false),
-        ("cached_db", Backend::CachedDb, true),
-        ("cookie", Backend::Cookie, false),
+        ("postgres", "db", true),
+        ("redis", "cache", false),
+        ("cached_db", "cached_db", true),
+        ("cookie", "cookie", false),
     ] {
         let figment = rocket::Config::figment().select(profile);
         let config = SessionConfig::from_figment(&figment).expect("valid");

@@ -9,8 +9,10 @@ use rocket::local::asynchronous::Client;
 use rocket::{get, routes, Build, Rocket};
 use time::OffsetDateTime;
 
-use rango::session::stores::MemoryStore;
-use rango::session::{Data, Record, Session, SessionConfig, SessionStore, Sessions, StoreError};
+use rocket_server_sessions::stores::MemoryStore;
+use rocket_server_sessions::{
+    Data, Record, Session, SessionConfig, SessionStore, Sessions, StoreError,
+};
 
 /// A memory store that counts the calls it gets.
 #[derive(Default)]
@@ -22,7 +24,7 @@ struct Counting {
 
 #[rocket::async_trait]
 impl SessionStore for Counting {
-    async fn load(&self, id: &str) -> rango::session::Result<Option<Record>> {
+    async fn load(&self, id: &str) -> rocket_server_sessions::Result<Option<Record>> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(id).await
     }
@@ -30,7 +32,7 @@ impl SessionStore for Counting {
         &self,
         data: &Data,
         expires: OffsetDateTime,
-    ) -> rango::session::Result<(String, i64)> {
+    ) -> rocket_server_sessions::Result<(String, i64)> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.create(data, expires).await
     }
@@ -38,15 +40,15 @@ impl SessionStore for Counting {
         &self,
         id: &str,
         record: &Record,
-    ) -> rango::session::Result<Option<(String, i64)>> {
+    ) -> rocket_server_sessions::Result<Option<(String, i64)>> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.update(id, record).await
     }
-    async fn delete(&self, id: &str) -> rango::session::Result<()> {
+    async fn delete(&self, id: &str) -> rocket_server_sessions::Result<()> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(id).await
     }
-    async fn clear_expired(&self) -> rango::session::Result<u64> {
+    async fn clear_expired(&self) -> rocket_server_sessions::Result<u64> {
         self.inner.clear_expired().await
     }
 }
@@ -56,27 +58,35 @@ struct Down;
 
 #[rocket::async_trait]
 impl SessionStore for Down {
-    async fn load(&self, _: &str) -> rango::session::Result<Option<Record>> {
+    async fn load(&self, _: &str) -> rocket_server_sessions::Result<Option<Record>> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn create(&self, _: &Data, _: OffsetDateTime) -> rango::session::Result<(String, i64)> {
+    async fn create(
+        &self,
+        _: &Data,
+        _: OffsetDateTime,
+    ) -> rocket_server_sessions::Result<(String, i64)> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn update(&self, _: &str, _: &Record) -> rango::session::Result<Option<(String, i64)>> {
+    async fn update(
+        &self,
+        _: &str,
+        _: &Record,
+    ) -> rocket_server_sessions::Result<Option<(String, i64)>> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn delete(&self, _: &str) -> rango::session::Result<()> {
+    async fn delete(&self, _: &str) -> rocket_server_sessions::Result<()> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn clear_expired(&self) -> rango::session::Result<u64> {
+    async fn clear_expired(&self) -> rocket_server_sessions::Result<u64> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use faults::*;
-use rango::session::stores::SqlPool;
+use rango::db::DbPool;
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use serde_json::{json, Value};
@@ -353,7 +353,7 @@ async fn load(store: &str, figment: Figment, stored_sessions: impl AsyncFn() -> 
 }
 
 /// How many rows the session table of `pool` has; closes the pool.
-async fn stored_rows(pool: SqlPool) -> usize {
+async fn stored_rows(pool: DbPool) -> usize {
     let rows: i64 = rango::on_pool!(&pool, p => sqlx::query_scalar("SELECT COUNT(*) FROM session")
         .fetch_one(p)
         .await)
@@ -367,7 +367,7 @@ async fn a_load_of_new_and_returning_visitors_on_sqlite_loses_nothing_and_never_
     let dir = TempDir::new().expect("temp dir");
     let url = sqlite_url(dir.path());
     load("SQLite", common::figment(&dir, &[]), async || {
-        stored_rows(SqlPool::Sqlite(
+        stored_rows(DbPool::Sqlite(
             sqlx::SqlitePool::connect(&url).await.expect("open"),
         ))
         .await
@@ -384,7 +384,7 @@ async fn a_load_of_new_and_returning_visitors_on_postgresql_loses_nothing_and_ne
     let figment = common::figment(&dir, &[("databases.rango.url", json!(schema.url()))]);
     let url = schema.url();
     load("PostgreSQL", figment, async || {
-        stored_rows(SqlPool::Postgres(
+        stored_rows(DbPool::Postgres(
             sqlx::PgPool::connect(&url).await.expect("connect"),
         ))
         .await
@@ -402,8 +402,8 @@ async fn a_load_of_new_and_returning_visitors_on_redis_loses_nothing_and_never_f
         &dir,
         &[
             ("session.backend", json!("cache")),
-            ("session.cache_url", json!(redis.url)),
-            ("session.cache_key_prefix", json!(redis.prefix)),
+            ("session.redis.url", json!(redis.url)),
+            ("session.redis.key_prefix", json!(redis.prefix)),
         ],
     );
     load("Redis", figment, async || redis.keys().len()).await;

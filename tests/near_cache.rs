@@ -9,8 +9,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rango::db::DbPool;
-use rango::session::stores::{RedisStore, SqlStore};
-use rango::session::{Data, Record, SessionStore};
+use rocket_server_sessions::stores::{RedisStore, SqlStore};
+use rocket_server_sessions::{Data, Record, SessionStore};
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
 use time::OffsetDateTime;
@@ -105,7 +105,7 @@ impl Database for OnRedis {
             .arg("LIST")
             .query(&mut conn)
             .expect("CLIENT LIST answers");
-        let name = format!("name=rango-session-watch:{}", self.0.prefix);
+        let name = format!("name=session-watch:{}", self.0.prefix);
         list.lines()
             .filter(|line| line.split(' ').any(|field| field == name))
             .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
@@ -140,7 +140,9 @@ impl OnPostgres {
             idle_timeout: None,
             extensions: None,
         };
-        let pool = rango::db::connect(&config).await.expect("PostgreSQL opens");
+        let pool = rango::db::DbPool::connect(&config)
+            .await
+            .expect("PostgreSQL opens");
         rango::db::run_migrations(&pool)
             .await
             .expect("the migrations apply");
@@ -161,7 +163,7 @@ impl Database for OnPostgres {
 
     async fn store(&self, near_cache: bool) -> SqlStore {
         let capacity = near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero"));
-        SqlStore::with_near_cache(self.pool.clone(), capacity)
+        self.pool.session_store().with_near_cache(capacity)
     }
 
     async fn delete_by_hand(&self) {
@@ -175,7 +177,7 @@ impl Database for OnPostgres {
     async fn watchers(&self) -> Vec<String> {
         sqlx::query_scalar(
             "SELECT pid::text FROM pg_stat_activity \
-             WHERE application_name = 'rango-session-watch:' || to_regclass('session')::oid",
+             WHERE application_name = 'session-watch:' || to_regclass('session')::oid",
         )
         .fetch_all(self.pg())
         .await
@@ -424,7 +426,7 @@ async fn heard(
     table: &str,
     marker: &str,
 ) -> Vec<String> {
-    sqlx::query("SELECT pg_notify('rango_session', $1)")
+    sqlx::query("SELECT pg_notify('session_changes', $1)")
         .bind(marker)
         .execute(pool)
         .await
@@ -460,14 +462,14 @@ async fn postgres_notifies_updates_and_deletes_of_live_sessions_only() {
     let mut listener = sqlx::postgres::PgListener::connect_with(db.pg())
         .await
         .expect("a listener");
-    listener.listen("rango_session").await.expect("LISTEN");
+    listener.listen("session_changes").await.expect("LISTEN");
     let past = OffsetDateTime::now_utc() - time::Duration::hours(1);
     let (expired, _) = store.create(&data(1), past).await.expect("created");
     let (live, _) = store.create(&data(2), in_an_hour()).await.expect("created");
     let (renewed, _) = store.create(&data(3), past).await.expect("created");
 
     let digest = |id: &str| {
-        rango::session::SessionKey::parse(id)
+        rocket_server_sessions::SessionKey::parse(id)
             .expect("a key")
             .digest_hex()
     };

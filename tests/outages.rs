@@ -38,8 +38,8 @@ fn redis_env(dir: &TempDir, backend: &str, cache_url: &str) -> Vec<(&'static str
         (
             "ROCKET_SESSION",
             format!(
-                "{{backend=\"{backend}\",cache_url=\"{cache_url}\",\
-                 cache_timeout_ms={CACHE_TIMEOUT_MS}}}"
+                "{{backend=\"{backend}\",redis={{url=\"{cache_url}\",\
+                 timeout_ms={CACHE_TIMEOUT_MS}}}}}"
             ),
         ),
     ]
@@ -79,8 +79,8 @@ async fn a_redis_that_is_down_at_launch_stops_the_launch_with_an_error_naming_it
         ignite_fails_in(
             &[
                 ("session.backend", json!(backend)),
-                ("session.cache_url", json!(url)),
-                ("session.cache_timeout_ms", json!(CACHE_TIMEOUT_MS)),
+                ("session.redis.url", json!(url)),
+                ("session.redis.timeout_ms", json!(CACHE_TIMEOUT_MS)),
             ],
             "Sessions",
         )
@@ -275,7 +275,7 @@ async fn cached_db_keeps_sessions_working_from_sql_while_its_redis_is_down_then_
     let mut server = Server::start(&redis_env(&dir, "cached_db", &redis.url()));
     let http = Http::fresh();
     let cached = |redis: &RedisServer, key: &str| -> Option<String> {
-        let digest = rango::session::SessionKey::parse(key)
+        let digest = rocket_server_sessions::SessionKey::parse(key)
             .expect("a key")
             .digest_hex();
         redis::cmd("HGET")
@@ -321,7 +321,7 @@ async fn cached_db_keeps_sessions_working_from_sql_while_its_redis_is_down_then_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(visits_in(cached(&redis, &key)), Some(n));
-    let digest = rango::session::SessionKey::parse(&key)
+    let digest = rocket_server_sessions::SessionKey::parse(&key)
         .expect("a key")
         .digest_hex();
     let planted = cached(&redis, &key)
@@ -377,10 +377,10 @@ async fn cached_db_waits_for_a_redis_that_stops_answering_once_not_on_every_requ
 
     // Thawed: once the pause is over, the cache is used again (the next save fills it).
     redis.thaw();
-    tokio::time::sleep(rango::session::stores::RETRY_AFTER).await;
+    tokio::time::sleep(rocket_server_sessions::stores::RETRY_AFTER).await;
     let reply = http.get(&server.url("/rango/"), Some(&key)).await;
     assert_eq!((reply.status, reply.visits()), (200, 9));
-    let digest = rango::session::SessionKey::parse(&key)
+    let digest = rocket_server_sessions::SessionKey::parse(&key)
         .expect("a key")
         .digest_hex();
     let cached: Option<String> = redis::cmd("HGET")

@@ -17,8 +17,8 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
-use rango::session::stores::CookieStore;
-use rango::session::{
+use rocket_server_sessions::stores::CookieStore;
+use rocket_server_sessions::{
     decode, encode, Data, Expiry, Record, SessionKey, SessionStore, StoreError, EXPIRY_KEY, KEY_LEN,
 };
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faults::*;
-use rango::session::stores::SqlPool;
+use rango::db::DbPool;
 use serde_json::Value;
 use services::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
@@ -65,7 +65,7 @@ impl Store {
     fn env(&self) -> Vec<(&'static str, String)> {
         let session = |backend: &str, redis: &RedisPrefix| {
             format!(
-                "{{backend=\"{backend}\",cache_url=\"{}\",cache_key_prefix=\"{}\"}}",
+                "{{backend=\"{backend}\",redis={{url=\"{}\",key_prefix=\"{}\"}}}}",
                 redis.url, redis.prefix
             )
         };
@@ -102,7 +102,7 @@ impl Store {
                     .await
                     .expect("integrity_check");
                 assert_eq!(check, "ok", "the SQLite file is intact");
-                let rows = sql_records(&SqlPool::Sqlite(pool.clone())).await;
+                let rows = sql_records(&DbPool::Sqlite(pool.clone())).await;
                 pool.close().await;
                 rows
             }
@@ -119,12 +119,12 @@ impl Store {
 
 async fn postgres_records(schema: &PgSchema) -> Vec<Value> {
     let pool = sqlx::PgPool::connect(&schema.url()).await.expect("connect");
-    let rows = sql_records(&SqlPool::Postgres(pool.clone())).await;
+    let rows = sql_records(&DbPool::Postgres(pool.clone())).await;
     pool.close().await;
     rows
 }
 
-async fn sql_records(pool: &SqlPool) -> Vec<Value> {
+async fn sql_records(pool: &DbPool) -> Vec<Value> {
     let rows: Vec<(String, i64, i64)> = rango::on_pool!(pool, pool => sqlx::query_as(
         "SELECT data, expires, version FROM session",
     )

@@ -87,9 +87,9 @@ async fn two_instances_sharing_redis_keep_one_session() {
     let dir = TempDir::new().expect("temp dir");
     let figment = local_sqlite(&dir)
         .merge(Serialized::global("session.backend", "cache"))
-        .merge(Serialized::global("session.cache_url", &redis.url))
+        .merge(Serialized::global("session.redis.url", &redis.url))
         .merge(Serialized::global(
-            "session.cache_key_prefix",
+            "session.redis.key_prefix",
             &redis.prefix,
         ));
     one_session_across_two_instances(figment).await;
@@ -107,9 +107,9 @@ async fn two_instances_sharing_redis_in_front_of_postgresql_keep_one_session() {
     let figment = local_sqlite(&dir)
         .merge(Serialized::global("databases.rango.url", schema.url()))
         .merge(Serialized::global("session.backend", "cached_db"))
-        .merge(Serialized::global("session.cache_url", &redis.url))
+        .merge(Serialized::global("session.redis.url", &redis.url))
         .merge(Serialized::global(
-            "session.cache_key_prefix",
+            "session.redis.key_prefix",
             &redis.prefix,
         ));
     one_session_across_two_instances(figment).await;

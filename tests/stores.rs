@@ -11,8 +11,8 @@ mod store_suite;
 use std::path::Path;
 
 use rango::db::DbPool;
-use rango::session::stores::{CachedStore, CookieStore, MemoryStore, RedisStore, SqlStore};
-use rango::session::{Data, Record, SessionKey, SessionStore};
+use rocket_server_sessions::stores::{CachedStore, CookieStore, MemoryStore, RedisStore, SqlStore};
+use rocket_server_sessions::{Data, Record, SessionKey, SessionStore};
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
@@ -86,7 +86,7 @@ impl SqliteDb {
             idle_timeout: None,
             extensions: None,
         };
-        let pool = rango::db::connect(&config)
+        let pool = rango::db::DbPool::connect(&config)
             .await
             .expect("the temporary database opens");
         rango::db::run_migrations(&pool)
@@ -100,7 +100,7 @@ impl SqliteDb {
     }
 
     fn store(&self) -> SqlStore {
-        SqlStore::new(self.pool.clone())
+        self.pool.session_store()
     }
 
     async fn rows(&self) -> i64 {
@@ -140,13 +140,13 @@ fn name(path: &Path) -> String {
 /// A migrated PostgreSQL schema of its own, when `RANGO_TEST_POSTGRES_URL` is set.
 async fn new_postgres_store() -> Option<(SqlStore, (DbPool, PgSchema))> {
     let schema = PgSchema::create("postgres store suite").await?;
-    let pool = rango::db::connect(&pool_config(schema.url()))
+    let pool = rango::db::DbPool::connect(&pool_config(schema.url()))
         .await
         .expect("PostgreSQL opens");
     rango::db::run_migrations(&pool)
         .await
         .expect("the migrations apply to an empty schema");
-    Some((SqlStore::new(pool.clone()), (pool, schema)))
+    Some((pool.session_store(), (pool, schema)))
 }
 
 /// The same, with a near cache (as the site runs it on PostgreSQL).
@@ -154,7 +154,7 @@ async fn new_postgres_store_with_near_cache() -> Option<(SqlStore, (DbPool, PgSc
     let (store, (pool, schema)) = new_postgres_store().await?;
     drop(store);
     let capacity = std::num::NonZeroUsize::new(100);
-    let store = SqlStore::with_near_cache(pool.clone(), capacity);
+    let store = pool.session_store().with_near_cache(capacity);
     wait_for(|| store.near_cache_watching()).await;
     Some((store, (pool, schema)))
 }
@@ -352,7 +352,7 @@ async fn sqlite_clears_expired_sessions_in_batches_and_reports_progress() {
 
     let mut progress = Vec::new();
     let total = store
-        .clear_expired_in_batches(3, |done| progress.push(done))
+        .clear_expired_in_batches(3, &mut |done| progress.push(done))
         .await
         .expect("clear_expired_in_batches answers");
     assert_eq!(total, 7);

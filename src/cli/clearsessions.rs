@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Context, Result, Store};
-use crate::session::stores::CLEAR_BATCH;
+use rocket_server_sessions::stores::CLEAR_BATCH;
+
+use super::{Context, Result};
 
 /// `rango clearsessions` options.
 #[derive(Debug, clap::Args)]
@@ -27,26 +28,25 @@ pub struct Args {
 /// # Errors
 /// Invalid settings, or the store cannot be reached or fails.
 pub async fn run(context: &Context, args: &Args) -> Result {
-    let store = match context.store().await? {
-        Store::Sql(store) => store,
-        Store::ExpiresItself(backend) => {
-            println!(
-                "session.backend = \"{}\": this store drops expired sessions itself; nothing to clear.",
-                backend.name()
-            );
-            return Ok(());
-        }
-    };
+    let config = context.session_config()?;
+    let store = context.store(&config).await?;
+    if store.expires_by_itself() {
+        println!(
+            "session.backend = \"{}\": this store drops expired sessions itself; nothing to clear.",
+            config.backend
+        );
+        return Ok(());
+    }
     let started = Instant::now();
     let bar = if io::stderr().is_terminal() {
-        let expired = store.count().await?.expired;
+        let expired = store.count().await?.map_or(0, |counts| counts.expired);
         // A bar only for deletions long enough to watch.
         (expired > u64::from(args.batch_size)).then(|| progress_bar(expired))
     } else {
         None
     };
     let deleted = store
-        .clear_expired_in_batches(args.batch_size, |done| {
+        .clear_expired_in_batches(args.batch_size, &mut |done| {
             if let Some(bar) = &bar {
                 bar.set_position(done);
             }

@@ -6,6 +6,7 @@ use sqlx::migrate::{Migrate, Migration};
 
 use super::{Context, Result};
 use crate::db::{self, DbPool};
+use crate::on_pool;
 
 /// Applies the pending migrations and prints one line for each, or that there were none.
 ///
@@ -14,11 +15,12 @@ use crate::db::{self, DbPool};
 pub async fn run(context: &Context) -> Result {
     let pool = context.pool().await?;
     let pending = pending(&pool).await?;
+    // The session table is made (if it is not there) either way.
+    db::run_migrations(&pool).await?;
     if pending.is_empty() {
         println!("No migrations to apply.");
         return Ok(());
     }
-    db::run_migrations(&pool).await?;
     for migration in pending {
         println!(
             "Applied {:04}_{}",
@@ -46,7 +48,7 @@ pub(super) async fn pending(pool: &DbPool) -> Result<Vec<&'static Migration>> {
              WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations')"
         }
     };
-    let applied: Vec<i64> = crate::on_pool!(pool, p => {
+    let applied: Vec<i64> = on_pool!(pool, p => {
         let mut conn = p.acquire().await?;
         let (tracked,): (bool,) = sqlx::query_as(tracked_sql).fetch_one(&mut *conn).await?;
         if tracked {
@@ -59,7 +61,8 @@ pub(super) async fn pending(pool: &DbPool) -> Result<Vec<&'static Migration>> {
             Vec::new()
         }
     });
-    Ok(db::migrator(pool)
+    Ok(pool
+        .migrator()
         .iter()
         .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
         .collect())

@@ -17,14 +17,18 @@ pub mod session;
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket_db_pools::Database;
+use rocket_server_sessions::{
+    redact_password, BuildError, ConfigError, SessionConfig, SessionStore, StoreError,
+};
 
-use crate::db::{self, Db, DbPool};
-use crate::session::stores::SqlStore;
-use crate::session::{Backend, ConfigError, SessionConfig, StoreError};
+use crate::db::{Db, DbPool, MigrationError};
+use crate::stores;
 
 /// Rango: the Tango with Django site, and its maintenance commands.
 #[derive(Debug, Parser)]
@@ -112,19 +116,22 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     /// Applying the migrations failed.
     #[error("migrating the database failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] MigrationError),
+    /// Listing the applied migrations failed.
+    #[error("reading the applied migrations failed: {0}")]
+    Migrations(#[from] sqlx::migrate::MigrateError),
+    /// The configured store cannot be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
     /// The database lacks migrations this binary needs.
     #[error("the database lacks {0} migration(s); run `rango migrate` first")]
     NotMigrated(usize),
     /// The session store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The configured store keeps its sessions where the command line cannot read them.
-    #[error(
-        "session.backend = \"{0}\" keeps sessions outside the database; \
-         the command line can inspect only the \"db\" and \"cached_db\" stores"
-    )]
-    NotInDatabase(&'static str),
+    /// The configured store cannot count its sessions.
+    #[error("session.backend = \"{0}\": this store cannot count its sessions")]
+    CannotCount(String),
     /// The value given is not a session key at all.
     #[error("not a session key: the {0} cookie holds 32 characters of a-z and 0-9")]
     MalformedKey(String),
@@ -148,15 +155,6 @@ pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 /// The configuration the server reads, and what a subcommand opens from it.
 pub struct Context {
     figment: Figment,
-}
-
-/// Where the configured store keeps its sessions, as the command line sees it.
-pub enum Store {
-    /// In the SQL database: they can be counted, inspected and cleared.
-    Sql(SqlStore),
-    /// Somewhere that drops expired sessions by itself (Redis TTLs; the browser, for cookies):
-    /// nothing to clear.
-    ExpiresItself(Backend),
 }
 
 impl Default for Context {
@@ -199,10 +197,12 @@ impl Context {
             .join(Serialized::default("connect_timeout", 5))
             .extract()
             .map_err(|e| Error::DatabaseConfig(Box::new(e)))?;
-        db::connect(&config).await.map_err(|source| Error::Connect {
-            url: crate::session::redact_password(&config.url),
-            source,
-        })
+        DbPool::connect(&config)
+            .await
+            .map_err(|source| Error::Connect {
+                url: redact_password(&config.url),
+                source,
+            })
     }
 
     /// [`Context::pool`], checked to have every migration applied.
@@ -218,28 +218,23 @@ impl Context {
         Ok(pool)
     }
 
-    /// The store `session.backend` names, as far as the command line reaches it.
+    /// The store `session.backend` names, built by the server's own factory
+    /// ([`stores::build`]) on a migrated database if the store keeps its sessions there, and
+    /// without a near cache (a command reads each session once).
     ///
     /// # Errors
-    /// Invalid settings, or the database cannot be opened.
-    pub async fn store(&self) -> Result<Store> {
-        match self.session_config()?.backend {
-            // cached_db keeps every session in the database too (Django's `cached_db`).
-            Backend::Db | Backend::CachedDb => {
-                Ok(Store::Sql(SqlStore::new(self.migrated_pool().await?)))
-            }
-            backend @ (Backend::Cache | Backend::Cookie) => Ok(Store::ExpiresItself(backend)),
-        }
-    }
-
-    /// The SQL store, for the subcommands that read sessions.
-    ///
-    /// # Errors
-    /// As [`Context::store`], and [`Error::NotInDatabase`].
-    pub async fn sql_store(&self) -> Result<SqlStore> {
-        match self.store().await? {
-            Store::Sql(store) => Ok(store),
-            Store::ExpiresItself(backend) => Err(Error::NotInDatabase(backend.name())),
-        }
+    /// Invalid settings, the database cannot be opened or is not migrated, or the store
+    /// cannot be built.
+    pub async fn store(&self, config: &SessionConfig) -> Result<Arc<dyn SessionStore>> {
+        let db = if stores::needs_database(&config.backend) {
+            Some(self.migrated_pool().await?)
+        } else {
+            None
+        };
+        let figment = self
+            .figment
+            .clone()
+            .merge(Serialized::default("session.near_cache.enabled", false));
+        Ok(stores::build(db.as_ref(), &figment, config).await?)
     }
 }

@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use super::{Context, Error, Result};
-use crate::session::{Expiry, SessionKey};
+use rocket_server_sessions::SessionKey;
 
 /// Prints the session whose cookie value is `key`: its expiry date, whether it ends at browser
 /// close, and its data as pretty JSON.
@@ -19,20 +19,19 @@ use crate::session::{Expiry, SessionKey};
 /// cannot be reached.
 pub async fn show(context: &Context, key: &str) -> Result {
     let config = context.session_config()?;
-    let store = context.sql_store().await?;
-    let key = SessionKey::parse(key).ok_or_else(|| Error::MalformedKey(config.cookie_name))?;
-    let record = store.inspect(&key).await?.ok_or(Error::NoSuchSession)?;
+    let store = context.store(&config).await?;
+    let Some(record) = store.inspect(key).await? else {
+        return Err(match SessionKey::parse(key) {
+            Some(_) => Error::NoSuchSession,
+            None => Error::MalformedKey(config.cookie_name),
+        });
+    };
     let now = OffsetDateTime::now_utc();
     let expires = rfc3339(record.expires);
     if record.expires <= now {
         return Err(Error::Expired(expires));
     }
-    // Django's `get_expire_at_browser_close`: a per-session expiry overrides the setting.
-    let at_browser_close = match Expiry::from_data(&record.data) {
-        Expiry::Default => config.expire_at_browser_close,
-        Expiry::BrowserClose => true,
-        Expiry::Age(_) | Expiry::At(_) => false,
-    };
+    let at_browser_close = record.expiry().at_browser_close(&config);
     let data = serde_json::to_string_pretty(&Value::Object(record.data))?;
     println!(
         "expires: {expires} (in {})",
@@ -51,7 +50,13 @@ pub async fn show(context: &Context, key: &str) -> Result {
 /// # Errors
 /// The store cannot be reached.
 pub async fn stats(context: &Context) -> Result {
-    let counts = context.sql_store().await?.count().await?;
+    let config = context.session_config()?;
+    let counts = context
+        .store(&config)
+        .await?
+        .count()
+        .await?
+        .ok_or(Error::CannotCount(config.backend))?;
     println!("live: {}", counts.live);
     println!("expired: {} (not yet cleared)", counts.expired);
     Ok(())

@@ -18,7 +18,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::db::Db;
 use crate::error::Error;
-use crate::session::Session;
+use rocket_server_sessions::Session;
 
 /// The site's settings: `[default.rango]` in Rocket.toml or `ROCKET_RANGO='{...}'`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::session::Session;
+use rocket_server_sessions::Session;
 
 /// The session key of the visit count.
 pub const VISITS: &str = "visits";

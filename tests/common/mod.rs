@@ -15,7 +15,7 @@ use sqlx::SqlitePool;
 use tempfile::TempDir;
 
 use rango::db::Db;
-use rango::session::{Expiry, Session};
+use rocket_server_sessions::{Expiry, Session};
 
 /// A Rango client on its own temporary database.
 pub struct TestApp {
@@ -81,7 +81,7 @@ impl TestApp {
 
     /// The stored row of the session `key`: (data, expires, version).
     pub async fn row(&self, key: &str) -> Option<(String, i64, i64)> {
-        let digest = rango::session::SessionKey::parse(key)
+        let digest = rocket_server_sessions::SessionKey::parse(key)
             .expect("well-formed key")
             .digest();
         sqlx::query_as("SELECT data, expires, version FROM session WHERE key_hash = ?1")
@@ -93,7 +93,7 @@ impl TestApp {
 
     /// Runs `sql` with `key`'s digest bound to `?1`.
     pub async fn exec_on(&self, key: &str, sql: &str) {
-        let digest = rango::session::SessionKey::parse(key)
+        let digest = rocket_server_sessions::SessionKey::parse(key)
             .expect("well-formed key")
             .digest();
         sqlx::query(sql)

@@ -146,13 +146,15 @@ impl RedisPrefix {
 
     /// A Redis store under this prefix, with its near cache or without.
     #[allow(dead_code)] // not every test binary builds stores
-    pub async fn store(&self, near_cache: bool) -> rango::session::stores::RedisStore {
-        rango::session::stores::RedisStore::connect(&rango::session::stores::RedisOptions {
-            url: self.url.clone(),
-            key_prefix: self.prefix.clone(),
-            timeout: std::time::Duration::from_secs(2),
-            near_cache: near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero")),
-        })
+    pub async fn store(&self, near_cache: bool) -> rocket_server_sessions::stores::RedisStore {
+        rocket_server_sessions::stores::RedisStore::connect(
+            &rocket_server_sessions::stores::RedisConfig {
+                url: self.url.clone(),
+                key_prefix: self.prefix.clone(),
+                timeout_ms: 2000,
+            },
+            near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero")),
+        )
         .await
         .expect("Redis answers")
     }

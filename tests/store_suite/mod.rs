@@ -23,9 +23,9 @@
 use std::collections::HashSet;
 use std::time::Duration as StdDuration;
 
-use rango::session::{Data, Record, SessionKey, SessionStore, KEY_LEN};
 use rocket::futures::future::join_all;
 use rocket::tokio::sync::Barrier;
+use rocket_server_sessions::{Data, Record, SessionKey, SessionStore, KEY_LEN};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 

@@ -4,7 +4,7 @@
 //! It is only as good as its invalidations. A store that has one ([`RedisStore`] through Redis's
 //! client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a connection
 //! of its own on which the server reports every change to a session, whoever made it (another
-//! server, `rango clearsessions`, an operator's `DEL`). The watcher calls [`NearCache::evict`]
+//! server, a `clearsessions` command, an operator's `DEL`). The watcher calls [`NearCache::evict`]
 //! for each, and [`NearCache::confirm`] each time a heartbeat comes back through that same
 //! channel. A heartbeat sent at `t` that came back means every change made before `t` has been
 //! reported and applied here: Redis sends the invalidations of the commands it ran in one turn
@@ -39,6 +39,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
+use rocket::figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{store_settings, ConfigError};
 
 /// How long after its last confirmed heartbeat a watch still counts: the longest a change made
 /// elsewhere can go unseen when the watcher's connection dies without a word.
@@ -47,6 +51,59 @@ pub const MAX_LAG: Duration = Duration::from_secs(1);
 /// How often a watcher sends a heartbeat: several per [`MAX_LAG`], so that one slow answer does
 /// not stop the cache.
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// The near cache's settings: `[default.session.near_cache]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NearCacheConfig {
+    /// Keep recently loaded sessions in the process, so that loading an unchanged session costs
+    /// no round trip (default true). Used by the stores whose servers report every change on
+    /// a connection of its own: Redis (client tracking) and PostgreSQL (`LISTEN`). A change
+    /// made by another server is seen as soon as its report arrives, and every load asks the
+    /// store again within [`MAX_LAG`] of that connection dying. False: every load asks the
+    /// store.
+    pub enabled: bool,
+    /// How many sessions it keeps at most, least recently used first out (default 10000).
+    pub size: usize,
+}
+
+impl Default for NearCacheConfig {
+    fn default() -> Self {
+        NearCacheConfig {
+            enabled: true,
+            size: 10_000,
+        }
+    }
+}
+
+/// The largest `size` accepted.
+const MAX_SIZE: usize = 10_000_000;
+
+impl NearCacheConfig {
+    /// The settings in `figment`'s `session.near_cache` table, over the defaults, validated.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting at fault.
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        let config: NearCacheConfig = store_settings(figment, "near_cache")?;
+        if config.size == 0 || config.size > MAX_SIZE {
+            return Err(ConfigError::invalid(
+                "near_cache.size",
+                "must be between 1 and 10000000 (turn the cache off with enabled = false)",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// How many sessions the cache keeps, or `None` when it is off.
+    pub fn capacity(&self) -> Option<NonZeroUsize> {
+        if self.enabled {
+            NonZeroUsize::new(self.size)
+        } else {
+            None
+        }
+    }
+}
 
 /// A load's permission to keep what it read, taken before it asked the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +287,7 @@ where
 
 /// A watched cache holding `value` under each of `names` (for the watchers' tests).
 #[cfg(test)]
-pub fn filled<V: Clone>(names: &[&str], value: V) -> NearCache<V> {
+pub(crate) fn filled<V: Clone>(names: &[&str], value: V) -> NearCache<V> {
     let cache = NearCache::new(NonZeroUsize::new(names.len().max(1) * 2).expect("not zero"));
     let watch = cache.watch();
     cache.confirm(watch, Instant::now());
@@ -249,6 +306,29 @@ fn lag_micros() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rocket::figment::providers::Serialized;
+
+    #[test]
+    fn settings_default_to_on_and_are_checked() {
+        let config = |key: &str, value: serde_json::Value| {
+            NearCacheConfig::from_figment(&Figment::new().merge(Serialized::default(
+                &format!("session.near_cache.{key}"),
+                value,
+            )))
+        };
+        let default = NearCacheConfig::from_figment(&Figment::new()).expect("defaults");
+        assert_eq!(default.capacity().map(NonZeroUsize::get), Some(10_000));
+        let off = config("enabled", false.into()).expect("valid");
+        assert_eq!(off.capacity(), None);
+        let small = config("size", 3.into()).expect("valid");
+        assert_eq!(small.capacity().map(NonZeroUsize::get), Some(3));
+        for size in [0, 10_000_001] {
+            let message = config("size", size.into())
+                .expect_err("refused")
+                .to_string();
+            assert!(message.contains("session.near_cache.size"), "{message}");
+        }
+    }
 
     fn watched(capacity: usize) -> NearCache<u32> {
         let cache = NearCache::new(NonZeroUsize::new(capacity).unwrap());

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::record::{Data, Record};
+use crate::record::{Data, Record};
 
 /// What went wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   concurrent one unseen, and never brings back a deleted session;
 /// - `delete` of an unknown id is `Ok(())`;
 /// - `clear_expired` removes expired sessions and says how many.
+///
+/// Beside those five, a store may offer what an operator's command line uses: clearing in
+/// batches with progress, counting, inspecting an expired session. Each has a default answer,
+/// so a store implements only what it can do better.
 #[rocket::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// The live session named `id`, or `None`.
@@ -83,4 +87,49 @@ pub trait SessionStore: Send + Sync + 'static {
     fn expires_by_itself(&self) -> bool {
         false
     }
+
+    /// Deletes expired sessions at most `batch` at a time, calling `progress` with the running
+    /// total after each batch; returns the total. By default one [`SessionStore::clear_expired`]
+    /// and one call of `progress`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn clear_expired_in_batches(
+        &self,
+        batch: u32,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
+        let _ = batch;
+        let cleared = self.clear_expired().await?;
+        progress(cleared);
+        Ok(cleared)
+    }
+
+    /// How many sessions are live and how many expired but not cleared yet, or `None` (the
+    /// default) when the store cannot count them.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn count(&self) -> Result<Option<SessionCounts>> {
+        Ok(None)
+    }
+
+    /// The session `id` names for an operator: unlike [`SessionStore::load`], a store that
+    /// keeps expired sessions until they are cleared returns them too (with an expiry date in
+    /// the past). By default, what `load` returns.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
+        self.load(id).await
+    }
+}
+
+/// How many sessions a store holds, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCounts {
+    /// Sessions that can still be loaded.
+    pub live: u64,
+    /// Sessions past their expiry date that no one has cleared yet.
+    pub expired: u64,
 }

@@ -1,13 +1,23 @@
 //! The `Session` request guard: loads the session at most once per request, on first use.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{Ignite, Rocket, Sentinel};
 
-use super::fairing::SessionManager;
-use super::handle::{Session, SessionState};
+use crate::config::SessionConfig;
+use crate::handle::{Session, SessionState};
+use crate::store::SessionStore;
+
+/// The settings and store of a launched application, in Rocket's managed state (the fairing
+/// puts it there at ignite).
+pub struct SessionManager {
+    /// The validated settings.
+    pub config: SessionConfig,
+    /// The store sessions live in.
+    pub store: Arc<dyn SessionStore>,
+}
 
 /// The request-local slot the guard fills and the fairing reads (one slot per type per request,
 /// so this type is private to the session layer).

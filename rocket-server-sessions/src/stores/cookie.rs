@@ -10,8 +10,8 @@ use cookie::{Cookie, CookieJar, Key};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::session::record::{Data, Record};
-use crate::session::store::{Result, SessionStore, StoreError};
+use crate::record::{Data, Record};
+use crate::store::{Result, SessionStore, StoreError};
 
 /// The most a browser keeps of one cookie's name and value (RFC 6265 section 6.1).
 pub const MAX_COOKIE_BYTES: usize = 4096;

@@ -6,7 +6,7 @@
 //!
 //! After Redis fails, the store leaves it alone for [`RETRY_AFTER`]: loads go straight to the
 //! database and saves do not copy to Redis, so that a Redis that drops packets (rather than
-//! refusing connections) costs one request a wait of `cache_timeout_ms`, not every request,
+//! refusing connections) costs one request a wait of `redis.timeout_ms`, not every request,
 //! and the warning is logged once per outage, not once per request. Any operation that
 //! reaches Redis again ends the pause. Deletes always try Redis: a logged-out session must not
 //! stay in the cache if Redis can be told.
@@ -22,8 +22,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::redis::{unix_ms, Entry, RedisStore};
-use crate::session::record::{Data, Record};
-use crate::session::store::{Result, SessionStore};
+use crate::record::{Data, Record};
+use crate::store::{Result, SessionCounts, SessionStore};
 
 /// How long the store leaves Redis alone after it failed.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -166,8 +166,25 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         Ok(())
     }
 
+    // Redis drops its copies by their TTL; the database, the truth, is what is cleared,
+    // counted and inspected.
     async fn clear_expired(&self) -> Result<u64> {
-        // Redis drops its copies by their TTL; the database needs clearing.
         self.db.clear_expired().await
+    }
+
+    async fn clear_expired_in_batches(
+        &self,
+        batch: u32,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
+        self.db.clear_expired_in_batches(batch, progress).await
+    }
+
+    async fn count(&self) -> Result<Option<SessionCounts>> {
+        self.db.count().await
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
+        self.db.inspect(id).await
     }
 }

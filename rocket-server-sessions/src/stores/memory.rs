@@ -6,9 +6,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::session::key::SessionKey;
-use crate::session::record::{Data, Record};
-use crate::session::store::{Result, SessionStore, StoreError};
+use crate::key::SessionKey;
+use crate::record::{Data, Record};
+use crate::store::{Result, SessionStore, StoreError};
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;

@@ -1,5 +1,9 @@
 //! Session settings: `[default.session]` in Rocket.toml, overridable per profile and through
 //! `ROCKET_SESSION='{...}'`. Every field has Django's default unless noted.
+//!
+//! [`SessionConfig`] holds what every store shares. A store's own settings are a table of their
+//! own inside `session` (`[default.session.redis]`, say), read by that store's settings type
+//! through [`store_settings`]; the session layer does not know them.
 
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
@@ -7,42 +11,17 @@ use rocket::http::SameSite;
 use serde::{Deserialize, Serialize};
 use time::Duration;
 
-/// Which store keeps the sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// A SQL database (Django's `backends.db`).
-    Db,
-    /// A cache such as Redis (Django's `backends.cache`).
-    Cache,
-    /// A cache in front of the database (Django's `backends.cached_db`).
-    CachedDb,
-    /// The data sealed in the cookie itself (Django's `backends.signed_cookies`).
-    Cookie,
-}
-
-impl Backend {
-    /// The name as Rocket.toml spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Db => "db",
-            Backend::Cache => "cache",
-            Backend::CachedDb => "cached_db",
-            Backend::Cookie => "cookie",
-        }
-    }
-}
-
 /// The session settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct SessionConfig {
     /// Sessions on (default true). Off, every request gets an empty session that is never
     /// loaded or saved and no cookie is read or sent: the cost of a page without the session
     /// layer, for benchmarks and diagnosis.
     pub enabled: bool,
-    /// The store: "db" (default), "cache", "cached_db" or "cookie".
-    pub backend: Backend,
+    /// The store, by the name the application's [`StoreFactory`](crate::StoreFactory) gives
+    /// it (default "db").
+    pub backend: String,
     /// The cookie's name (default "sessionid").
     pub cookie_name: String,
     /// Seconds a session lives after its last save, and the cookie's `Max-Age` (default 1209600,
@@ -70,36 +49,17 @@ pub struct SessionConfig {
     /// (default false).
     pub sliding_expiry: bool,
     /// Seconds between two runs of the server's built-in reaper, which deletes expired
-    /// sessions in the background as `rango clearsessions` does, in the same short batches
+    /// sessions in the background as a `clearsessions` command would, in the same short batches
     /// (default none: no reaper; clear from cron instead). Not needed for stores that expire
     /// sessions by themselves (Redis, cookies).
     pub clear_expired_every: Option<u64>,
-    /// The Redis server of the "cache" and "cached_db" backends (default
-    /// "redis://127.0.0.1:6379/0").
-    pub cache_url: String,
-    /// Put before every session's Redis key, so several sites share one Redis database
-    /// (default "rango:session:").
-    pub cache_key_prefix: String,
-    /// Milliseconds to wait for Redis to connect or answer before it counts as down (default
-    /// 2000).
-    pub cache_timeout_ms: u64,
-    /// Keep recently loaded sessions in the process, so that loading an unchanged session costs
-    /// no round trip (default true). Used by the "cache" and "cached_db" backends and by "db"
-    /// on PostgreSQL, whose servers report every change to a session on a connection of its
-    /// own (Redis's client tracking, PostgreSQL's `LISTEN`); a change made by another server
-    /// is seen as soon as its report arrives, and every load asks the store again within a
-    /// second of that connection dying. False: every load asks the store.
-    pub near_cache: bool,
-    /// How many sessions the near cache keeps at most, least recently used first out
-    /// (default 10000).
-    pub near_cache_size: usize,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             enabled: true,
-            backend: Backend::Db,
+            backend: "db".into(),
             cookie_name: "sessionid".into(),
             cookie_age: 1_209_600,
             expire_at_browser_close: false,
@@ -111,11 +71,6 @@ impl Default for SessionConfig {
             save_every_request: false,
             sliding_expiry: false,
             clear_expired_every: None,
-            cache_url: "redis://127.0.0.1:6379/0".into(),
-            cache_key_prefix: "rango:session:".into(),
-            cache_timeout_ms: 2000,
-            near_cache: true,
-            near_cache_size: 10_000,
         }
     }
 }
@@ -129,11 +84,56 @@ pub enum ConfigError {
     /// A setting parses but its value is not allowed.
     #[error("invalid setting session.{setting}: {reason}")]
     Invalid {
-        /// The setting's name.
-        setting: &'static str,
+        /// The setting's name, within `session`.
+        setting: String,
         /// What is wrong with it.
         reason: String,
     },
+    /// A setting that no longer lives where it is given.
+    #[error("the setting session.{old} moved: set session.{new} instead")]
+    Moved {
+        /// Where it was given.
+        old: &'static str,
+        /// Where it lives now.
+        new: &'static str,
+    },
+    /// A setting nothing reads (a misspelling, say).
+    #[error("unknown setting session.{0}")]
+    Unknown(String),
+}
+
+impl ConfigError {
+    /// A value of `setting` that is not allowed, for `reason`.
+    pub fn invalid(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Settings that moved into a store's own table: where each was, and where it is now.
+const MOVED: [(&str, &str); 5] = [
+    ("cache_url", "redis.url"),
+    ("cache_key_prefix", "redis.key_prefix"),
+    ("cache_timeout_ms", "redis.timeout_ms"),
+    ("near_cache", "near_cache.enabled"),
+    ("near_cache_size", "near_cache.size"),
+];
+
+/// The settings of the store table `session.<table>` over `T`'s defaults, for a store's own
+/// settings type (which should deny unknown fields, so that a misspelt one is an error).
+///
+/// # Errors
+/// [`ConfigError::Parse`] naming the setting that is unknown or of the wrong type.
+pub fn store_settings<T>(figment: &Figment, table: &str) -> Result<T, ConfigError>
+where
+    T: Serialize + serde::de::DeserializeOwned + Default,
+{
+    Figment::from(Serialized::defaults(T::default()))
+        .merge(figment.focus(&format!("session.{table}")))
+        .extract()
+        .map_err(|e| ConfigError::Parse(Box::new(e)))
 }
 
 /// `url` with its password, if it has one, replaced by `***`: what may go into a log or an
@@ -156,9 +156,6 @@ pub fn redact_password(url: &str) -> String {
 /// The longest `clear_expired_every` accepted: a year.
 const MAX_PERIOD: u64 = 365 * 24 * 60 * 60;
 
-/// The largest `near_cache_size` accepted.
-const MAX_NEAR_CACHE: usize = 10_000_000;
-
 /// The largest `cookie_age` accepted: about 400 days, the longest a browser keeps a cookie
 /// (RFC 6265bis section 5.5: user agents cap `Max-Age` at 400 days).
 const MAX_COOKIE_AGE: u64 = 400 * 24 * 60 * 60;
@@ -169,12 +166,38 @@ impl SessionConfig {
     /// # Errors
     /// [`ConfigError`] naming the first setting that is unknown, of the wrong type or not allowed.
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        let table = figment.focus("session");
+        Self::check_names(&table)?;
         let config: SessionConfig = Figment::from(Serialized::defaults(SessionConfig::default()))
-            .merge(figment.focus("session"))
+            .merge(table)
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Checks that every setting of the `session` table is one of these, or a table of a
+    /// store's own settings; names a moved setting's new place.
+    fn check_names(table: &Figment) -> Result<(), ConfigError> {
+        use rocket::figment::value::{Dict, Value};
+        // A table that is not one (a string, say) fails the extraction after this, by name.
+        let Ok(given) = table.extract::<Dict>() else {
+            return Ok(());
+        };
+        let known = match serde_json::to_value(SessionConfig::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
+        };
+        for (name, value) in &given {
+            if known.contains_key(name) || matches!(value, Value::Dict(..)) {
+                continue;
+            }
+            if let Some(&(old, new)) = MOVED.iter().find(|(old, _)| old == name) {
+                return Err(ConfigError::Moved { old, new });
+            }
+            return Err(ConfigError::Unknown(name.clone()));
+        }
+        Ok(())
     }
 
     /// Checks every value; the error names the first setting at fault.
@@ -182,12 +205,7 @@ impl SessionConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] for a value that is not allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting, reason: &str| {
-            Err(ConfigError::Invalid {
-                setting,
-                reason: reason.to_owned(),
-            })
-        };
+        let invalid = |setting: &str, reason: &str| Err(ConfigError::invalid(setting, reason));
         // RFC 6265 section 4.1.1: a cookie name is an RFC 2616 token.
         let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
         if self.cookie_name.is_empty() || !self.cookie_name.chars().all(token) {
@@ -213,21 +231,6 @@ impl SessionConfig {
             if !ok {
                 return invalid("cookie_domain", "must be a host name such as example.com");
             }
-        }
-        let uses_cache = matches!(self.backend, Backend::Cache | Backend::CachedDb);
-        if uses_cache
-            && !(self.cache_url.starts_with("redis://") || self.cache_url.starts_with("rediss://"))
-        {
-            return invalid("cache_url", "must be a redis:// or rediss:// URL");
-        }
-        if self.cache_timeout_ms == 0 {
-            return invalid("cache_timeout_ms", "must be at least 1");
-        }
-        if self.near_cache_size == 0 || self.near_cache_size > MAX_NEAR_CACHE {
-            return invalid(
-                "near_cache_size",
-                "must be between 1 and 10000000 (turn the cache off with near_cache = false)",
-            );
         }
         match self.same_site() {
             None => {
@@ -270,20 +273,6 @@ impl SessionConfig {
         self.clear_expired_every.map(std::time::Duration::from_secs)
     }
 
-    /// `cache_timeout_ms` as a duration.
-    pub fn cache_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.cache_timeout_ms)
-    }
-
-    /// How many sessions the near cache keeps, or `None` when it is off.
-    pub fn near_cache_capacity(&self) -> Option<std::num::NonZeroUsize> {
-        if self.near_cache {
-            std::num::NonZeroUsize::new(self.near_cache_size)
-        } else {
-            None
-        }
-    }
-
     /// `cookie_age` as a duration.
     pub fn age(&self) -> Duration {
         // validate() caps the age far below i64::MAX seconds.
@@ -323,7 +312,7 @@ mod tests {
         assert_eq!(config.cookie_age, 60);
         assert_eq!(
             with("backend", "cached_db").expect("valid").backend,
-            Backend::CachedDb
+            "cached_db"
         );
     }
 
@@ -333,26 +322,51 @@ mod tests {
         assert!(error_for("cookie_age", "soon").contains("cookie_age"));
         assert!(error_for("cookie_name", "").contains("session.cookie_name"));
         assert!(error_for("cookie_name", "a b").contains("session.cookie_name"));
-        assert!(error_for("cookie_path", "rango").contains("session.cookie_path"));
+        assert!(error_for("cookie_path", "site").contains("session.cookie_path"));
         assert!(error_for("cookie_domain", "a;b").contains("session.cookie_domain"));
         assert!(error_for("cookie_same_site", "Loose").contains("session.cookie_same_site"));
-        assert!(error_for("backend", "file").contains("backend"));
+        assert!(error_for("backend", 5).contains("backend"));
         assert!(error_for("cookie_agee", 5).contains("cookie_agee"));
         assert!(error_for("clear_expired_every", 0).contains("session.clear_expired_every"));
         assert!(error_for("clear_expired_every", u64::MAX).contains("clear_expired_every"));
         assert!(error_for("clear_expired_every", -5).contains("clear_expired_every"));
-        assert!(error_for("near_cache_size", 0).contains("session.near_cache_size"));
-        assert!(error_for("near_cache_size", 10_000_001).contains("session.near_cache_size"));
     }
 
     #[test]
-    fn near_cache_is_on_by_default_and_can_be_turned_off() {
-        let default = SessionConfig::default();
-        assert_eq!(default.near_cache_capacity().map(|n| n.get()), Some(10_000));
-        let off = with("near_cache", false).expect("valid");
-        assert_eq!(off.near_cache_capacity(), None);
-        let small = with("near_cache_size", 3).expect("valid");
-        assert_eq!(small.near_cache_capacity().map(|n| n.get()), Some(3));
+    fn moved_settings_name_their_new_place() {
+        assert_eq!(
+            error_for("cache_url", "redis://127.0.0.1/0"),
+            "the setting session.cache_url moved: set session.redis.url instead"
+        );
+        assert!(error_for("near_cache", false).contains("session.near_cache.enabled"));
+        assert!(error_for("near_cache_size", 5).contains("session.near_cache.size"));
+        assert_eq!(
+            error_for("cookie_agee", 5),
+            "unknown setting session.cookie_agee"
+        );
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Table {
+        size: u32,
+    }
+
+    #[test]
+    fn store_tables_are_left_to_their_store() {
+        let figment = Figment::new().merge(Serialized::default("session.mine.size", 7));
+        SessionConfig::from_figment(&figment).expect("a table is a store's");
+        let table: Table = store_settings(&figment, "mine").expect("valid");
+        assert_eq!(table, Table { size: 7 });
+        assert_eq!(
+            store_settings::<Table>(&Figment::new(), "mine").expect("defaults"),
+            Table::default()
+        );
+        let bad = Figment::new().merge(Serialized::default("session.mine.sise", 7));
+        let message = store_settings::<Table>(&bad, "mine")
+            .expect_err("unknown")
+            .to_string();
+        assert!(message.contains("sise"), "{message}");
     }
 
     #[test]

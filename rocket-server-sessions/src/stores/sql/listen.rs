@@ -1,10 +1,10 @@
 //! The watcher of a [`NearCache`] in front of PostgreSQL, through `LISTEN`.
 //!
-//! Migration 0003 (migrations/postgres) makes the `session` table report itself: its triggers
-//! send `NOTIFY rango_session, '<table oid>:<key digest in hex>'` for every update, and every
+//! [`SqlStore::migrate`](super::SqlStore::migrate) makes the `session` table report itself: its
+//! triggers send `NOTIFY session_changes, '<table oid>:<key digest in hex>'` for every update, and every
 //! delete of a session live or expired less than five minutes ago (whoever makes it: another
 //! server, `psql`), and `'<table oid>:*'` when the table is truncated. Clearing sessions that
-//! expired earlier reports nothing: the cache never serves one, so `clearsessions` costs no
+//! expired earlier reports nothing: the cache never serves one, so clearing costs no
 //! notifications.
 //!
 //! The watcher listens on a connection of its own. Heartbeats go through the same channel:
@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::near::{keep_watching, NearCache, Watch, HEARTBEAT, MAX_LAG};
-use crate::session::record::Record;
+use crate::record::Record;
+use crate::stores::near::{keep_watching, NearCache, Watch, HEARTBEAT, MAX_LAG};
 
-/// The channel the trigger of migration 0003 notifies.
-pub const CHANNEL: &str = "rango_session";
+/// The channel the session table's triggers notify.
+pub const CHANNEL: &str = "session_changes";
 
 /// How long a listener may hear nothing before it counts as dead and is opened again.
 pub const SILENCE: Duration = Duration::from_secs(3);
@@ -67,7 +67,7 @@ impl Sent {
     }
 }
 
-/// The triggers of migration 0003: a heartbeat says how many of them are on.
+/// The triggers of the session table: a heartbeat says how many of them are on.
 const TRIGGERS: [&str; 3] = ["session_updated", "session_deleted", "session_truncated"];
 
 /// A heartbeat: notifies `hb:<watcher>:<n>:` followed by what the database says of the table
@@ -81,7 +81,7 @@ const HEARTBEAT_SQL: &str =
 /// Starts watching the `session` table that `options` reach, for `near`. The watcher and its
 /// heartbeat stop when the cache is dropped.
 pub fn spawn(options: &PgConnectOptions, near: &Arc<Near>) {
-    let options = options.clone().application_name("rango-session-watch");
+    let options = options.clone().application_name("session-watch");
     let watcher = rand::random::<u64>();
     let sent = Arc::new(Sent::default());
     rocket::tokio::spawn(heartbeat(
@@ -146,7 +146,7 @@ async fn listen(
         let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
             .fetch_one(&mut listener)
             .await?;
-        let name = format!("rango-session-watch:{}", table.as_deref().unwrap_or("-"));
+        let name = format!("session-watch:{}", table.as_deref().unwrap_or("-"));
         sqlx::query("SELECT set_config('application_name', $1, false)")
             .bind(&name)
             .execute(&mut listener)
@@ -248,14 +248,14 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            data: crate::session::record::Data::new(),
+            data: crate::Data::new(),
             expires: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
             version: 1,
         }
     }
 
     fn filled(names: &[&str]) -> Near {
-        super::super::near::filled(names, record())
+        crate::stores::near::filled(names, record())
     }
 
     fn heard<'a>(sent: &'a Sent, watch: Watch) -> Heard<'a> {

@@ -13,7 +13,7 @@
 //! one write to Redis for several loads: measured with 16 connections, Redis's own CPU per load
 //! halved (the web server's cost stayed the same; see BENCHMARKS.md).
 //!
-//! With a near cache ([`RedisOptions::near_cache`]), a load of an unchanged session asks Redis
+//! With a near cache (the `near_cache` argument of [`RedisStore::connect`]), a load of an unchanged session asks Redis
 //! nothing: `watch` keeps a RESP3 connection with client tracking in broadcast mode on the
 //! key prefix, so Redis reports every change to any session (see `near.rs` for the rules).
 
@@ -26,11 +26,14 @@ use redis::{AsyncCommands, PushInfo, PushKind, Script, Value};
 use rocket::tokio::sync::oneshot;
 use time::OffsetDateTime;
 
-use super::near::{keep_watching, NearCache, HEARTBEAT};
-use crate::session::config::redact_password;
-use crate::session::key::SessionKey;
-use crate::session::record::{self, Data, Record};
-use crate::session::store::{Result, SessionStore, StoreError};
+use rocket::figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{redact_password, store_settings, ConfigError};
+use crate::key::SessionKey;
+use crate::record::{self, Data, Record};
+use crate::store::{Result, SessionStore, StoreError};
+use crate::stores::near::{keep_watching, NearCache, HEARTBEAT};
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -74,18 +77,56 @@ return redis.call('DEL', KEYS[1])";
 /// another store whose writes to Redis failed (Redis was down) serves a stale copy no longer.
 pub const CACHE_TTL: i64 = 300;
 
-/// The settings of a Redis store.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    /// The server, e.g. `redis://127.0.0.1:6379/0`.
+/// The settings of a Redis store: `[default.session.redis]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// The server (default `redis://127.0.0.1:6379/0`).
     pub url: String,
-    /// Put before every key, so several sites (or test runs) share one database.
+    /// Put before every key, so several sites (or test runs) share one database (default
+    /// `session:`).
     pub key_prefix: String,
-    /// How long to wait for a connection or an answer before the store counts as down.
-    pub timeout: Duration,
-    /// How many sessions to keep in the process's near cache, watched through Redis's client
-    /// tracking; `None`: no near cache, every load asks Redis.
-    pub near_cache: Option<NonZeroUsize>,
+    /// Milliseconds to wait for a connection or an answer before the store counts as down
+    /// (default 2000).
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "session:".into(),
+            timeout_ms: 2000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The settings in `figment`'s `session.redis` table, over the defaults, validated.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting at fault.
+    pub fn from_figment(figment: &Figment) -> std::result::Result<Self, ConfigError> {
+        let config: RedisConfig = store_settings(figment, "redis")?;
+        if !(config.url.starts_with("redis://") || config.url.starts_with("rediss://")) {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "must be a redis:// or rediss:// URL",
+            ));
+        }
+        if config.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "redis.timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// `timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
 }
 
 /// What Redis holds for a session id.
@@ -270,7 +311,7 @@ pub fn watcher_name(prefix: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_graphic() { c } else { '_' })
         .collect();
-    format!("rango-session-watch:{printable}")
+    format!("session-watch:{printable}")
 }
 
 /// The near cache of a Redis store, by Redis key.
@@ -302,25 +343,27 @@ fn backend(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects to the server of `options` (and fails if it cannot be reached now).
-    /// The connection reconnects by itself when the server comes back after an outage.
+    /// Connects to the server of `settings` (and fails if it cannot be reached now), keeping up
+    /// to `near_cache` recently loaded sessions in the process, watched through Redis's client
+    /// tracking (`None`: every load asks Redis). The connection reconnects by itself when the
+    /// server comes back after an outage.
     ///
     /// # Errors
     /// [`StoreError::Backend`] naming the URL when it is invalid or the server does not answer.
-    pub async fn connect(options: &RedisOptions) -> Result<Self> {
+    pub async fn connect(settings: &RedisConfig, near_cache: Option<NonZeroUsize>) -> Result<Self> {
         let unreachable = |e: redis::RedisError| {
             StoreError::Backend(
                 format!(
                     "cannot reach Redis at {}: {e}",
-                    redact_password(&options.url)
+                    redact_password(&settings.url)
                 )
                 .into(),
             )
         };
-        let client = redis::Client::open(options.url.as_str()).map_err(unreachable)?;
+        let client = redis::Client::open(settings.url.as_str()).map_err(unreachable)?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(settings.timeout()))
+            .set_response_timeout(Some(settings.timeout()))
             .set_number_of_retries(1);
         let mut conn = client
             .get_connection_manager_with_config(config)
@@ -330,20 +373,20 @@ impl RedisStore {
             .query_async::<()>(&mut conn)
             .await
             .map_err(unreachable)?;
-        let near = options.near_cache.map(|capacity| {
+        let near = near_cache.map(|capacity| {
             let near = Arc::new(NearCache::new(capacity));
             let mut info = client.get_connection_info().clone();
-            let settings = info
+            let resp3 = info
                 .redis_settings()
                 .clone()
                 .set_protocol(redis::ProtocolVersion::RESP3);
-            info = info.set_redis_settings(settings);
+            info = info.set_redis_settings(resp3);
             match redis::Client::open(info) {
                 Ok(watcher) => {
                     rocket::tokio::spawn(watch(
                         watcher,
-                        options.key_prefix.clone(),
-                        options.timeout,
+                        settings.key_prefix.clone(),
+                        settings.timeout(),
                         Arc::downgrade(&near),
                     ));
                 }
@@ -355,7 +398,7 @@ impl RedisStore {
             conn,
             reads: Arc::default(),
             near,
-            prefix: options.key_prefix.clone(),
+            prefix: settings.key_prefix.clone(),
             create: Script::new(CREATE),
             update: Script::new(UPDATE),
             put: Script::new(PUT_IF_NEWER),
@@ -592,7 +635,7 @@ mod tests {
     }
 
     fn filled(names: &[&str]) -> Near {
-        super::super::near::filled(names, Entry::Deleted)
+        crate::stores::near::filled(names, Entry::Deleted)
     }
 
     #[test]
@@ -635,10 +678,7 @@ mod tests {
 
     #[test]
     fn watcher_names_are_printable() {
-        assert_eq!(
-            watcher_name("rango:session:"),
-            "rango-session-watch:rango:session:"
-        );
-        assert_eq!(watcher_name("a b\n"), "rango-session-watch:a_b_");
+        assert_eq!(watcher_name("site:session:"), "session-watch:site:session:");
+        assert_eq!(watcher_name("a b\n"), "session-watch:a_b_");
     }
 }

@@ -1,6 +1,8 @@
 //! What a store keeps for a session: its data, its expiry date and a version.
 
 use serde_json::{Map, Value};
+
+use crate::config::SessionConfig;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -86,7 +88,56 @@ pub enum Expiry {
     At(OffsetDateTime),
 }
 
+impl Record {
+    /// The session's own expiry, as set with `Session::set_expiry`.
+    pub fn expiry(&self) -> Expiry {
+        Expiry::from_data(&self.data)
+    }
+}
+
 impl Expiry {
+    /// How long a session with this expiry lives after a save at `now` (Django's
+    /// `get_expiry_age`): `config.cookie_age` unless the session sets its own.
+    pub fn age(self, config: &SessionConfig, now: OffsetDateTime) -> Duration {
+        match self {
+            Expiry::Default | Expiry::BrowserClose => config.age(),
+            Expiry::Age(age) => age,
+            Expiry::At(date) => date - now,
+        }
+    }
+
+    /// When a session with this expiry ends if saved at `now` (Django's `get_expiry_date`).
+    pub fn date(self, config: &SessionConfig, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Expiry::At(date) => date,
+            _ => after(now, self.age(config, now)),
+        }
+    }
+
+    /// Whether the cookie of a session with this expiry ends with the browser (Django's
+    /// `get_expire_at_browser_close`): a session's own expiry overrides the setting.
+    pub fn at_browser_close(self, config: &SessionConfig) -> bool {
+        match self {
+            Expiry::Default => config.expire_at_browser_close,
+            Expiry::BrowserClose => true,
+            Expiry::Age(_) | Expiry::At(_) => false,
+        }
+    }
+
+    /// Whether an unchanged session stored until `stored_expires` is due for a sliding save at
+    /// `now`: `sliding_expiry` is on, and less than half its age is left. A session that ends
+    /// at a fixed date is never renewed.
+    pub fn sliding_due(
+        self,
+        config: &SessionConfig,
+        stored_expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> bool {
+        config.sliding_expiry
+            && !matches!(self, Expiry::At(_))
+            && (stored_expires - now) * 2 < self.age(config, now)
+    }
+
     /// The expiry the data holds under [`EXPIRY_KEY`]; anything unreadable is `Default`.
     pub fn from_data(data: &Data) -> Expiry {
         match data.get(EXPIRY_KEY) {

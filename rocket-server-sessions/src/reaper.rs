@@ -1,5 +1,5 @@
 //! The built-in reaper: with `session.clear_expired_every` set, the server deletes expired
-//! sessions itself on that period, so a small site needs no cron job for `rango clearsessions`
+//! sessions itself on that period, so a small site needs no cron job to clear them
 //! (tower-sessions' `continuously_delete_expired`, RFS's `cleanup_interval`).
 //!
 //! It runs as one task started at liftoff. The store's `clear_expired` deletes in short batches
@@ -15,8 +15,8 @@ use rocket::tokio::task::JoinHandle;
 use rocket::tokio::time::{self, Instant, MissedTickBehavior};
 use rocket::{Orbit, Rocket, Shutdown};
 
-use super::fairing::SessionManager;
-use super::store::SessionStore;
+use crate::guard::SessionManager;
+use crate::store::SessionStore;
 
 /// How long shutdown waits for the task to end before it aborts it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -40,7 +40,7 @@ impl Reaper {
         if manager.store.expires_by_itself() {
             log::info!(
                 "session.clear_expired_every is ignored: the \"{}\" store expires sessions itself",
-                manager.config.backend.name()
+                manager.config.backend
             );
             return;
         }

@@ -1,51 +1,45 @@
-//! The per-request session: its state, the typed handle handlers get, and how it is saved.
+//! The per-request session: its state and the typed handle handlers get. How it is saved at
+//! the end of the request is `commit.rs`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
-
-use rocket::tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
-use super::config::SessionConfig;
-use super::record::{self, Data, Expiry, Record, EXPIRY_KEY};
-use super::store::{SessionStore, StoreError};
+use crate::config::SessionConfig;
+use crate::record::{Data, Expiry, Record, EXPIRY_KEY};
 
 /// The key and value Django's `set_test_cookie` stores.
 const TEST_COOKIE_KEY: &str = "testcookie";
 const TEST_COOKIE_VALUE: &str = "worked";
-
-/// How many times a save reloads and merges before it gives up on a session that other requests
-/// keep changing.
-const MAX_MERGE_ATTEMPTS: u32 = 32;
 
 /// A session as one request sees it. Loaded once by the guard, read and changed by the handler,
 /// saved by the fairing.
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     /// The cookie value the request carried, adopted or not.
-    incoming: Option<String>,
+    pub(crate) incoming: Option<String>,
     /// The id of the stored session this request loaded; `None` for a new or flushed session.
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     /// The stored version loaded; saves apply over it.
-    version: i64,
+    pub(crate) version: i64,
     /// The stored expiry date loaded.
-    stored_expires: Option<OffsetDateTime>,
+    pub(crate) stored_expires: Option<OffsetDateTime>,
     /// The data as this request sees it.
-    data: Data,
+    pub(crate) data: Data,
     /// What this request changed: a value set, or `None` for a key removed.
-    changes: BTreeMap<String, Option<Value>>,
+    pub(crate) changes: BTreeMap<String, Option<Value>>,
     /// `clear` ran: a merge starts from an empty session, not from the stored data.
-    cleared: bool,
+    pub(crate) cleared: bool,
     /// Something changed that needs a save.
-    modified: bool,
+    pub(crate) modified: bool,
     /// Stored sessions to delete (flushed).
-    flushed: Vec<String>,
+    pub(crate) flushed: Vec<String>,
     /// The id `cycle_key` retired; deleted once the data is stored under a new key.
-    cycled_from: Option<String>,
+    pub(crate) cycled_from: Option<String>,
 }
 
 impl SessionState {
@@ -110,46 +104,34 @@ impl SessionState {
         }
     }
 
-    fn expiry(&self) -> Expiry {
+    pub(crate) fn expiry(&self) -> Expiry {
         Expiry::from_data(&self.data)
     }
 
-    fn expiry_age(&self, config: &SessionConfig, now: OffsetDateTime) -> Duration {
-        match self.expiry() {
-            Expiry::Default | Expiry::BrowserClose => config.age(),
-            Expiry::Age(age) => age,
-            Expiry::At(date) => date - now,
-        }
+    pub(crate) fn expiry_age(&self, config: &SessionConfig, now: OffsetDateTime) -> Duration {
+        self.expiry().age(config, now)
     }
 
-    fn expiry_date(&self, config: &SessionConfig, now: OffsetDateTime) -> OffsetDateTime {
-        match self.expiry() {
-            Expiry::At(date) => date,
-            _ => record::after(now, self.expiry_age(config, now)),
-        }
+    pub(crate) fn expiry_date(
+        &self,
+        config: &SessionConfig,
+        now: OffsetDateTime,
+    ) -> OffsetDateTime {
+        self.expiry().date(config, now)
     }
 
-    fn expire_at_browser_close(&self, config: &SessionConfig) -> bool {
-        match self.expiry() {
-            Expiry::Default => config.expire_at_browser_close,
-            Expiry::BrowserClose => true,
-            Expiry::Age(_) | Expiry::At(_) => false,
-        }
+    pub(crate) fn expire_at_browser_close(&self, config: &SessionConfig) -> bool {
+        self.expiry().at_browser_close(config)
     }
 
     /// An unchanged session is due for a sliding save once less than half its age is left.
-    fn sliding_due(&self, config: &SessionConfig, now: OffsetDateTime) -> bool {
-        if !config.sliding_expiry || matches!(self.expiry(), Expiry::At(_)) {
-            return false;
-        }
-        match self.stored_expires {
-            Some(expires) => (expires - now) * 2 < self.expiry_age(config, now),
-            None => false,
-        }
+    pub(crate) fn sliding_due(&self, config: &SessionConfig, now: OffsetDateTime) -> bool {
+        self.stored_expires
+            .is_some_and(|stored| self.expiry().sliding_due(config, stored, now))
     }
 
     /// The stored data with this request's changes applied over it.
-    fn merge_into(&self, mut stored: Data) -> Data {
+    pub(crate) fn merge_into(&self, mut stored: Data) -> Data {
         if self.cleared {
             stored.clear();
         }
@@ -161,196 +143,6 @@ impl SessionState {
         }
         stored
     }
-
-    /// Saves or deletes what this request did, by Django's middleware rules, and says which
-    /// cookie the response needs.
-    pub(crate) async fn commit(
-        self,
-        store: &dyn SessionStore,
-        config: &SessionConfig,
-        server_error: bool,
-        now: OffsetDateTime,
-    ) -> Result<Commit, StoreError> {
-        // A flush is a logout: honoured whatever the response.
-        for id in &self.flushed {
-            store.delete(id).await?;
-        }
-        // A 5xx response leaves the session as it was (Django: `status_code < 500`).
-        if server_error {
-            return Ok(Commit::Nothing);
-        }
-        // Keys removed from a stored session are merged like any change (another request may
-        // have added one meanwhile); a cleared, flushed or cycled session starts from nothing.
-        let merges = self.id.is_some() && self.cycled_from.is_none() && !self.cleared;
-        if self.data.is_empty() && !(merges && self.modified) {
-            // An emptied session loses its row and its cookie; an untouched empty one gets none.
-            for id in self.id.iter().chain(&self.cycled_from) {
-                store.delete(id).await?;
-            }
-            return Ok(self.removal());
-        }
-        let due = self.modified
-            || self.cycled_from.is_some()
-            || config.save_every_request
-            || self.sliding_due(config, now);
-        if !due {
-            return Ok(Commit::Nothing);
-        }
-        if record::depth(&self.data) > record::MAX_DEPTH {
-            return Err(StoreError::TooLarge(format!(
-                "the session's data nests deeper than {} levels, which could not be read back",
-                record::MAX_DEPTH
-            )));
-        }
-        let id = match &self.id {
-            None => {
-                let (id, _) = store
-                    .create(&self.data, self.expiry_date(config, now))
-                    .await?;
-                if let Some(old) = &self.cycled_from {
-                    store.delete(old).await?;
-                }
-                id
-            }
-            Some(id) => match self.save_merged(store, config, id, now).await? {
-                Merged::Saved { id, empty: false } => id,
-                Merged::Saved { id, empty: true } => {
-                    // What this request removed was all there was, even after the merge.
-                    store.delete(&id).await?;
-                    return Ok(self.removal());
-                }
-                Merged::Gone => return Ok(Commit::Interrupted),
-            },
-        };
-        let max_age = (!self.expire_at_browser_close(config)).then(|| self.expiry_age(config, now));
-        Ok(Commit::SetCookie { id, max_age })
-    }
-
-    /// The cookie an empty session needs: a removal if the browser sent one, else none.
-    fn removal(&self) -> Commit {
-        match self.incoming {
-            Some(_) => Commit::RemoveCookie,
-            None => Commit::Nothing,
-        }
-    }
-
-    /// Saves over the loaded version; when another request saved first, reloads and applies
-    /// this request's changes over what it stored. [`Merged::Gone`] when the session was
-    /// deleted or expired meanwhile: it is never brought back.
-    async fn save_merged(
-        &self,
-        store: &dyn SessionStore,
-        config: &SessionConfig,
-        id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Merged, StoreError> {
-        let mut record = Record {
-            data: self.data.clone(),
-            expires: self.expiry_date(config, now),
-            version: self.version,
-        };
-        // Only a renewal (sliding expiry): once another request has renewed the session, this
-        // one has nothing left to write.
-        let renewal_only =
-            !self.modified && self.cycled_from.is_none() && !config.save_every_request;
-        let mut turn = None;
-        for _ in 0..MAX_MERGE_ATTEMPTS {
-            if let Some((id, _)) = store.update(id, &record).await? {
-                let empty = record.data.is_empty();
-                return Ok(Merged::Saved { id, empty });
-            }
-            if turn.is_none() {
-                turn = Some(MergeTurn::take(id).await);
-            }
-            let Some(stored) = store.load(id).await? else {
-                return Ok(Merged::Gone);
-            };
-            let merged = SessionState {
-                data: self.merge_into(stored.data),
-                stored_expires: Some(stored.expires),
-                ..SessionState::default()
-            };
-            if renewal_only && !merged.sliding_due(config, now) {
-                let empty = merged.data.is_empty();
-                return Ok(Merged::Saved {
-                    id: id.to_owned(),
-                    empty,
-                });
-            }
-            record = Record {
-                expires: merged.expiry_date(config, now),
-                data: merged.data,
-                version: stored.version,
-            };
-        }
-        Err(StoreError::Contention(MAX_MERGE_ATTEMPTS))
-    }
-}
-
-/// The sessions whose lost saves are being retried in this process, each with its turn.
-static MERGING: LazyLock<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>> =
-    LazyLock::new(Mutex::default);
-
-/// A save that lost to a concurrent one retries in its turn: one retry loop per session at a
-/// time in this process. Without turns, requests that keep changing one session at once (on a
-/// busy pool, where the reload and the retry each wait for a connection, so the gap between
-/// them is wide) lose their attempts to each other's retries until one gives up; with them, a
-/// retry competes only with first attempts (and other instances).
-struct MergeTurn {
-    id: String,
-    lock: Arc<AsyncMutex<()>>,
-    guard: Option<OwnedMutexGuard<()>>,
-}
-
-impl MergeTurn {
-    async fn take(id: &str) -> MergeTurn {
-        let lock = MERGING
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(id.to_owned())
-            .or_default()
-            .clone();
-        MergeTurn {
-            id: id.to_owned(),
-            guard: Some(lock.clone().lock_owned().await),
-            lock,
-        }
-    }
-}
-
-impl Drop for MergeTurn {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut merging = MERGING.lock().unwrap_or_else(PoisonError::into_inner);
-        // Only the map and this turn hold it: no one else waits, so forget the session.
-        if Arc::strong_count(&self.lock) == 2 {
-            merging.remove(&self.id);
-        }
-    }
-}
-
-/// How a merged save ended.
-enum Merged {
-    /// Stored under `id`; `empty` when nothing is left in it.
-    Saved { id: String, empty: bool },
-    /// The session was deleted (or expired) meanwhile.
-    Gone,
-}
-
-/// What the response needs after a commit.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Commit {
-    /// No cookie.
-    Nothing,
-    /// Send the session's cookie: persistent with this `Max-Age`, or for the browser session.
-    SetCookie {
-        id: String,
-        max_age: Option<Duration>,
-    },
-    /// Tell the browser to drop its cookie.
-    RemoveCookie,
-    /// The session was ended by a concurrent request before this one saved.
-    Interrupted,
 }
 
 /// The session of the current request, handed to handlers by its request guard.
@@ -360,7 +152,7 @@ pub(crate) enum Commit {
 /// stored as JSON.
 ///
 /// ```rust,no_run
-/// # use rango::session::Session;
+/// # use rocket_server_sessions::Session;
 /// #[rocket::get("/count")]
 /// fn count(session: Session<'_>) -> String {
 ///     let n: u64 = session.get("n").unwrap_or(0) + 1;

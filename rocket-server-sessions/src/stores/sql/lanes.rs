@@ -223,12 +223,12 @@ macro_rules! on_lane {
                 };
                 match lane.finish(outcome) {
                     Ok(value) => break Ok(value),
-                    Err($crate::session::stores::lanes::Failure::Retry(_)) if !retried => {
+                    Err($crate::stores::sql::lanes::Failure::Retry(_)) if !retried => {
                         retried = true;
                     }
                     Err(
-                        $crate::session::stores::lanes::Failure::Retry(e)
-                        | $crate::session::stores::lanes::Failure::Fatal(e),
+                        $crate::stores::sql::lanes::Failure::Retry(e)
+                        | $crate::stores::sql::lanes::Failure::Fatal(e),
                     ) => break Err(e),
                 }
             }
@@ -238,7 +238,7 @@ macro_rules! on_lane {
 }
 pub(crate) use on_lane;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
     use sqlx::sqlite::SqliteConnectOptions;

@@ -22,14 +22,14 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::sql::LOAD;
-
 /// A session row: data, expires, version.
 pub(crate) type Row = (String, i64, i64);
 
 /// A few read-only connections to one SQLite file, each used by one load at a time.
 pub(crate) struct InlineReader {
     path: PathBuf,
+    /// The store's load statement: `$1` is the key digest, `$2` the time (unix seconds).
+    load: &'static str,
     slots: Box<[Mutex<Option<Connection>>]>,
     /// Set when a connection could not be opened (a read-only file, say): the reader stays
     /// out of the way from then on instead of failing on every load.
@@ -47,9 +47,9 @@ impl std::fmt::Debug for InlineReader {
 
 impl InlineReader {
     /// A reader of the database file at `path` with up to `count` connections (at least one),
-    /// or `None` when `path` is not a file (an in-memory database, which other connections
-    /// cannot see).
-    pub(crate) fn new(path: &Path, count: usize) -> Option<Self> {
+    /// running `load`, or `None` when `path` is not a file (an in-memory database, which other
+    /// connections cannot see).
+    pub(crate) fn new(path: &Path, count: usize, load: &'static str) -> Option<Self> {
         if !path.is_file() {
             return None;
         }
@@ -57,6 +57,7 @@ impl InlineReader {
         // directory is later.
         Some(InlineReader {
             path: std::fs::canonicalize(path).ok()?,
+            load,
             slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
             off: AtomicBool::new(false),
         })
@@ -83,7 +84,7 @@ impl InlineReader {
             }
         }
         let conn = slot.as_ref()?;
-        match Self::query(conn, digest, now) {
+        match self.query(conn, digest, now) {
             Ok(row) => Some(row),
             Err(e) => {
                 if !is_busy(&e) {
@@ -106,8 +107,8 @@ impl InlineReader {
         Ok(conn)
     }
 
-    fn query(conn: &Connection, digest: &[u8], now: i64) -> rusqlite::Result<Option<Row>> {
-        conn.prepare_cached(LOAD)?
+    fn query(&self, conn: &Connection, digest: &[u8], now: i64) -> rusqlite::Result<Option<Row>> {
+        conn.prepare_cached(self.load)?
             .query_row((digest, now), |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
@@ -127,6 +128,9 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 mod tests {
     use super::*;
 
+    const LOAD: &str =
+        "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2";
+
     fn database(dir: &tempfile::TempDir) -> (PathBuf, Connection) {
         let path = dir.path().join("inline.sqlite3");
         let conn = Connection::open(&path).expect("open");
@@ -144,7 +148,7 @@ mod tests {
     fn loads_live_sessions_only() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, _writer) = database(&dir);
-        let reader = InlineReader::new(&path, 1).expect("a file");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
         assert_eq!(
             reader.load(&[1], 100),
             Some(Some(("{\"a\":1}".to_owned(), 200, 3)))
@@ -157,7 +161,7 @@ mod tests {
     fn sees_what_other_connections_commit() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, writer) = database(&dir);
-        let reader = InlineReader::new(&path, 1).expect("a file");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
         assert_eq!(reader.load(&[1], 100).flatten().map(|r| r.2), Some(3));
         writer
             .execute("UPDATE session SET version = 4 WHERE key_hash = x'01'", ())
@@ -173,7 +177,7 @@ mod tests {
     fn reads_while_another_connection_writes() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, writer) = database(&dir);
-        let reader = InlineReader::new(&path, 1).expect("a file");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
         // A write transaction left open holds SQLite's write lock; WAL readers go on.
         writer
             .execute_batch("BEGIN IMMEDIATE; UPDATE session SET version = 9;")
@@ -185,7 +189,7 @@ mod tests {
     fn declines_when_every_connection_is_busy_or_the_read_fails() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, writer) = database(&dir);
-        let reader = InlineReader::new(&path, 1).expect("a file");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
         let held = reader.slots[0].lock().expect("slot");
         assert_eq!(reader.load(&[1], 100), None, "no free connection");
         drop(held);
@@ -197,7 +201,7 @@ mod tests {
     fn cannot_write() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, _writer) = database(&dir);
-        let reader = InlineReader::new(&path, 1).expect("a file");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
         assert!(reader.load(&[1], 100).is_some());
         let slot = reader.slots[0].lock().expect("slot");
         let conn = slot.as_ref().expect("opened by the load");
@@ -208,7 +212,7 @@ mod tests {
     fn stays_out_of_the_way_when_it_cannot_open_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, _writer) = database(&dir);
-        let reader = InlineReader::new(&path, 1).expect("a file");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
         std::fs::remove_file(&path).expect("remove");
         assert_eq!(reader.load(&[1], 100), None);
         assert!(reader.off.load(Ordering::Relaxed));
@@ -217,7 +221,7 @@ mod tests {
     #[test]
     fn no_reader_for_a_database_that_is_not_a_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert!(InlineReader::new(&dir.path().join("missing.sqlite3"), 1).is_none());
-        assert!(InlineReader::new(Path::new("file:sqlx-in-memory-1"), 1).is_none());
+        assert!(InlineReader::new(&dir.path().join("missing.sqlite3"), 1, LOAD).is_none());
+        assert!(InlineReader::new(Path::new("file:sqlx-in-memory-1"), 1, LOAD).is_none());
     }
 }

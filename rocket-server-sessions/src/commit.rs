@@ -1,0 +1,368 @@
+//! The end of a request, top-down in Django's `SessionMiddleware.process_response` order:
+//!
+//! 1. no handler asked for the session → nothing (no store I/O, no cookie, no `Vary`);
+//! 2. the session was used → `Vary: Cookie`;
+//! 3. flushed (a logout) → its record is deleted, whatever the response;
+//! 4. a 5xx response → nothing saved (Django: `status_code < 500`);
+//! 5. emptied → record deleted and a removal cookie (if the browser sent one);
+//! 6. changed, or due (`save_every_request`, a sliding renewal, a cycled key) → saved over the
+//!    version loaded, merged over a concurrent save on conflict, and the cookie set;
+//!    a session deleted meanwhile is never brought back (a 400, Django's `SessionInterrupted`);
+//! 7. the store failed → a 503 page (a session too large for its store: a 500 page).
+//!
+//! The fairing calls [`finish`] after each response; the expiry arithmetic it uses lives on
+//! [`Expiry`](crate::Expiry).
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use rocket::http::{ContentType, Cookie, SameSite, Status};
+use rocket::tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use rocket::{Request, Response};
+use time::{Duration, OffsetDateTime};
+
+use crate::config::SessionConfig;
+use crate::guard::{SessionManager, Slot};
+use crate::handle::SessionState;
+use crate::record::{self, Record};
+use crate::store::{SessionStore, StoreError};
+
+/// How many times a save reloads and merges before it gives up on a session that other requests
+/// keep changing.
+const MAX_MERGE_ATTEMPTS: u32 = 32;
+
+/// Django's message for a session deleted under a request (`SessionInterrupted`).
+const INTERRUPTED: &str = "The request's session was deleted before the request completed. \
+     The user may have logged out in a concurrent request, for example.";
+
+const UNAVAILABLE: &str = "The session store is unavailable, so this page could not be saved. \
+     Please try again in a moment.";
+
+/// Ends the request's session: what the fairing does after each response.
+pub(crate) async fn finish<'r>(req: &'r Request<'_>, res: &mut Response<'r>) {
+    let Some(manager) = req.rocket().state::<SessionManager>() else {
+        return;
+    };
+    if !manager.config.enabled {
+        return;
+    }
+    let state = match req.local_cache(|| Slot::Unused) {
+        Slot::Unused => return,
+        Slot::Failed => {
+            add_vary_cookie(res);
+            return;
+        }
+        Slot::Loaded(state) => {
+            std::mem::take(&mut *state.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+    };
+    add_vary_cookie(res);
+    if let Err((status, message)) = apply(state, manager, res).await {
+        // No cookie either way: on a 400 the request that ended the session has already
+        // told the browser, which may hold a newer session's cookie by now.
+        replace_with_error(res, status, &message);
+    }
+}
+
+/// Commits the session and adds its cookie; an `Err` is the status the response must take
+/// and the message its page gives.
+async fn apply(
+    state: SessionState,
+    manager: &SessionManager,
+    res: &mut Response<'_>,
+) -> Result<(), (Status, String)> {
+    let config = &manager.config;
+    let now = OffsetDateTime::now_utc();
+    let server_error = res.status().class().is_server_error();
+    let outcome = state
+        .commit(manager.store.as_ref(), config, server_error, now)
+        .await
+        .map_err(|e| {
+            log::error!("saving a session failed: {e}");
+            match e {
+                StoreError::TooLarge(why) => (
+                    Status::InternalServerError,
+                    format!("This page could not be saved: {why}."),
+                ),
+                _ => (Status::ServiceUnavailable, UNAVAILABLE.to_owned()),
+            }
+        })?;
+    match outcome {
+        Commit::Nothing => {}
+        Commit::SetCookie { id, max_age } => {
+            res.adjoin_header(session_cookie(config, id, max_age, now));
+        }
+        Commit::RemoveCookie => res.adjoin_header(removal_cookie(config)),
+        Commit::Interrupted => {
+            log::warn!("a session was deleted by a concurrent request before this one saved it");
+            return Err((Status::BadRequest, INTERRUPTED.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+impl SessionState {
+    /// Saves or deletes what this request did, by Django's middleware rules, and says which
+    /// cookie the response needs.
+    pub(crate) async fn commit(
+        self,
+        store: &dyn SessionStore,
+        config: &SessionConfig,
+        server_error: bool,
+        now: OffsetDateTime,
+    ) -> Result<Commit, StoreError> {
+        // A flush is a logout: honoured whatever the response.
+        for id in &self.flushed {
+            store.delete(id).await?;
+        }
+        // A 5xx response leaves the session as it was (Django: `status_code < 500`).
+        if server_error {
+            return Ok(Commit::Nothing);
+        }
+        // Keys removed from a stored session are merged like any change (another request may
+        // have added one meanwhile); a cleared, flushed or cycled session starts from nothing.
+        let merges = self.id.is_some() && self.cycled_from.is_none() && !self.cleared;
+        if self.data.is_empty() && !(merges && self.modified) {
+            // An emptied session loses its row and its cookie; an untouched empty one gets none.
+            for id in self.id.iter().chain(&self.cycled_from) {
+                store.delete(id).await?;
+            }
+            return Ok(self.removal());
+        }
+        let due = self.modified
+            || self.cycled_from.is_some()
+            || config.save_every_request
+            || self.sliding_due(config, now);
+        if !due {
+            return Ok(Commit::Nothing);
+        }
+        if record::depth(&self.data) > record::MAX_DEPTH {
+            return Err(StoreError::TooLarge(format!(
+                "the session's data nests deeper than {} levels, which could not be read back",
+                record::MAX_DEPTH
+            )));
+        }
+        let id = match &self.id {
+            None => {
+                let (id, _) = store
+                    .create(&self.data, self.expiry_date(config, now))
+                    .await?;
+                if let Some(old) = &self.cycled_from {
+                    store.delete(old).await?;
+                }
+                id
+            }
+            Some(id) => match self.save_merged(store, config, id, now).await? {
+                Merged::Saved { id, empty: false } => id,
+                Merged::Saved { id, empty: true } => {
+                    // What this request removed was all there was, even after the merge.
+                    store.delete(&id).await?;
+                    return Ok(self.removal());
+                }
+                Merged::Gone => return Ok(Commit::Interrupted),
+            },
+        };
+        let max_age = (!self.expire_at_browser_close(config)).then(|| self.expiry_age(config, now));
+        Ok(Commit::SetCookie { id, max_age })
+    }
+
+    /// The cookie an empty session needs: a removal if the browser sent one, else none.
+    fn removal(&self) -> Commit {
+        match self.incoming {
+            Some(_) => Commit::RemoveCookie,
+            None => Commit::Nothing,
+        }
+    }
+
+    /// Saves over the loaded version; when another request saved first, reloads and applies
+    /// this request's changes over what it stored. [`Merged::Gone`] when the session was
+    /// deleted or expired meanwhile: it is never brought back.
+    async fn save_merged(
+        &self,
+        store: &dyn SessionStore,
+        config: &SessionConfig,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Merged, StoreError> {
+        let mut record = Record {
+            data: self.data.clone(),
+            expires: self.expiry_date(config, now),
+            version: self.version,
+        };
+        // Only a renewal (sliding expiry): once another request has renewed the session, this
+        // one has nothing left to write.
+        let renewal_only =
+            !self.modified && self.cycled_from.is_none() && !config.save_every_request;
+        let mut turn = None;
+        for _ in 0..MAX_MERGE_ATTEMPTS {
+            if let Some((id, _)) = store.update(id, &record).await? {
+                let empty = record.data.is_empty();
+                return Ok(Merged::Saved { id, empty });
+            }
+            if turn.is_none() {
+                turn = Some(MergeTurn::take(id).await);
+            }
+            let Some(stored) = store.load(id).await? else {
+                return Ok(Merged::Gone);
+            };
+            let merged = SessionState {
+                data: self.merge_into(stored.data),
+                stored_expires: Some(stored.expires),
+                ..SessionState::default()
+            };
+            if renewal_only && !merged.sliding_due(config, now) {
+                let empty = merged.data.is_empty();
+                return Ok(Merged::Saved {
+                    id: id.to_owned(),
+                    empty,
+                });
+            }
+            record = Record {
+                expires: merged.expiry_date(config, now),
+                data: merged.data,
+                version: stored.version,
+            };
+        }
+        Err(StoreError::Contention(MAX_MERGE_ATTEMPTS))
+    }
+}
+
+/// The sessions whose lost saves are being retried in this process, each with its turn.
+static MERGING: LazyLock<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+/// A save that lost to a concurrent one retries in its turn: one retry loop per session at a
+/// time in this process. Without turns, requests that keep changing one session at once (on a
+/// busy pool, where the reload and the retry each wait for a connection, so the gap between
+/// them is wide) lose their attempts to each other's retries until one gives up; with them, a
+/// retry competes only with first attempts (and other instances).
+struct MergeTurn {
+    id: String,
+    lock: Arc<AsyncMutex<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl MergeTurn {
+    async fn take(id: &str) -> MergeTurn {
+        let lock = MERGING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        MergeTurn {
+            id: id.to_owned(),
+            guard: Some(lock.clone().lock_owned().await),
+            lock,
+        }
+    }
+}
+
+impl Drop for MergeTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut merging = MERGING.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only the map and this turn hold it: no one else waits, so forget the session.
+        if Arc::strong_count(&self.lock) == 2 {
+            merging.remove(&self.id);
+        }
+    }
+}
+
+/// How a merged save ended.
+enum Merged {
+    /// Stored under `id`; `empty` when nothing is left in it.
+    Saved { id: String, empty: bool },
+    /// The session was deleted (or expired) meanwhile.
+    Gone,
+}
+
+/// What the response needs after a commit.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Commit {
+    /// No cookie.
+    Nothing,
+    /// Send the session's cookie: persistent with this `Max-Age`, or for the browser session.
+    SetCookie {
+        id: String,
+        max_age: Option<Duration>,
+    },
+    /// Tell the browser to drop its cookie.
+    RemoveCookie,
+    /// The session was ended by a concurrent request before this one saved.
+    Interrupted,
+}
+
+fn base_cookie(config: &SessionConfig, value: String) -> Cookie<'static> {
+    let mut cookie = Cookie::build((config.cookie_name.clone(), value))
+        .path(config.cookie_path.clone())
+        .http_only(config.cookie_http_only)
+        .secure(config.cookie_secure)
+        .same_site(config.same_site().unwrap_or(SameSite::Lax))
+        .build();
+    if let Some(domain) = &config.cookie_domain {
+        cookie.set_domain(domain.clone());
+    }
+    cookie
+}
+
+/// The session's cookie: with `Max-Age` and a matching `Expires` when persistent, with neither
+/// when it ends with the browser.
+fn session_cookie(
+    config: &SessionConfig,
+    id: String,
+    max_age: Option<Duration>,
+    now: OffsetDateTime,
+) -> Cookie<'static> {
+    let mut cookie = base_cookie(config, id);
+    if let Some(age) = max_age {
+        let age = age.max(Duration::ZERO);
+        cookie.set_max_age(age);
+        cookie.set_expires(record::after(now, age));
+    }
+    cookie
+}
+
+/// The cookie that makes the browser drop the session cookie: same name, path, domain and
+/// attributes, empty, `Max-Age=0` and `Expires` at the epoch.
+fn removal_cookie(config: &SessionConfig) -> Cookie<'static> {
+    let mut cookie = base_cookie(config, String::new());
+    cookie.set_max_age(Duration::ZERO);
+    cookie.set_expires(OffsetDateTime::UNIX_EPOCH);
+    cookie
+}
+
+/// Adds `Cookie` to the response's `Vary` header (caches must not share a session's page).
+fn add_vary_cookie(res: &mut Response<'_>) {
+    // The usual case, a response without `Vary`, allocates nothing.
+    if !res.headers().contains("Vary") {
+        res.set_raw_header("Vary", "Cookie");
+        return;
+    }
+    let existing: Vec<String> = res.headers().get("Vary").map(str::to_owned).collect();
+    let covered = existing.iter().flat_map(|v| v.split(',')).any(|v| {
+        let v = v.trim();
+        v == "*" || v.eq_ignore_ascii_case("cookie")
+    });
+    if covered {
+        return;
+    }
+    let mut parts = existing;
+    parts.push("Cookie".into());
+    res.set_raw_header("Vary", parts.join(", "));
+}
+
+/// Replaces the response by a small page: the handler's own page is not what happened.
+fn replace_with_error(res: &mut Response<'_>, status: Status, message: &str) {
+    let body = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>{message}</p>\
+         </body></html>\n",
+        code = status.code,
+        reason = status.reason_lossy(),
+    );
+    res.set_status(status);
+    res.set_header(ContentType::HTML);
+    res.set_sized_body(body.len(), Cursor::new(body));
+}

@@ -1,0 +1,529 @@
+//! Sessions in a SQL database, SQLite or PostgreSQL (Django's `backends.db`).
+//!
+//! Table `session` (migrations/sqlite, migrations/postgres): `key_hash` (the SHA-256 of the key, primary key),
+//! `data` (the JSON object), `expires` (unix seconds), `version`. Every operation is
+//! one statement: a load is one `SELECT`, a save one conditional `UPDATE` (a compare-and-swap
+//! on `version`, so concurrent saves merge instead of losing each other's keys).
+//!
+//! Loads and saves run on connections of the store's own ([`Lanes`]), not through the pool,
+//! whose ping on every checkout and every return tripled the round trips of each statement.
+//! On SQLite, a load first runs on the request's own thread ([`InlineReader`]): sqlx's
+//! connections run on threads of their own, and that hop was most of a load's cost. Saves go
+//! through one writer connection: this process's writers queue in order
+//! behind an async mutex instead of colliding on SQLite's write lock, whose busy handler
+//! backs off in sleeps of milliseconds. On PostgreSQL, [`SqlStore::with_near_cache`] keeps
+//! recently loaded sessions in the process, watched through `LISTEN` (`listen.rs`).
+//!
+//! Expired sessions are cleared by a sweep of the table in key order, a short window at a time
+//! (see [`SqlStore::clear_expired_in_batches`]). On SQLite `expires` has no index (migration
+//! 0003 dropped it): the keys are random digests, so an index on `expires` orders rows differently
+//! from the table, and keeping it up to date cost a random page write per deleted row (and two
+//! more per save). Deleting a million expired sessions took 31 s with it, 1.4 s without.
+
+#[cfg(feature = "sqlite")]
+mod inline;
+pub(crate) mod lanes;
+#[cfg(feature = "postgres")]
+mod listen;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(feature = "postgres")]
+use sqlx::{PgConnection, PgPool};
+#[cfg(feature = "sqlite")]
+use sqlx::{SqliteConnection, SqlitePool};
+use time::OffsetDateTime;
+
+use crate::key::SessionKey;
+use crate::record::{self, Data, Record};
+use crate::store::{Result, SessionCounts, SessionStore, StoreError};
+#[cfg(feature = "postgres")]
+use crate::stores::near::NearCache;
+
+#[cfg(feature = "sqlite")]
+use inline::InlineReader;
+use lanes::{on_lane, Lanes};
+
+#[cfg(feature = "postgres")]
+pub use listen::CHANNEL;
+
+/// A load: the live session of a key digest at a unix time. (On SQLite, `$1` and `$2` are
+/// parameters 1 and 2 as well, so [`InlineReader`] runs the same statement.)
+const LOAD: &str =
+    "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2";
+
+/// How many fresh keys `create` draws before it gives up.
+const CREATE_ATTEMPTS: u32 = 10;
+
+/// Rows `clear_expired` deletes per statement: small enough that no batch holds SQLite's write
+/// lock for long, so a server sharing the file keeps answering.
+pub const CLEAR_BATCH: u32 = 5_000;
+
+/// How many rows, live or expired, one window of the sweep spans at most, per row of `batch`:
+/// where few sessions are expired, a window moves through live ones in bigger strides, yet its
+/// statement still reads a bounded number of rows.
+const WINDOW_PER_BATCH: i64 = 4;
+
+/// How long `clear_expired_in_batches` sleeps between two batches. SQLite's busy handler
+/// polls a waiting writer every few milliseconds (at most 25 ms apart in its first 100 ms), so
+/// a writer of the server, in this process or another one sharing the file, gets the lock in
+/// this gap instead of waiting behind the next batch.
+pub const CLEAR_PAUSE: Duration = Duration::from_millis(10);
+
+/// The pool a [`SqlStore`] runs on. The same statements (with `$N` parameters, which both
+/// databases understand) run on either.
+#[derive(Debug, Clone)]
+enum Pool {
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete sqlx pool of a [`Pool`]: the body is
+/// compiled once per database, so it may use each one's types.
+macro_rules! on_pool {
+    ($sql_pool:expr, $pool:ident => $body:expr) => {
+        match $sql_pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite($pool) => $body,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A store in a SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    /// Clearing, counting and inspecting.
+    pool: Pool,
+    /// Loads and saves.
+    lanes: Arc<StoreLanes>,
+    /// Sessions loaded lately (PostgreSQL only; see [`listen`]).
+    #[cfg(feature = "postgres")]
+    near: Option<Arc<listen::Near>>,
+}
+
+/// The connections a [`SqlStore`] loads and saves on, opened on first use with the pool's
+/// options (the same pragmas on SQLite).
+#[derive(Debug)]
+enum StoreLanes {
+    /// Loads on up to one connection per core (WAL readers never wait), first on the
+    /// request's own thread when the database is a file; saves on one.
+    #[cfg(feature = "sqlite")]
+    Sqlite {
+        inline: Option<InlineReader>,
+        read: Lanes<SqliteConnection>,
+        write: Lanes<SqliteConnection>,
+    },
+    /// Loads and saves alike on up to as many connections as the pool may open.
+    #[cfg(feature = "postgres")]
+    Postgres(Lanes<PgConnection>),
+}
+
+/// Runs `$body` with `$conn` bound to a connection of the `$kind` (`read` or `write`) lanes of
+/// `$store`; evaluates to `Result<T, sqlx::Error>`.
+macro_rules! on_store_lane {
+    ($store:expr, $kind:ident, $conn:ident => $body:expr) => {
+        match &*$store.lanes {
+            #[cfg(feature = "sqlite")]
+            StoreLanes::Sqlite { $kind: lanes, .. } => on_lane!(lanes, $conn => $body),
+            #[cfg(feature = "postgres")]
+            StoreLanes::Postgres(lanes) => on_lane!(lanes, $conn => $body),
+        }
+    };
+}
+
+/// The session table on SQLite: what [`SqlStore::migrate`] makes.
+#[cfg(feature = "sqlite")]
+const SQLITE_SCHEMA: &str = include_str!("schema/sqlite.sql");
+
+/// The session table on PostgreSQL, with the triggers that report its changes to near caches.
+#[cfg(feature = "postgres")]
+const POSTGRES_SCHEMA: &str = include_str!("schema/postgres.sql");
+
+impl SqlStore {
+    /// A store on a SQLite pool. The pool should be in WAL mode (readers then never wait for
+    /// the writer) with a busy timeout; its database needs the `session` table, which
+    /// [`SqlStore::migrate`] makes.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(pool: SqlitePool) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
+        let limit = pool.options().get_acquire_timeout();
+        let readers = cores.min(max);
+        let lanes = StoreLanes::Sqlite {
+            inline: InlineReader::new(
+                &pool.connect_options().as_ref().clone().get_filename(),
+                readers,
+                LOAD,
+            ),
+            read: Lanes::new(pool.connect_options(), readers, limit),
+            write: Lanes::new(pool.connect_options(), 1, limit),
+        };
+        SqlStore {
+            pool: Pool::Sqlite(pool),
+            lanes: Arc::new(lanes),
+            #[cfg(feature = "postgres")]
+            near: None,
+        }
+    }
+
+    /// A store on a PostgreSQL pool, whose database needs the `session` table and its triggers,
+    /// which [`SqlStore::migrate`] makes. It opens its own connections as the pool would, and
+    /// never more than the pool's `max_connections`.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(pool: PgPool) -> Self {
+        let lanes = StoreLanes::Postgres(Lanes::new(
+            pool.connect_options(),
+            usize::try_from(pool.options().get_max_connections()).unwrap_or(1),
+            pool.options().get_acquire_timeout(),
+        ));
+        SqlStore {
+            pool: Pool::Postgres(pool),
+            lanes: Arc::new(lanes),
+            near: None,
+        }
+    }
+
+    /// The same store keeping up to `capacity` recently loaded sessions in the process on
+    /// PostgreSQL, watched through `LISTEN` (see `listen.rs`), so that loading an unchanged
+    /// session costs no round trip; `None` keeps none. On SQLite, whose loads cost no round
+    /// trip, the store is unchanged. Must be called within a Tokio runtime.
+    #[must_use]
+    pub fn with_near_cache(self, capacity: Option<NonZeroUsize>) -> Self {
+        #[cfg(feature = "postgres")]
+        if let (Some(capacity), Pool::Postgres(pg)) = (capacity, &self.pool) {
+            let near = Arc::new(NearCache::new(capacity));
+            listen::spawn(&pg.connect_options(), &near);
+            return SqlStore {
+                near: Some(near),
+                ..self
+            };
+        }
+        let _ = capacity;
+        self
+    }
+
+    /// Makes the `session` table (and on PostgreSQL its triggers) if they are not there yet;
+    /// does nothing to a table that is. Call it once at launch, before serving (or from a
+    /// deploy script): it is safe to run from several servers at once.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when a statement fails.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlx::Executor::execute(pool, SQLITE_SCHEMA).await.map(drop),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                async {
+                    // One transaction, under an advisory lock that servers starting together take
+                    // in turn: PostgreSQL's `IF NOT EXISTS` does not guard against a concurrent
+                    // `CREATE`.
+                    let mut tx = pool.begin().await?;
+                    sqlx::Executor::execute(&mut *tx, POSTGRES_SCHEMA).await?;
+                    tx.commit().await
+                }
+                .await
+            }
+        }
+        .map_err(StoreError::backend)
+    }
+
+    /// Whether the near cache is watching the database now (for tests and diagnosis).
+    pub fn near_cache_watching(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if let Some(near) = &self.near {
+            return near.watching();
+        }
+        false
+    }
+
+    /// How many loads the near cache has answered (for tests and diagnosis).
+    pub fn near_cache_hits(&self) -> u64 {
+        #[cfg(feature = "postgres")]
+        if let Some(near) = &self.near {
+            return near.hits();
+        }
+        0
+    }
+
+    /// The live session of `digest` at `now` (unix seconds), read from the database: on the
+    /// request's own thread if the inline reader can, else on a read lane.
+    async fn read(&self, digest: &[u8; 32], now: i64) -> Result<Option<Record>> {
+        #[cfg(feature = "sqlite")]
+        if let StoreLanes::Sqlite {
+            inline: Some(inline),
+            ..
+        } = &*self.lanes
+        {
+            if let Some(row) = inline.load(digest, now) {
+                return Ok(row.map(record_of));
+            }
+        }
+        let row: Option<(String, i64, i64)> =
+            on_store_lane!(self, read, conn => sqlx::query_as(LOAD)
+                .bind(&digest[..])
+                .bind(now)
+                .fetch_optional(conn))
+            .map_err(StoreError::backend)?;
+        Ok(row.map(record_of))
+    }
+
+    /// Drops the session of `digest` from the near cache after a write: this process sees its
+    /// own writes at once, and no load that was in flight keeps what it read.
+    fn written(&self, digest: &[u8; 32]) {
+        #[cfg(feature = "postgres")]
+        if let Some(near) = &self.near {
+            near.evict([SessionKey::hex(digest).as_str()]);
+        }
+        let _ = digest;
+    }
+}
+
+/// The record of a `(data, expires, version)` row.
+fn record_of((data, expires, version): (String, i64, i64)) -> Record {
+    Record {
+        data: record::decode(&data),
+        expires: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        version,
+    }
+}
+
+#[rocket::async_trait]
+impl SessionStore for SqlStore {
+    async fn load(&self, id: &str) -> Result<Option<Record>> {
+        let Some(key) = SessionKey::parse(id) else {
+            log::warn!("ignored a malformed session cookie ({} bytes)", id.len());
+            return Ok(None);
+        };
+        let digest = key.digest();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        #[cfg(feature = "postgres")]
+        if let Some(near) = &self.near {
+            let name = SessionKey::hex(&digest);
+            if let Some(record) = near.get(&name) {
+                return Ok((record.expires.unix_timestamp() > now).then_some(record));
+            }
+            // Taken before the read: a change reported meanwhile voids the fill.
+            let ticket = near.ticket();
+            let record = self.read(&digest, now).await?;
+            if let (Some(ticket), Some(record)) = (ticket, &record) {
+                near.fill(name, record.clone(), ticket);
+            }
+            return Ok(record);
+        }
+        self.read(&digest, now).await
+    }
+
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+        let encoded = record::encode(data);
+        for _ in 0..CREATE_ATTEMPTS {
+            let key = SessionKey::generate();
+            let digest = key.digest();
+            let inserted = on_store_lane!(self, write, conn => async {
+                sqlx::query(
+                    "INSERT INTO session (key_hash, data, expires, version) \
+                     VALUES ($1, $2, $3, 1) ON CONFLICT (key_hash) DO NOTHING",
+                )
+                .bind(&digest[..])
+                .bind(&encoded)
+                .bind(expires.unix_timestamp())
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+            })
+            .map_err(StoreError::backend)?;
+            if inserted == 1 {
+                return Ok((key.as_str().to_owned(), 1));
+            }
+        }
+        Err(StoreError::NoFreeKey(CREATE_ATTEMPTS))
+    }
+
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(None);
+        };
+        let encoded = record::encode(&record.data);
+        let digest = key.digest();
+        let updated = on_store_lane!(self, write, conn => async {
+            sqlx::query(
+                "UPDATE session SET data = $1, expires = $2, version = version + 1 \
+                 WHERE key_hash = $3 AND version = $4",
+            )
+            .bind(&encoded)
+            .bind(record.expires.unix_timestamp())
+            .bind(&digest[..])
+            .bind(record.version)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
+        });
+        self.written(&digest);
+        let updated = updated.map_err(StoreError::backend)?;
+        Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(());
+        };
+        let digest = key.digest();
+        let deleted = on_store_lane!(self, write, conn => async {
+            sqlx::query("DELETE FROM session WHERE key_hash = $1")
+                .bind(&digest[..])
+                .execute(conn)
+                .await
+                .map(drop)
+        });
+        self.written(&digest);
+        deleted.map_err(StoreError::backend)
+    }
+
+    async fn clear_expired(&self) -> Result<u64> {
+        self.clear_expired_in_batches(CLEAR_BATCH, &mut |_| {})
+            .await
+    }
+
+    /// Deletes expired sessions at most `batch` rows at a time, calling `progress` with the
+    /// running total after each batch; returns the total.
+    ///
+    /// It sweeps the table in key order, one window at a time: a window ends at its `batch`-th
+    /// expired session, or after `4 × batch` rows, whichever comes first. Finding the window
+    /// is a read (WAL readers never wait for writers nor hold them up); deleting its expired
+    /// sessions is one statement over contiguous rows, so one short hold of SQLite's write
+    /// lock. It pauses [`CLEAR_PAUSE`] between windows so that other writers get their turn. A
+    /// session saved during the sweep is judged by its expiry at the time of the delete.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database fails.
+    async fn clear_expired_in_batches(
+        &self,
+        batch: u32,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<u64> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let batch = i64::from(batch.max(1));
+        let window = batch.saturating_mul(WINDOW_PER_BATCH);
+        // Every digest sorts after the empty blob.
+        let mut after: Vec<u8> = Vec::new();
+        let mut total = 0;
+        loop {
+            // The window's last key by count of expired rows (NULL if the window holds fewer),
+            // its last key, and how many rows it holds.
+            let (nth_expired, last, rows): (Option<Vec<u8>>, Option<Vec<u8>>, i64) =
+                on_pool!(&self.pool, pool => sqlx::query_as(
+                    "WITH span AS (SELECT key_hash, expires FROM session \
+                                     WHERE key_hash > $1 ORDER BY key_hash LIMIT $2) \
+                     SELECT (SELECT key_hash FROM span WHERE expires <= $3 \
+                             ORDER BY key_hash LIMIT 1 OFFSET $4), \
+                            (SELECT key_hash FROM span ORDER BY key_hash DESC LIMIT 1), \
+                            (SELECT COUNT(*) FROM span)",
+                )
+                .bind(&after)
+                .bind(window)
+                .bind(now)
+                .bind(batch - 1)
+                .fetch_one(pool).await)
+                .map_err(StoreError::backend)?;
+            // A window short of both bounds ran into the end of the table.
+            let last_window = nth_expired.is_none() && rows < window;
+            let Some(end) = nth_expired.or(last) else {
+                // Nothing after `after`: the sweep is done.
+                progress(total);
+                return Ok(total);
+            };
+            total += on_pool!(&self.pool, pool => sqlx::query(
+                "DELETE FROM session WHERE key_hash > $1 AND key_hash <= $2 AND expires <= $3",
+            )
+            .bind(&after)
+            .bind(&end)
+            .bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(StoreError::backend)?;
+            progress(total);
+            if last_window {
+                return Ok(total);
+            }
+            after = end;
+            // Let requests waiting for the write lock in.
+            rocket::tokio::time::sleep(CLEAR_PAUSE).await;
+        }
+    }
+
+    /// How many sessions are live and how many expired but not yet cleared: one read of the
+    /// table (a fraction of a second for a million sessions).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database fails.
+    async fn count(&self) -> Result<Option<SessionCounts>> {
+        let (live, expired): (i64, i64) = on_pool!(&self.pool, pool => sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE expires > $1), COUNT(*) FILTER (WHERE expires <= $1) \
+             FROM session",
+        )
+        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .fetch_one(pool).await)
+        .map_err(StoreError::backend)?;
+        Ok(Some(SessionCounts {
+            live: u64::try_from(live).unwrap_or_default(),
+            expired: u64::try_from(expired).unwrap_or_default(),
+        }))
+    }
+
+    /// The session `key` names, expired or not: what an operator inspects. Unlike
+    /// `load`, an expired session that is not yet cleared is returned (with
+    /// its expiry date in the past), so the command line can say it expired rather than that it
+    /// never existed.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database fails.
+    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(None);
+        };
+        let row: Option<(String, i64, i64)> =
+            on_pool!(&self.pool, pool => sqlx::query_as("SELECT data, expires, version FROM session WHERE key_hash = $1")
+                .bind(&key.digest()[..])
+                .fetch_optional(pool).await)
+                .map_err(StoreError::backend)?;
+        Ok(row.map(record_of))
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    async fn store(url: &str) -> SqlStore {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a SQLite URL");
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.create_if_missing(true))
+            .await
+            .expect("connect");
+        SqlStore::sqlite(pool)
+    }
+
+    fn reads_inline(store: &SqlStore) -> bool {
+        matches!(
+            &*store.lanes,
+            StoreLanes::Sqlite {
+                inline: Some(_),
+                ..
+            }
+        )
+    }
+
+    #[rocket::async_test]
+    async fn loads_from_a_sqlite_file_on_the_requests_thread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("s.sqlite3").display());
+        assert!(reads_inline(&store(&url).await));
+        assert!(!reads_inline(&store("sqlite::memory:").await));
+    }
+}

@@ -1,0 +1,12 @@
+-- The session table (SqlStore::migrate runs this at every launch; it changes nothing that is there).
+-- The primary key is the SHA-256 digest of the session key, never the key itself, so a copy of
+-- this table cannot be replayed as cookies. `expires` is unix seconds. No index on `expires`:
+-- expired sessions are cleared by sweeping the table in key order, and such an index, ordered
+-- unlike the table (whose keys are random digests), cost a random page write for every deleted
+-- session and two more for every save (clearing a million took 31 s with it, 1.4 s without).
+CREATE TABLE IF NOT EXISTS session (
+    key_hash BLOB PRIMARY KEY NOT NULL,
+    data TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1
+) WITHOUT ROWID;
