@@ -249,7 +249,7 @@ run_store() {
                 # SQLite keeps no near cache: its loads cost no round trip.
                 [ "$store" = sqlite ] && continue
                 run_case "$store" read_uncached one \
-                    "{${base}sliding_expiry=true,near_cache=false}" "$day" "$dbs"
+                    "{${base}sliding_expiry=true,near_cache={enabled=false}}" "$day" "$dbs"
                 ;;
             *) echo "unknown case $case" >&2; exit 1 ;;
         esac
@@ -258,8 +258,8 @@ run_store() {
 
 SQLITE_DBS=$(sqlite_db sqlite)
 PG_DBS="{rango={url=\"$PG_URL?options=-c%20search_path%3D$SCHEMA\"}}"
-REDIS_BASE="backend=\"cache\",cache_url=\"$REDIS_URL\",cache_key_prefix=\"$PREFIX\","
-CACHED_BASE="backend=\"cached_db\",cache_url=\"$REDIS_URL\",cache_key_prefix=\"${PREFIX}cached:\","
+REDIS_BASE="backend=\"cache\",redis={url=\"$REDIS_URL\",key_prefix=\"$PREFIX\"},"
+CACHED_BASE="backend=\"cached_db\",redis={url=\"$REDIS_URL\",key_prefix=\"${PREFIX}cached:\"},"
 case " $STORES " in
     *" postgres "*)
         psql -q "$PG_URL" -c "CREATE SCHEMA $SCHEMA" >/dev/null
@@ -376,7 +376,7 @@ sliding_table() {
     done
 }
 near_table() {
-    echo "| store | read, near cache (default) | ÷ ceiling | read, \`near_cache = false\` | ÷ ceiling |"
+    echo "| store | read, near cache (default) | ÷ ceiling | read, \`near_cache.enabled = false\` | ÷ ceiling |"
     echo "|---|---:|---|---:|---|"
     local store ceil
     for store in $STORES; do
@@ -427,7 +427,7 @@ publish() {
 
 if [ "$COUNT" = instructions ]; then
     instructions_table() {
-        echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) | read, \`near_cache = false\` | ÷ ceiling |"
+        echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) | read, \`near_cache.enabled = false\` | ÷ ceiling |"
         echo "|---|---:|---:|---|---:|---|"
         local store ceil read uncached
         for store in $STORES; do
@@ -502,7 +502,7 @@ $(sliding_table)
 
 On PostgreSQL, Redis and cached_db a load of an unchanged session is answered from the
 process's near cache (\`src/session/stores/near.rs\`), watched through \`LISTEN\` or Redis's
-client tracking; with \`near_cache = false\` every load is a round trip to the store.
+client tracking; with \`near_cache.enabled = false\` every load is a round trip to the store.
 
 $(near_table)
 

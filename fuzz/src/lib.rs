@@ -6,8 +6,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use cookie::{Cookie, CookieJar, Key};
-use rango::session::stores::CookieStore;
-use rango::session::KEY_LEN;
+use rocket_server_sessions::stores::CookieStore;
+use rocket_server_sessions::KEY_LEN;
 
 /// The cookie name the site uses.
 pub const COOKIE_NAME: &str = "sessionid";

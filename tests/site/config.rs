@@ -1,7 +1,5 @@
 //! Settings: Rocket.toml's profiles, environment overrides, and bad settings failing the launch.
 
-mod common;
-
 use rango::rango::RangoConfig;
 use rocket_server_sessions::SessionConfig;
 use serde_json::{json, Value};
@@ -9,7 +7,7 @@ use tempfile::TempDir;
 
 async fn launch_fails_with(settings: &[(&str, Value)]) -> bool {
     let dir = TempDir::new().expect("temp dir");
-    match rango::rocket_with(common::figment(&dir, settings))
+    match rango::rocket_with(crate::common::figment(&dir, settings))
         .ignite()
         .await
     {
@@ -98,7 +96,7 @@ async fn good_settings_launch() {
 
 #[test]
 fn setting_errors_name_the_setting() {
-    let figment = rocket::Config::figment()
+    let figment = crate::common::rocket_figment()
         .merge(("session.cookie_same_site", "None"))
         .merge(("session.cookie_secure", false));
     let message = SessionConfig::from_figment(&figment)
@@ -108,18 +106,17 @@ fn setting_errors_name_the_setting() {
     assert!(message.contains("cookie_secure"), "{message}");
 }
 
-/// One test, because environment variables are global to the process.
 #[test]
 fn rocket_toml_profiles_and_environment_overrides() {
-    let default = SessionConfig::from_figment(&rocket::Config::figment()).expect("valid");
+    let default = SessionConfig::from_figment(&crate::common::rocket_figment()).expect("valid");
     assert!(!default.expire_at_browser_close, "persistent by default");
     assert_eq!(default.cookie_age, 1_209_600);
     assert!(default.sliding_expiry, "Rango slides");
     assert!(!default.cookie_secure);
-    let rango = RangoConfig::from_figment(&rocket::Config::figment()).expect("valid");
+    let rango = RangoConfig::from_figment(&crate::common::rocket_figment()).expect("valid");
     assert_eq!(rango.visit_interval, 86_400);
 
-    let browser_close = rocket::Config::figment().select("browser_close");
+    let browser_close = crate::common::rocket_figment().select("browser_close");
     let config = SessionConfig::from_figment(&browser_close).expect("valid");
     assert!(config.expire_at_browser_close);
     assert_eq!(config.cookie_age, 1_209_600);
@@ -130,7 +127,7 @@ fn rocket_toml_profiles_and_environment_overrides() {
         ("cached_db", "cached_db", true),
         ("cookie", "cookie", false),
     ] {
-        let figment = rocket::Config::figment().select(profile);
+        let figment = crate::common::rocket_figment().select(profile);
         let config = SessionConfig::from_figment(&figment).expect("valid");
         assert_eq!(config.backend, backend, "{profile}");
         let url: String = figment
@@ -139,21 +136,20 @@ fn rocket_toml_profiles_and_environment_overrides() {
         assert_eq!(url.starts_with("postgres://"), postgres, "{profile}: {url}");
     }
 
-    let release = rocket::Config::figment().select("release");
+    let release = crate::common::rocket_figment().select("release");
     assert!(
         SessionConfig::from_figment(&release)
             .expect("valid")
             .cookie_secure
     );
 
-    std::env::set_var(
-        "ROCKET_SESSION",
-        "{expire_at_browser_close=true,cookie_age=60}",
-    );
-    std::env::set_var("ROCKET_RANGO", "{visit_interval=2}");
-    let figment = rocket::Config::figment();
-    std::env::remove_var("ROCKET_SESSION");
-    std::env::remove_var("ROCKET_RANGO");
+    let figment = crate::common::rocket_figment_with_env(&[
+        (
+            "ROCKET_SESSION",
+            "{expire_at_browser_close=true,cookie_age=60}",
+        ),
+        ("ROCKET_RANGO", "{visit_interval=2}"),
+    ]);
     let config = SessionConfig::from_figment(&figment).expect("valid");
     assert!(config.expire_at_browser_close);
     assert_eq!(config.cookie_age, 60);

@@ -1,14 +1,11 @@
 //! Several instances behind a load balancer: two Rocket instances share one store, and a
 //! browser-like client alternating between them keeps one session.
 
-mod common;
-mod services;
-
-use common::*;
+use crate::common::*;
+use crate::services::{PgSchema, RedisPrefix};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use serde_json::json;
-use services::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
 
 /// Two instances on `figment`, a client alternating between them: the visit count goes on

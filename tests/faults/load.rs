@@ -18,19 +18,15 @@
 //! SQLite always; PostgreSQL and Redis too when `RANGO_TEST_POSTGRES_URL` and
 //! `RANGO_TEST_REDIS_URL` are set. The stores' runs take turns, so each has both cores.
 
-mod common;
-mod faults;
-mod services;
-
 use std::collections::HashSet;
 use std::time::Instant;
 
-use faults::*;
+use crate::services::{PgSchema, RedisPrefix};
+use crate::support::*;
 use rango::db::DbPool;
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use serde_json::{json, Value};
-use services::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
 use tokio::sync::Mutex;
 
@@ -83,7 +79,7 @@ impl Site {
                 .expect("a runtime");
             runtime.block_on(async move {
                 let rocket = rango::rocket_with(figment)
-                    .mount("/t", common::test_routes())
+                    .mount("/t", crate::common::test_routes())
                     .ignite()
                     .await
                     .map_err(|e| e.to_string());
@@ -366,7 +362,7 @@ async fn stored_rows(pool: DbPool) -> usize {
 async fn a_load_of_new_and_returning_visitors_on_sqlite_loses_nothing_and_never_fails() {
     let dir = TempDir::new().expect("temp dir");
     let url = sqlite_url(dir.path());
-    load("SQLite", common::figment(&dir, &[]), async || {
+    load("SQLite", crate::common::figment(&dir, &[]), async || {
         stored_rows(DbPool::Sqlite(
             sqlx::SqlitePool::connect(&url).await.expect("open"),
         ))
@@ -381,7 +377,7 @@ async fn a_load_of_new_and_returning_visitors_on_postgresql_loses_nothing_and_ne
         return;
     };
     let dir = TempDir::new().expect("temp dir");
-    let figment = common::figment(&dir, &[("databases.rango.url", json!(schema.url()))]);
+    let figment = crate::common::figment(&dir, &[("databases.rango.url", json!(schema.url()))]);
     let url = schema.url();
     load("PostgreSQL", figment, async || {
         stored_rows(DbPool::Postgres(
@@ -398,7 +394,7 @@ async fn a_load_of_new_and_returning_visitors_on_redis_loses_nothing_and_never_f
         return;
     };
     let dir = TempDir::new().expect("temp dir");
-    let figment = common::figment(
+    let figment = crate::common::figment(
         &dir,
         &[
             ("session.backend", json!("cache")),

@@ -8,16 +8,12 @@
 //! test kills, freezes and restarts, and a TCP proxy in front of the machine's PostgreSQL that the
 //! test cuts and restores. The machine's shared services are never stopped.
 
-mod common;
-mod faults;
-mod services;
-
 use std::time::{Duration, Instant};
 
-use faults::*;
+use crate::services::PgSchema;
+use crate::support::*;
 use rocket::error::ErrorKind;
 use serde_json::{json, Value};
-use services::PgSchema;
 use tempfile::TempDir;
 
 /// Redis counts as down after this long without an answer (the default is 2000 ms).
@@ -60,7 +56,7 @@ fn launch_fails(env: &[(&str, String)]) -> String {
 /// fairing named `fairing`.
 async fn ignite_fails_in(settings: &[(&str, Value)], fairing: &str) {
     let dir = TempDir::new().expect("temp dir");
-    let rocket = rango::rocket_with(common::figment(&dir, settings));
+    let rocket = rango::rocket_with(crate::common::figment(&dir, settings));
     let error = rocket.ignite().await.expect_err("ignite fails");
     match error.kind() {
         ErrorKind::FailedFairings(failed) => assert!(

@@ -5,7 +5,8 @@
 //! [`store_suite!`] stamps every case onto one backend as a `#[tokio::test]`:
 //!
 //! ```ignore
-//! mod store_suite;
+//! mod suite;
+//! use suite::store_suite;
 //!
 //! store_suite!(memory, new_memory_store());
 //! store_suite!(cookie, new_cookie_store(), skip {
@@ -49,7 +50,7 @@ macro_rules! store_suite {
 
             // A skip must name a real case: a typo would otherwise silently run nothing.
             $(const _: () = {
-                let _ = $crate::store_suite::$skip;
+                let _ = crate::suite::$skip;
             };)*
 
             macro_rules! case {
@@ -62,11 +63,11 @@ macro_rules! store_suite {
                     $d(#[$d attr])?
                     async fn $d name() {
                         let Some((store, _keep)) =
-                            $crate::store_suite::Available::available($make.await)
+                            crate::suite::Available::available($make.await)
                         else {
                             return; // the service is not configured; the constructor said so
                         };
-                        $crate::store_suite::$d name(&store).await;
+                        crate::suite::$d name(&store).await;
                     }
                 };
             }

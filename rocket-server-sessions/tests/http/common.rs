@@ -1,6 +1,7 @@
-//! Fixtures: a Rango client per test with its own temporary database, routes that exercise
-//! every part of the `Session` API, and assertions on raw `Set-Cookie` headers.
-#![allow(dead_code)] // each test crate uses a different part of this module
+//! Fixtures: an application per test with its own temporary SQLite database (or the sealed
+//! cookie store, or the memory store, as `session.backend` says), routes that exercise every
+//! part of the `Session` API, and assertions on raw `Set-Cookie` headers.
+#![allow(dead_code)] // each test module uses a different part of this module
 
 use std::time::Duration;
 
@@ -8,27 +9,26 @@ use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket::http::{Cookie, Status};
 use rocket::local::asynchronous::{Client, LocalRequest, LocalResponse};
-use rocket::{get, routes, Route};
-use rocket_db_pools::Database;
+use rocket::{get, routes, Build, Rocket, Route};
+use rocket_server_sessions::stores::{CookieStore, MemoryStore, SqlStore};
+use rocket_server_sessions::{BuildError, Expiry, Session, SessionConfig, SessionStore, Sessions};
 use serde_json::{json, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::SqlitePool;
+use std::sync::Arc;
 use tempfile::TempDir;
 
-use rango::db::Db;
-use rocket_server_sessions::{Expiry, Session};
-
-/// A Rango client on its own temporary database.
+/// An application on its own temporary database, mounted at `/t`.
 pub struct TestApp {
     pub client: Client,
+    pool: SqlitePool,
     _dir: TempDir,
 }
 
-/// Rocket's own configuration (Rocket.toml, profile, env) with a temporary database, logging
-/// off, and `settings` (dotted keys, e.g. "session.cookie_age") over it in every profile.
-pub fn figment(dir: &TempDir, settings: &[(&str, Value)]) -> Figment {
-    let url = format!("sqlite://{}/rango.sqlite3?mode=rwc", dir.path().display());
-    let mut figment = rocket::Config::figment()
-        .merge(Serialized::global("databases.rango.url", url))
+/// Rocket's defaults (no Rocket.toml: these tests stand alone) with logging off and `settings`
+/// (dotted keys, e.g. "session.cookie_age") over them.
+pub fn figment(settings: &[(&str, Value)]) -> Figment {
+    let mut figment = Figment::from(rocket::Config::debug_default())
         .merge(Serialized::global("log_level", "off"));
     for (key, value) in settings {
         figment = figment.merge(Serialized::global(key, value));
@@ -36,39 +36,78 @@ pub fn figment(dir: &TempDir, settings: &[(&str, Value)]) -> Figment {
     figment
 }
 
+/// The stores these tests run on, by `session.backend`: "db" (SQLite, the default), "cookie"
+/// (sealed with `secret_key`, or a fresh key) and "memory".
+fn factory(
+    pool: SqlitePool,
+) -> impl Fn(&Rocket<Build>, &SessionConfig) -> Result<Arc<dyn SessionStore>, BuildError> {
+    move |rocket, config| -> Result<Arc<dyn SessionStore>, BuildError> {
+        Ok(match config.backend.as_str() {
+            "db" => Arc::new(SqlStore::sqlite(pool.clone())),
+            "memory" => Arc::new(MemoryStore::new()),
+            "cookie" => Arc::new(
+                match rocket.figment().extract_inner::<String>("secret_key") {
+                    Ok(key) => CookieStore::new(&key, &config.cookie_name)
+                        .map_err(|e| BuildError::Missing(e.to_string()))?,
+                    Err(_) => CookieStore::with_key(cookie::Key::generate(), &config.cookie_name),
+                },
+            ),
+            other => {
+                return Err(BuildError::UnknownBackend {
+                    name: other.to_owned(),
+                    known: &["db", "memory", "cookie"],
+                })
+            }
+        })
+    }
+}
+
 impl TestApp {
     /// A client that keeps cookies between requests, as a browser does.
     pub async fn tracked(settings: &[(&str, Value)]) -> TestApp {
-        let dir = TempDir::new().expect("temp dir");
-        let rocket = rango::rocket_with(figment(&dir, settings)).mount("/t", test_routes());
-        let client = Client::tracked(rocket).await.expect("valid rocket");
-        TestApp { client, _dir: dir }
+        TestApp::new(settings, true).await
     }
 
     /// A client that sends only the cookies a test gives it.
     pub async fn untracked(settings: &[(&str, Value)]) -> TestApp {
-        let dir = TempDir::new().expect("temp dir");
-        let rocket = rango::rocket_with(figment(&dir, settings)).mount("/t", test_routes());
-        let client = Client::untracked(rocket).await.expect("valid rocket");
-        TestApp { client, _dir: dir }
+        TestApp::new(settings, false).await
     }
 
-    /// An untracked client on `figment` as it is (a test that shares a database between
-    /// instances gives the same URL to several).
-    pub async fn on(figment: Figment) -> TestApp {
+    async fn new(settings: &[(&str, Value)], tracked: bool) -> TestApp {
         let dir = TempDir::new().expect("temp dir");
-        let rocket = rango::rocket_with(figment).mount("/t", test_routes());
-        let client = Client::untracked(rocket).await.expect("valid rocket");
-        TestApp { client, _dir: dir }
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("sessions.sqlite3"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .expect("the temporary database opens");
+        SqlStore::sqlite(pool.clone())
+            .migrate()
+            .await
+            .expect("the session table is made");
+        let rocket = rocket::custom(figment(settings))
+            .attach(Sessions::fairing(factory(pool.clone())))
+            .mount("/t", test_routes());
+        let client = if tracked {
+            Client::tracked(rocket).await
+        } else {
+            Client::untracked(rocket).await
+        }
+        .expect("valid rocket");
+        TestApp {
+            client,
+            pool,
+            _dir: dir,
+        }
     }
 
     /// The application's database pool.
     pub fn pool(&self) -> &SqlitePool {
-        Db::fetch(self.client.rocket())
-            .expect("db attached")
-            .pool()
-            .as_sqlite()
-            .expect("a SQLite database")
+        &self.pool
     }
 
     /// How many session rows are stored.
@@ -169,15 +208,6 @@ pub fn cookie_value(header: &str) -> String {
 /// The session key the response set.
 pub fn new_key(response: &LocalResponse<'_>) -> String {
     cookie_value(&session_set_cookie(response).expect("a session cookie"))
-}
-
-/// The number in `<span id="visits">N</span>`, which must occur exactly once.
-pub fn visits(body: &str) -> u64 {
-    let marker = "<span id=\"visits\">";
-    assert_eq!(body.matches(marker).count(), 1, "one #visits element");
-    let start = body.find(marker).expect("visits element") + marker.len();
-    let end = start + body[start..].find("</span>").expect("closing span");
-    body[start..end].parse().expect("a number")
 }
 
 /// The `Vary` header.

@@ -3,14 +3,12 @@
 //! stored for a client that changes nothing. Through the local client (the session layer) and
 //! through the real binary (Rocket's and hyper's parsing of raw `Cookie` headers).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rocket::http::{Cookie, Status};
 use tempfile::TempDir;
 

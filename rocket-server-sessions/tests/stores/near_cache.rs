@@ -1,18 +1,15 @@
-//! The near caches in front of Redis and PostgreSQL (`src/session/stores/near.rs`), with two
+//! The near caches in front of Redis and PostgreSQL (`src/stores/near.rs`), with two
 //! stores on one database standing for two servers: a load of an unchanged session asks the
 //! database nothing, and a change made anywhere else (another server, a raw command, the
 //! watcher's connection lost meanwhile) is never served stale. One suite, run on each.
 
-mod services;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use rango::db::DbPool;
+use crate::services::{PgSchema, RedisPrefix};
 use rocket_server_sessions::stores::{RedisStore, SqlStore};
 use rocket_server_sessions::{Data, Record, SessionStore};
 use serde_json::json;
-use services::{PgSchema, RedisPrefix};
 use time::OffsetDateTime;
 
 /// Longer than the near cache's `MAX_LAG` (1 s) with room for a loaded machine.
@@ -125,27 +122,18 @@ impl Database for OnRedis {
 }
 
 struct OnPostgres {
-    pool: DbPool,
+    pool: sqlx::PgPool,
     _schema: PgSchema,
 }
 
 impl OnPostgres {
     async fn create(test: &str) -> Option<OnPostgres> {
         let schema = PgSchema::create(test).await?;
-        let config = rocket_db_pools::Config {
-            url: schema.url(),
-            min_connections: None,
-            max_connections: 4,
-            connect_timeout: 5,
-            idle_timeout: None,
-            extensions: None,
-        };
-        let pool = rango::db::DbPool::connect(&config)
+        let pool = crate::postgres_pool(&schema.url()).await;
+        SqlStore::postgres(pool.clone())
+            .migrate()
             .await
-            .expect("PostgreSQL opens");
-        rango::db::run_migrations(&pool)
-            .await
-            .expect("the migrations apply");
+            .expect("the session table is made");
         Some(OnPostgres {
             pool,
             _schema: schema,
@@ -153,7 +141,7 @@ impl OnPostgres {
     }
 
     fn pg(&self) -> &sqlx::PgPool {
-        self.pool.as_postgres().expect("a PostgreSQL pool")
+        &self.pool
     }
 }
 
@@ -163,7 +151,7 @@ impl Database for OnPostgres {
 
     async fn store(&self, near_cache: bool) -> SqlStore {
         let capacity = near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero"));
-        self.pool.session_store().with_near_cache(capacity)
+        SqlStore::postgres(self.pool.clone()).with_near_cache(capacity)
     }
 
     async fn delete_by_hand(&self) {

@@ -1,24 +1,36 @@
-//! Every `SessionStore` against the generic store suite (`store_suite/mod.rs`), then what only
-//! one backend can be asked: how SQLite keeps its rows.
+//! Every store against the generic store suite (`suite.rs`), then what only one store can be
+//! asked (how SQLite keeps its rows), then the near cache (`near_cache.rs`).
 //!
 //! Another store is one more line: `store_suite!(postgres, new_postgres_store());`, with a
 //! constructor giving `(store, whatever must outlive it)` on an empty store of its own, and
 //! `skip { case => "reason", ... }` for what it cannot honour (as the cookie store below).
+//!
+//! PostgreSQL and Redis come from `RANGO_TEST_POSTGRES_URL` and `RANGO_TEST_REDIS_URL`
+//! (`services.rs`): without them their tests say they are skipped, except under `CI=true`.
+#![cfg(all(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis",
+    feature = "cookie"
+))]
 
+mod near_cache;
 mod services;
-mod store_suite;
+mod suite;
 
 use std::path::Path;
+use std::str::FromStr;
 
-use rango::db::DbPool;
 use rocket_server_sessions::stores::{CachedStore, CookieStore, MemoryStore, RedisStore, SqlStore};
 use rocket_server_sessions::{Data, Record, SessionKey, SessionStore};
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+use suite::store_suite;
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
-
-use store_suite::store_suite;
 
 store_suite!(memory, new_memory_store());
 store_suite!(sqlite, new_sqlite_store());
@@ -68,39 +80,54 @@ async fn new_memory_store() -> (MemoryStore, ()) {
     (MemoryStore::new(), ())
 }
 
+/// A SQLite pool as an application opens one for the store: WAL, a busy timeout.
+pub async fn sqlite_pool(path: &Path) -> SqlitePool {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .expect("the temporary database opens")
+}
+
+/// A PostgreSQL pool on `url`.
+pub async fn postgres_pool(url: &str) -> PgPool {
+    let options = PgConnectOptions::from_str(url).expect("a PostgreSQL URL");
+    PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .expect("PostgreSQL opens")
+}
+
 /// A migrated SQLite database in a temporary directory of its own.
 struct SqliteDb {
-    pool: DbPool,
+    pool: SqlitePool,
     dir: TempDir,
 }
 
 impl SqliteDb {
-    /// A fresh database file, opened as the site opens it (WAL, busy timeout) and migrated.
+    /// A fresh database file, with the session table.
     async fn new() -> SqliteDb {
         let dir = TempDir::new().expect("a temporary directory");
-        let config = rocket_db_pools::Config {
-            url: format!("sqlite://{}", dir.path().join("sessions.sqlite3").display()),
-            min_connections: None,
-            max_connections: 8,
-            connect_timeout: 5,
-            idle_timeout: None,
-            extensions: None,
-        };
-        let pool = rango::db::DbPool::connect(&config)
+        let pool = sqlite_pool(&dir.path().join("sessions.sqlite3")).await;
+        SqlStore::sqlite(pool.clone())
+            .migrate()
             .await
-            .expect("the temporary database opens");
-        rango::db::run_migrations(&pool)
-            .await
-            .expect("the migrations apply to an empty database");
+            .expect("the session table is made in an empty database");
         SqliteDb { pool, dir }
     }
 
-    fn sqlite(&self) -> &sqlx::SqlitePool {
-        self.pool.as_sqlite().expect("a SQLite pool")
+    fn sqlite(&self) -> &SqlitePool {
+        &self.pool
     }
 
     fn store(&self) -> SqlStore {
-        self.pool.session_store()
+        SqlStore::sqlite(self.pool.clone())
     }
 
     async fn rows(&self) -> i64 {
@@ -138,25 +165,23 @@ fn name(path: &Path) -> String {
 }
 
 /// A migrated PostgreSQL schema of its own, when `RANGO_TEST_POSTGRES_URL` is set.
-async fn new_postgres_store() -> Option<(SqlStore, (DbPool, PgSchema))> {
+async fn new_postgres_store() -> Option<(SqlStore, (PgPool, PgSchema))> {
     let schema = PgSchema::create("postgres store suite").await?;
-    let pool = rango::db::DbPool::connect(&pool_config(schema.url()))
+    let pool = postgres_pool(&schema.url()).await;
+    let store = SqlStore::postgres(pool.clone());
+    store
+        .migrate()
         .await
-        .expect("PostgreSQL opens");
-    rango::db::run_migrations(&pool)
-        .await
-        .expect("the migrations apply to an empty schema");
-    Some((pool.session_store(), (pool, schema)))
+        .expect("the session table is made in an empty schema");
+    Some((store, (pool, schema)))
 }
 
-/// The same, with a near cache (as the site runs it on PostgreSQL).
-async fn new_postgres_store_with_near_cache() -> Option<(SqlStore, (DbPool, PgSchema))> {
-    let (store, (pool, schema)) = new_postgres_store().await?;
-    drop(store);
-    let capacity = std::num::NonZeroUsize::new(100);
-    let store = pool.session_store().with_near_cache(capacity);
+/// The same, with a near cache (as a site runs it on PostgreSQL).
+async fn new_postgres_store_with_near_cache() -> Option<(SqlStore, (PgPool, PgSchema))> {
+    let (store, keep) = new_postgres_store().await?;
+    let store = store.with_near_cache(std::num::NonZeroUsize::new(100));
     wait_for(|| store.near_cache_watching()).await;
-    Some((store, (pool, schema)))
+    Some((store, keep))
 }
 
 /// Waits until a near cache watches (so that the suite goes through it), for 5 s at most.
@@ -191,17 +216,6 @@ async fn new_cached_store() -> Option<(CachedStore<SqlStore>, (RedisPrefix, Sqli
     let (redis, prefix) = new_redis_store().await?;
     let (sql, db) = new_sqlite_store().await;
     Some((CachedStore::new(redis, sql), (prefix, db)))
-}
-
-fn pool_config(url: String) -> rocket_db_pools::Config {
-    rocket_db_pools::Config {
-        url,
-        min_connections: None,
-        max_connections: 8,
-        connect_timeout: 5,
-        idle_timeout: None,
-        extensions: None,
-    }
 }
 
 /// The suite's constructor: the store, and the database it must not outlive.

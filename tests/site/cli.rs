@@ -76,7 +76,7 @@ impl Site {
 
     /// The configuration the site runs with in-process: Rocket's own, this database, no logs.
     fn figment(&self) -> Figment {
-        rocket::Config::figment()
+        crate::common::rocket_figment()
             .merge(Serialized::global("databases.rango.url", self.url()))
             .merge(Serialized::global("log_level", "off"))
     }

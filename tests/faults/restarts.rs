@@ -8,17 +8,14 @@
 //! through `RANGO_TEST_POSTGRES_URL` and `RANGO_TEST_REDIS_URL`, each in a schema or key prefix
 //! of its own.
 
-mod faults;
-mod services;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use faults::*;
+use crate::services::{PgSchema, RedisPrefix};
+use crate::support::*;
 use rango::db::DbPool;
 use serde_json::Value;
-use services::{PgSchema, RedisPrefix};
 use tempfile::TempDir;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

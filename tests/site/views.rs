@@ -1,8 +1,6 @@
 //! The Rango pages: content, visits, redirects, static files and error pages.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rocket::http::{ContentType, Status};
 use serde_json::json;
 

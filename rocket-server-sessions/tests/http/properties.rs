@@ -412,7 +412,7 @@ fn cookie_store_refuses_foreign_and_expired_cookies() {
 /// Every file under `fuzz/regressions/<target>/`, as bytes (none if the directory is absent).
 fn regression_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions")
+        .join("../fuzz/regressions")
         .join(target);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();

@@ -1,0 +1,11 @@
+//! The session layer through HTTP, as an application mounts it: Django's rules for cookies,
+//! saving, expiry, keys and concurrency (`rules.rs`), what each request costs the store
+//! (`framework.rs`), the sealed-cookie store (`cookie.rs`), and property tests of the parsers
+//! and codecs that read what a client sends (`properties.rs`).
+#![cfg(all(feature = "sqlite", feature = "cookie"))]
+
+mod common;
+mod cookie;
+mod framework;
+mod properties;
+mod rules;

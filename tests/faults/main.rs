@@ -1,0 +1,15 @@
+//! Faults, restarts and load, against the real binary and real services: stores that go down
+//! and come back (`outages.rs`), servers killed and restarted (`restarts.rs`), instances that
+//! share a store (`scale_out.rs`), and a bounded load on loopback (`load.rs`). `support.rs` holds
+//! the child processes, proxies and private Redis servers they use.
+
+#[path = "../site/common.rs"]
+mod common;
+mod load;
+mod outages;
+mod restarts;
+mod scale_out;
+// The PostgreSQL schemas and Redis prefixes of the crate's store tests, shared.
+#[path = "../../rocket-server-sessions/tests/stores/services.rs"]
+mod services;
+mod support;
