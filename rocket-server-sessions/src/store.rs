@@ -48,6 +48,57 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Beside those five, a store may offer what an operator's command line uses: clearing in
 /// batches with progress, counting, inspecting an expired session. Each has a default answer,
 /// so a store implements only what it can do better.
+///
+/// A store is the five methods. This one wraps another store and refuses sessions over a size
+/// (the wrapped store keeps every rule above, so the wrapper does too); the crate's README walks
+/// through a store from scratch, the memory store:
+///
+/// ```
+/// use rocket_server_sessions::{encode, Data, Record, Result, SessionStore, StoreError};
+/// use time::OffsetDateTime;
+///
+/// struct Limited<S> {
+///     inner: S,
+///     max_bytes: usize,
+/// }
+///
+/// impl<S> Limited<S> {
+///     fn check(&self, data: &Data) -> Result<()> {
+///         let size = encode(data).len();
+///         if size > self.max_bytes {
+///             return Err(StoreError::TooLarge(format!("{size} bytes")));
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// #[rocket::async_trait]
+/// impl<S: SessionStore> SessionStore for Limited<S> {
+///     async fn load(&self, id: &str) -> Result<Option<Record>> {
+///         self.inner.load(id).await
+///     }
+///     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+///         self.check(data)?;
+///         self.inner.create(data, expires).await
+///     }
+///     async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+///         self.check(&record.data)?;
+///         self.inner.update(id, record).await
+///     }
+///     async fn delete(&self, id: &str) -> Result<()> {
+///         self.inner.delete(id).await
+///     }
+///     async fn clear_expired(&self) -> Result<u64> {
+///         self.inner.clear_expired().await
+///     }
+/// }
+///
+/// # let store = Limited { inner: rocket_server_sessions::stores::MemoryStore::new(), max_bytes: 16 };
+/// # let big: Data = serde_json::from_str(r#"{"a": "a long enough value"}"#).unwrap();
+/// # let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+/// # let refused = rocket::execute(store.create(&big, expires));
+/// # assert!(matches!(refused, Err(StoreError::TooLarge(_))));
+/// ```
 #[rocket::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// The live session named `id`, or `None`.

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::key::SessionKey;
 use crate::record::{Data, Record};
-use crate::store::{Result, SessionStore, StoreError};
+use crate::store::{Result, SessionCounts, SessionStore, StoreError};
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -100,5 +100,19 @@ impl SessionStore for MemoryStore {
         let before = records.len();
         records.retain(|_, record| record.expires > now);
         Ok((before - records.len()) as u64)
+    }
+
+    // An optional capability: the memory store can count its sessions cheaply.
+    async fn count(&self) -> Result<Option<SessionCounts>> {
+        let now = OffsetDateTime::now_utc();
+        let records = self.records();
+        let live = records
+            .values()
+            .filter(|record| record.expires > now)
+            .count() as u64;
+        Ok(Some(SessionCounts {
+            live,
+            expired: records.len() as u64 - live,
+        }))
     }
 }

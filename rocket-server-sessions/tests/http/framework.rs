@@ -262,3 +262,28 @@ async fn with_sessions_off_pages_work_and_touch_no_store() {
     assert_eq!(store.loads.load(Ordering::SeqCst), 0);
     assert_eq!(store.writes.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_store_of_the_five_methods_gets_default_capabilities() {
+    let store = Counting::default();
+    let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let (id, _) = store.create(&Data::new(), expires).await.expect("created");
+    assert_eq!(store.count().await.expect("answers"), None, "cannot count");
+    let inspected = store.inspect(&id).await.expect("answers");
+    assert_eq!(
+        inspected,
+        store.load(&id).await.expect("answers"),
+        "inspect is load"
+    );
+    let mut progress = Vec::new();
+    let cleared = store
+        .clear_expired_in_batches(1, &mut |done| progress.push(done))
+        .await
+        .expect("answers");
+    assert_eq!(
+        (cleared, progress),
+        (0, vec![0]),
+        "one clear_expired, one report"
+    );
+    assert!(!store.expires_by_itself());
+}

@@ -236,6 +236,23 @@ fn in_an_hour() -> OffsetDateTime {
 }
 
 #[tokio::test]
+async fn memory_store_counts_live_and_expired_sessions() {
+    let store = MemoryStore::new();
+    let past = OffsetDateTime::now_utc() - Duration::hours(1);
+    store.create(&Data::new(), past).await.expect("created");
+    store
+        .create(&Data::new(), in_an_hour())
+        .await
+        .expect("created");
+    store
+        .create(&Data::new(), in_an_hour())
+        .await
+        .expect("created");
+    let counts = store.count().await.expect("answers").expect("counts");
+    assert_eq!((counts.live, counts.expired), (2, 1));
+}
+
+#[tokio::test]
 async fn memory_store_keeps_no_record_for_unknown_or_malformed_keys() {
     let store = MemoryStore::new();
     for id in [SessionKey::generate().as_str(), "", "1", "ABC;\0"] {

@@ -1,24 +1,26 @@
-//! Sessions in a SQL database, SQLite or PostgreSQL (Django's `backends.db`).
+//! Sessions in a SQL database, SQLite or PostgreSQL (Django's `backends.db`), on a pool the
+//! application hands the store ([`SqlStore::sqlite`], [`SqlStore::postgres`]).
 //!
-//! Table `session` (migrations/sqlite, migrations/postgres): `key_hash` (the SHA-256 of the key, primary key),
-//! `data` (the JSON object), `expires` (unix seconds), `version`. Every operation is
-//! one statement: a load is one `SELECT`, a save one conditional `UPDATE` (a compare-and-swap
-//! on `version`, so concurrent saves merge instead of losing each other's keys).
+//! Table `session` (`schema/`, made by [`SqlStore::migrate`]): `key_hash` (the SHA-256 of the
+//! key, primary key), `data` (the JSON object), `expires` (unix seconds), `version`. Every
+//! operation is one statement: a load is one `SELECT`, a save one conditional `UPDATE` (a
+//! compare-and-swap on `version`, so concurrent saves merge instead of losing each other's keys).
 //!
-//! Loads and saves run on connections of the store's own ([`Lanes`]), not through the pool,
-//! whose ping on every checkout and every return tripled the round trips of each statement.
-//! On SQLite, a load first runs on the request's own thread ([`InlineReader`]): sqlx's
-//! connections run on threads of their own, and that hop was most of a load's cost. Saves go
-//! through one writer connection: this process's writers queue in order
-//! behind an async mutex instead of colliding on SQLite's write lock, whose busy handler
-//! backs off in sleeps of milliseconds. On PostgreSQL, [`SqlStore::with_near_cache`] keeps
-//! recently loaded sessions in the process, watched through `LISTEN` (`listen.rs`).
+//! What follows the plain store is speed machinery, each piece with its measured gain in
+//! BENCHMARKS.md. Loads and saves run on connections of the store's own (`lanes.rs`), not
+//! through the pool, whose ping on every checkout and every return tripled the round trips of
+//! each statement. On SQLite, a load first runs on the request's own thread (`inline.rs`):
+//! sqlx's connections run on threads of their own, and that hop was most of a load's cost.
+//! Saves go through one writer connection: this process's writers queue in order behind an
+//! async mutex instead of colliding on SQLite's write lock, whose busy handler backs off in
+//! sleeps of milliseconds. On PostgreSQL, [`SqlStore::with_near_cache`] keeps recently loaded
+//! sessions in the process, watched through `LISTEN` (`listen.rs`).
 //!
 //! Expired sessions are cleared by a sweep of the table in key order, a short window at a time
-//! (see [`SqlStore::clear_expired_in_batches`]). On SQLite `expires` has no index (migration
-//! 0003 dropped it): the keys are random digests, so an index on `expires` orders rows differently
-//! from the table, and keeping it up to date cost a random page write per deleted row (and two
-//! more per save). Deleting a million expired sessions took 31 s with it, 1.4 s without.
+//! (see `clear_expired_in_batches`). On SQLite `expires` has no index: the keys are random
+//! digests, so an index on `expires` orders rows differently from the table, and keeping it up
+//! to date cost a random page write per deleted row (and two more per save). Deleting a million
+//! expired sessions took 31 s with it, 1.4 s without.
 
 #[cfg(feature = "sqlite")]
 mod inline;
