@@ -9,7 +9,8 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use rocket_server_sessions::stores::{
-    CachedStore, CookieStore, NearCacheConfig, RedisConfig, RedisStore, SqlStore,
+    CachedStore, CookieStore, NearCacheConfig, NearCached, RedisConfig, RedisStore, SqlStore,
+    Watched,
 };
 use rocket_server_sessions::{BuildError, SessionConfig, SessionStore, StoreFactory};
 
@@ -37,15 +38,22 @@ pub async fn build(
     // Every store's settings are checked, the unused ones' too: a mistake shows at launch, not
     // on the day the site switches stores.
     let near_cache = NearCacheConfig::from_figment(figment)?.capacity();
-    let redis_settings = RedisConfig::from_figment(figment)?;
+    let redis = RedisConfig::from_figment(figment)?;
     Ok(match config.backend.as_str() {
-        "db" => Arc::new(sql(db)?.with_near_cache(near_cache)),
-        "cache" => Arc::new(redis(&redis_settings, near_cache).await?),
-        // The near cache in front of Redis is the one that counts.
-        "cached_db" => Arc::new(CachedStore::new(
-            redis(&redis_settings, near_cache).await?,
-            sql(db)?,
-        )),
+        "db" => match db {
+            // SQLite loads cost no round trip: nothing for a near cache to save.
+            Some(DbPool::Sqlite(pool)) => Arc::new(SqlStore::sqlite(pool.clone())),
+            Some(DbPool::Postgres(pool)) => near(SqlStore::postgres(pool.clone()), near_cache),
+            None => return Err(no_database()),
+        },
+        "cache" => near(RedisStore::connect(&redis).await?, near_cache),
+        "cached_db" => {
+            let db = db.ok_or_else(no_database)?;
+            near(
+                CachedStore::new(RedisStore::connect(&redis).await?, db.session_store()),
+                near_cache,
+            )
+        }
         "cookie" => Arc::new(cookie(figment, config)?),
         other => {
             return Err(BuildError::UnknownBackend {
@@ -56,17 +64,16 @@ pub async fn build(
     })
 }
 
-/// The SQL store on the site's database.
-fn sql(db: Option<&DbPool>) -> Result<SqlStore, BuildError> {
-    db.map(DbPool::session_store)
-        .ok_or_else(|| BuildError::Missing("the database `rango` is not configured".into()))
+/// `store` behind a near cache of `capacity` sessions, or as it is when the cache is off.
+fn near<S: Watched>(store: S, capacity: Option<NonZeroUsize>) -> Arc<dyn SessionStore> {
+    match capacity {
+        Some(capacity) => Arc::new(NearCached::new(store, capacity)),
+        None => Arc::new(store),
+    }
 }
 
-async fn redis(
-    settings: &RedisConfig,
-    near_cache: Option<NonZeroUsize>,
-) -> Result<RedisStore, BuildError> {
-    Ok(RedisStore::connect(settings, near_cache).await?)
+fn no_database() -> BuildError {
+    BuildError::Missing("the database `rango` is not configured".into())
 }
 
 fn cookie(figment: &Figment, config: &SessionConfig) -> Result<CookieStore, BuildError> {

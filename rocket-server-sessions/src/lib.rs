@@ -18,7 +18,8 @@
 //!   `postgres` ([`stores::SqlStore`] on a pool the application hands it), `redis`
 //!   ([`stores::RedisStore`], and [`stores::CachedStore`]: Redis in front of another store),
 //!   `cookie` ([`stores::CookieStore`], sealed with Rocket's `secret_key`), and
-//!   [`stores::MemoryStore`], always there.
+//!   [`stores::MemoryStore`], always there; [`stores::NearCached`] is a store in front of a
+//!   store whose server reports every change, keeping recently loaded sessions in memory.
 //!
 //! # Quick start
 //! ```

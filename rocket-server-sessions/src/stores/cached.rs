@@ -1,7 +1,7 @@
 //! Redis in front of a database (Django's `backends.cached_db`): reads hit Redis first and fall
 //! back to the database, writes go to both, and the database is the truth. When Redis is down,
 //! sessions keep working from the database and a warning is logged. A copy in Redis lives
-//! [`CACHE_TTL`](super::redis::CACHE_TTL) seconds at most, so one that a failed write left stale
+//! [`CACHE_TTL`] seconds at most, so one that a failed write left stale
 //! (a logout while Redis was unreachable, say) is not served for longer.
 //!
 //! After Redis fails, the store leaves it alone for [`RETRY_AFTER`]: loads go straight to the
@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::redis::{unix_ms, Entry, RedisStore};
+use std::sync::Weak;
+
+use super::near::{Cache, Kept, Watched};
+use super::redis::{unix_ms, Entry, RedisStore, CACHE_TTL};
 use crate::record::{Data, Record};
 use crate::store::{Result, SessionCounts, SessionStore};
 
@@ -104,24 +107,7 @@ impl<S: SessionStore> CachedStore<S> {
 #[rocket::async_trait]
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
-        if !self.paused() {
-            match self.noted(self.cache.entry(id).await) {
-                Some(Entry::Live(record, written))
-                    if written >= Some(self.distrust_before.load(Ordering::Relaxed)) =>
-                {
-                    return Ok(Some(record));
-                }
-                Some(Entry::Deleted) => return Ok(None),
-                // A copy from before Redis last failed is read again from the database, and
-                // written again over it.
-                Some(Entry::Live(..) | Entry::Missing) | None => {}
-            }
-        }
-        let record = self.db.load(id).await?;
-        if let Some(record) = &record {
-            self.fill(id, record).await;
-        }
-        Ok(record)
+        Ok(self.load_watched(id).await?.map(|kept| kept.record))
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
@@ -187,4 +173,53 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn inspect(&self, id: &str) -> Result<Option<Record>> {
         self.db.inspect(id).await
     }
+}
+
+/// Redis reports every change to its copies (`redis/watch.rs`), and every change to a session
+/// goes through its copy in Redis (written over, invalidated or buried), so a
+/// [`NearCached`](super::NearCached) store can keep what this one loads, for as long as the
+/// copy it came from may live ([`CACHE_TTL`] after it was written): Redis reports a copy's
+/// expiry only when it notices it.
+#[rocket::async_trait]
+impl<S: SessionStore> Watched for CachedStore<S> {
+    fn watched_name(&self, id: &str) -> Option<String> {
+        self.cache.watched_name(id)
+    }
+
+    fn watch(&self, cache: Weak<Cache>) {
+        self.cache.watch(cache);
+    }
+
+    async fn load_watched(&self, id: &str) -> Result<Option<Kept>> {
+        if !self.paused() {
+            match self.noted(self.cache.entry(id).await) {
+                Some(Entry::Live(record, Some(written)))
+                    if written >= self.distrust_before.load(Ordering::Relaxed) =>
+                {
+                    return Ok(Some(Kept {
+                        record,
+                        until: until(written),
+                    }));
+                }
+                Some(Entry::Deleted) => return Ok(None),
+                // A copy from before Redis last failed is read again from the database, and
+                // written again over it.
+                Some(Entry::Live(..) | Entry::Missing) | None => {}
+            }
+        }
+        let record = self.db.load(id).await?;
+        if let Some(record) = &record {
+            self.fill(id, record).await;
+        }
+        Ok(record.map(|record| Kept {
+            record,
+            until: until(now_ms()),
+        }))
+    }
+}
+
+/// When a copy written at `written` (unix milliseconds) is dropped by Redis.
+fn until(written: i64) -> Option<OffsetDateTime> {
+    let ms = written.saturating_add(CACHE_TTL.saturating_mul(1000));
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }

@@ -1,9 +1,11 @@
 //! The stores: one module per store, each behind the Cargo feature of its name; the memory
 //! store is always there.
 //!
-//! A store's speed machinery lives inside its module (the SQL store's own connections and
-//! inline SQLite reader under `sql/`); the near cache (`near.rs`) serves the stores whose
-//! servers report changes, Redis and PostgreSQL.
+//! A store's speed machinery lives inside its module, after the plain store: the SQL store's
+//! own connections and inline SQLite reader under `sql/`, Redis's read batching in
+//! `redis/batch.rs`. The near cache (`near/`) is a store that wraps a store whose server reports
+//! every change to a session ([`Watched`]: Redis, Redis in front of SQL, PostgreSQL); each
+//! store's watcher lives in its module (`redis/watch.rs`, `sql/listen.rs`).
 
 #[cfg(feature = "redis")]
 mod cached;
@@ -23,7 +25,7 @@ pub use cached::{CachedStore, RETRY_AFTER};
 pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub use near::{NearCacheConfig, MAX_LAG};
+pub use near::{Cache, Kept, NearCacheConfig, NearCached, Watched, MAX_LAG};
 #[cfg(feature = "redis")]
 pub use redis::{watcher_name, Entry, RedisConfig, RedisStore, CACHE_TTL};
 #[cfg(feature = "postgres")]

@@ -21,7 +21,9 @@ mod suite;
 use std::path::Path;
 use std::str::FromStr;
 
-use rocket_server_sessions::stores::{CachedStore, CookieStore, MemoryStore, RedisStore, SqlStore};
+use rocket_server_sessions::stores::{
+    CachedStore, CookieStore, MemoryStore, NearCached, RedisStore, SqlStore, Watched,
+};
 use rocket_server_sessions::{Data, Record, SessionKey, SessionStore};
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
@@ -177,11 +179,10 @@ async fn new_postgres_store() -> Option<(SqlStore, (PgPool, PgSchema))> {
 }
 
 /// The same, with a near cache (as a site runs it on PostgreSQL).
-async fn new_postgres_store_with_near_cache() -> Option<(SqlStore, (PgPool, PgSchema))> {
+async fn new_postgres_store_with_near_cache() -> Option<(NearCached<SqlStore>, (PgPool, PgSchema))>
+{
     let (store, keep) = new_postgres_store().await?;
-    let store = store.with_near_cache(std::num::NonZeroUsize::new(100));
-    wait_for(|| store.near_cache_watching()).await;
-    Some((store, keep))
+    Some((near(store).await, keep))
 }
 
 /// Waits until a near cache watches (so that the suite goes through it), for 5 s at most.
@@ -196,26 +197,32 @@ async fn wait_for(watching: impl Fn() -> bool) {
     }
 }
 
-/// A Redis store under a key prefix of its own, with its near cache (as the site runs it),
-/// when `RANGO_TEST_REDIS_URL` is set.
-async fn new_redis_store() -> Option<(RedisStore, RedisPrefix)> {
-    let prefix = RedisPrefix::create("redis store suite")?;
-    let store = prefix.store(true).await;
-    wait_for(|| store.near_cache_watching()).await;
-    Some((store, prefix))
+/// `store` behind a near cache that watches already (so that the suite goes through it).
+async fn near<S: Watched>(store: S) -> NearCached<S> {
+    let store = NearCached::new(store, std::num::NonZeroUsize::new(100).expect("not zero"));
+    wait_for(|| store.watching()).await;
+    store
+}
+
+/// A Redis store under a key prefix of its own, with a near cache (as a site runs it), when
+/// `RANGO_TEST_REDIS_URL` is set.
+async fn new_redis_store() -> Option<(NearCached<RedisStore>, RedisPrefix)> {
+    let (store, prefix) = new_redis_store_without_near_cache().await?;
+    Some((near(store).await, prefix))
 }
 
 /// The same, every load asking Redis.
 async fn new_redis_store_without_near_cache() -> Option<(RedisStore, RedisPrefix)> {
     let prefix = RedisPrefix::create("redis store suite")?;
-    Some((prefix.store(false).await, prefix))
+    Some((prefix.store().await, prefix))
 }
 
-/// Redis in front of a SQLite database of its own.
-async fn new_cached_store() -> Option<(CachedStore<SqlStore>, (RedisPrefix, SqliteDb))> {
-    let (redis, prefix) = new_redis_store().await?;
+/// Redis in front of a SQLite database of its own, with a near cache (as a site runs it).
+async fn new_cached_store() -> Option<(NearCached<CachedStore<SqlStore>>, (RedisPrefix, SqliteDb))>
+{
+    let (redis, prefix) = new_redis_store_without_near_cache().await?;
     let (sql, db) = new_sqlite_store().await;
-    Some((CachedStore::new(redis, sql), (prefix, db)))
+    Some((near(CachedStore::new(redis, sql)).await, (prefix, db)))
 }
 
 /// The suite's constructor: the store, and the database it must not outlive.
@@ -395,7 +402,7 @@ async fn sqlite_clears_expired_sessions_in_batches_and_reports_progress() {
 
 #[tokio::test]
 async fn cached_db_keeps_the_tombstone_of_a_flushed_session_through_a_failed_save() {
-    let Some((redis, _prefix)) = new_redis_store().await else {
+    let Some((redis, _prefix)) = new_redis_store_without_near_cache().await else {
         return;
     };
     let (sql, _db) = new_sqlite_store().await;
@@ -414,4 +421,29 @@ async fn cached_db_keeps_the_tombstone_of_a_flushed_session_through_a_failed_sav
     // ...so a read that was in flight cannot put the session back in the cache.
     assert!(!redis.put_if_newer(&id, &stale).await.expect("answers"));
     assert_eq!(cached.load(&id).await.expect("loads"), None);
+}
+
+#[tokio::test]
+async fn cached_db_copies_are_kept_near_no_longer_than_redis_keeps_them() {
+    let Some((redis, _prefix)) = new_redis_store_without_near_cache().await else {
+        return;
+    };
+    let (sql, _db) = new_sqlite_store().await;
+    let cached = CachedStore::new(redis, sql);
+    let (id, _) = cached
+        .create(&data(json!({"user": 42})), in_an_hour())
+        .await
+        .expect("created");
+    let kept = cached
+        .load_watched(&id)
+        .await
+        .expect("loads")
+        .expect("live");
+    let ttl = Duration::seconds(rocket_server_sessions::stores::CACHE_TTL);
+    let until = kept.until.expect("a copy from Redis has a date");
+    let now = OffsetDateTime::now_utc();
+    assert!(
+        until <= now + ttl && until > now + ttl - Duration::seconds(5),
+        "{until}"
+    );
 }

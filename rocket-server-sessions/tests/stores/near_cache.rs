@@ -7,7 +7,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::services::{PgSchema, RedisPrefix};
-use rocket_server_sessions::stores::{RedisStore, SqlStore};
+use std::num::NonZeroUsize;
+
+use rocket_server_sessions::stores::{NearCached, RedisStore, SqlStore, Watched};
 use rocket_server_sessions::{Data, Record, SessionStore};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -38,36 +40,19 @@ async fn eventually<F: Future<Output = bool>>(mut done: impl FnMut() -> F) -> bo
     false
 }
 
-/// A store with a near cache, as the suite sees it.
-trait Cached: SessionStore {
-    fn watching(&self) -> bool;
-    fn hits(&self) -> u64;
-}
-
-impl Cached for RedisStore {
-    fn watching(&self) -> bool {
-        self.near_cache_watching()
-    }
-    fn hits(&self) -> u64 {
-        self.near_cache_hits()
-    }
-}
-
-impl Cached for SqlStore {
-    fn watching(&self) -> bool {
-        self.near_cache_watching()
-    }
-    fn hits(&self) -> u64 {
-        self.near_cache_hits()
-    }
-}
-
 /// A database the suite runs on: stores on it, and what is done behind the stores' backs.
 #[rocket::async_trait]
 trait Database: Send + Sync {
-    type Store: Cached;
-    /// A store on this database, with its near cache or without.
-    async fn store(&self, near_cache: bool) -> Self::Store;
+    type Store: Watched;
+    /// A store on this database, every load asking it.
+    async fn plain(&self) -> Self::Store;
+    /// A store on this database behind a near cache.
+    async fn cached(&self) -> NearCached<Self::Store> {
+        NearCached::new(
+            self.plain().await,
+            NonZeroUsize::new(100).expect("not zero"),
+        )
+    }
     /// Deletes every session without going through a store.
     async fn delete_by_hand(&self);
     /// The ids of the watchers' connections of this database's sessions.
@@ -82,8 +67,8 @@ struct OnRedis(RedisPrefix);
 impl Database for OnRedis {
     type Store = RedisStore;
 
-    async fn store(&self, near_cache: bool) -> RedisStore {
-        self.0.store(near_cache).await
+    async fn plain(&self) -> RedisStore {
+        self.0.store().await
     }
 
     async fn delete_by_hand(&self) {
@@ -149,9 +134,8 @@ impl OnPostgres {
 impl Database for OnPostgres {
     type Store = SqlStore;
 
-    async fn store(&self, near_cache: bool) -> SqlStore {
-        let capacity = near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero"));
-        SqlStore::postgres(self.pool.clone()).with_near_cache(capacity)
+    async fn plain(&self) -> SqlStore {
+        SqlStore::postgres(self.pool.clone())
     }
 
     async fn delete_by_hand(&self) {
@@ -220,8 +204,8 @@ near_cache_suite!(
 );
 
 /// A store whose near cache is watching, and a session in it, loaded once (so cached).
-async fn watching_store_with_a_session<D: Database>(db: &D) -> (D::Store, String) {
-    let store = db.store(true).await;
+async fn watching_store_with_a_session<D: Database>(db: &D) -> (NearCached<D::Store>, String) {
+    let store = db.cached().await;
     assert!(
         eventually(|| async { store.watching() }).await,
         "the near cache starts watching"
@@ -255,11 +239,9 @@ async fn an_unchanged_session_is_loaded_from_the_near_cache(db: &impl Database) 
     }
     assert_eq!(store.hits() - before, 10);
 
-    let without = db.store(false).await;
+    let without = db.plain().await;
     assert_eq!(visits(&without, &id).await, Some(1));
     assert_eq!(visits(&without, &id).await, Some(1));
-    assert_eq!(without.hits(), 0);
-    assert!(!without.watching());
 }
 
 async fn this_servers_own_writes_are_seen_at_once(db: &impl Database) {
@@ -277,7 +259,7 @@ async fn this_servers_own_writes_are_seen_at_once(db: &impl Database) {
 
 async fn another_servers_update_and_logout_are_seen(db: &impl Database) {
     let (a, id) = watching_store_with_a_session(db).await;
-    let b = db.store(true).await;
+    let b = db.cached().await;
     let record = b.load(&id).await.expect("loads").expect("live");
     let saved = Record {
         data: data(2),
@@ -322,7 +304,7 @@ async fn changes_made_while_the_watcher_was_away_are_not_served(db: &impl Databa
         "the cache notices its watcher is gone"
     );
     // Changed while nobody watched for A: A must not serve its old copy once it watches again.
-    let b = db.store(false).await;
+    let b = db.plain().await;
     let record = b.load(&id).await.expect("loads").expect("live");
     let saved = Record {
         data: data(5),
@@ -342,7 +324,7 @@ async fn changes_made_while_the_watcher_was_away_are_not_served(db: &impl Databa
 }
 
 async fn an_expired_session_is_not_served_from_the_near_cache(db: &impl Database) {
-    let store = db.store(true).await;
+    let store = db.cached().await;
     assert!(eventually(|| async { store.watching() }).await);
     // Expiries are whole seconds: this one is 4 to 5 s away.
     let expires = OffsetDateTime::now_utc() + time::Duration::seconds(5);
@@ -396,14 +378,17 @@ async fn a_redis_that_cannot_be_watched_leaves_the_near_cache_off() {
         url,
         prefix: prefix.prefix.clone(),
     };
-    let store = restricted.store(true).await;
+    let store = NearCached::new(
+        restricted.store().await,
+        NonZeroUsize::new(100).expect("not zero"),
+    );
     let (id, _) = store.create(&data(1), in_an_hour()).await.expect("created");
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..3 {
         assert_eq!(visits(&store, &id).await, Some(1));
     }
-    assert!(!store.near_cache_watching());
-    assert_eq!(store.near_cache_hits(), 0);
+    assert!(!store.watching());
+    assert_eq!(store.hits(), 0);
 }
 
 /// What `table`'s notifications on the channel say until `marker`, sent now, comes by (the
@@ -442,7 +427,7 @@ async fn postgres_notifies_updates_and_deletes_of_live_sessions_only() {
     let Some(db) = OnPostgres::create("near cache notifications").await else {
         return;
     };
-    let store = db.store(false).await;
+    let store = db.plain().await;
     let table: String = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
         .fetch_one(db.pg())
         .await

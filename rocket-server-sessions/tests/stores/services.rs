@@ -144,16 +144,15 @@ impl RedisPrefix {
             .query(conn)
     }
 
-    /// A Redis store under this prefix, with its near cache or without.
+    /// A Redis store under this prefix.
     #[allow(dead_code)] // not every test binary builds stores
-    pub async fn store(&self, near_cache: bool) -> rocket_server_sessions::stores::RedisStore {
+    pub async fn store(&self) -> rocket_server_sessions::stores::RedisStore {
         rocket_server_sessions::stores::RedisStore::connect(
             &rocket_server_sessions::stores::RedisConfig {
                 url: self.url.clone(),
                 key_prefix: self.prefix.clone(),
                 timeout_ms: 2000,
             },
-            near_cache.then(|| std::num::NonZeroUsize::new(100).expect("not zero")),
         )
         .await
         .expect("Redis answers")

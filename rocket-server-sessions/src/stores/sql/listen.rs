@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::record::Record;
-use crate::stores::near::{keep_watching, NearCache, Watch, HEARTBEAT, MAX_LAG};
+use crate::stores::near::{keep_watching, Cache, Watch, HEARTBEAT, MAX_LAG};
 
 /// The channel the session table's triggers notify.
 pub const CHANNEL: &str = "session_changes";
@@ -34,7 +33,7 @@ pub const CHANNEL: &str = "session_changes";
 pub const SILENCE: Duration = Duration::from_secs(3);
 
 /// The near cache of a PostgreSQL store, by key digest in hex.
-pub type Near = NearCache<Record>;
+type Near = Cache;
 
 /// Heartbeats sent and not yet heard, by number, with when they were sent.
 #[derive(Default)]
@@ -80,7 +79,7 @@ const HEARTBEAT_SQL: &str =
 
 /// Starts watching the `session` table that `options` reach, for `near`. The watcher and its
 /// heartbeat stop when the cache is dropped.
-pub fn spawn(options: &PgConnectOptions, near: &Arc<Near>) {
+pub fn spawn(options: &PgConnectOptions, near: Weak<Near>) {
     let options = options.clone().application_name("session-watch");
     let watcher = rand::random::<u64>();
     let sent = Arc::new(Sent::default());
@@ -88,9 +87,9 @@ pub fn spawn(options: &PgConnectOptions, near: &Arc<Near>) {
         pool_of_one(&options),
         watcher,
         Arc::clone(&sent),
-        Arc::downgrade(near),
+        near.clone(),
     ));
-    rocket::tokio::spawn(watch(options, watcher, sent, Arc::downgrade(near)));
+    rocket::tokio::spawn(watch(options, watcher, sent, near));
 }
 
 /// A pool of one connection, not the site's: each listener gets a new one (a dead listener's
@@ -245,17 +244,21 @@ mod tests {
     use std::num::NonZeroUsize;
 
     use super::*;
+    use crate::stores::near::Kept;
 
-    fn record() -> Record {
-        Record {
-            data: crate::Data::new(),
-            expires: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-            version: 1,
+    fn kept() -> Kept {
+        Kept {
+            record: crate::Record {
+                data: crate::Data::new(),
+                expires: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000),
+                version: 1,
+            },
+            until: None,
         }
     }
 
     fn filled(names: &[&str]) -> Near {
-        crate::stores::near::filled(names, record())
+        crate::stores::near::filled(names, kept())
     }
 
     fn heard<'a>(sent: &'a Sent, watch: Watch) -> Heard<'a> {
@@ -291,7 +294,7 @@ mod tests {
 
     #[test]
     fn only_this_watchers_heartbeats_confirm() {
-        let cache = NearCache::<Record>::new(NonZeroUsize::new(8).unwrap());
+        let cache = Near::new(NonZeroUsize::new(8).unwrap());
         let sent = Sent::default();
         let heard = heard(&sent, cache.watch());
         sent.note(1, Instant::now());
@@ -308,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_heartbeat_from_a_new_table_or_without_triggers_stops_the_listener() {
-        let cache = NearCache::<Record>::new(NonZeroUsize::new(8).unwrap());
+        let cache = Near::new(NonZeroUsize::new(8).unwrap());
         let sent = Sent::default();
         let heard = heard(&sent, cache.watch());
         sent.note(1, Instant::now());

@@ -28,7 +28,6 @@ pub(crate) mod lanes;
 #[cfg(feature = "postgres")]
 mod listen;
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
 use crate::store::{Result, SessionCounts, SessionStore, StoreError};
 #[cfg(feature = "postgres")]
-use crate::stores::near::NearCache;
+use crate::stores::near::{Cache, Watched};
 
 #[cfg(feature = "sqlite")]
 use inline::InlineReader;
@@ -104,9 +103,6 @@ pub struct SqlStore {
     pool: Pool,
     /// Loads and saves.
     lanes: Arc<StoreLanes>,
-    /// Sessions loaded lately (PostgreSQL only; see [`listen`]).
-    #[cfg(feature = "postgres")]
-    near: Option<Arc<listen::Near>>,
 }
 
 /// The connections a [`SqlStore`] loads and saves on, opened on first use with the pool's
@@ -169,8 +165,6 @@ impl SqlStore {
         SqlStore {
             pool: Pool::Sqlite(pool),
             lanes: Arc::new(lanes),
-            #[cfg(feature = "postgres")]
-            near: None,
         }
     }
 
@@ -187,27 +181,7 @@ impl SqlStore {
         SqlStore {
             pool: Pool::Postgres(pool),
             lanes: Arc::new(lanes),
-            near: None,
         }
-    }
-
-    /// The same store keeping up to `capacity` recently loaded sessions in the process on
-    /// PostgreSQL, watched through `LISTEN` (see `listen.rs`), so that loading an unchanged
-    /// session costs no round trip; `None` keeps none. On SQLite, whose loads cost no round
-    /// trip, the store is unchanged. Must be called within a Tokio runtime.
-    #[must_use]
-    pub fn with_near_cache(self, capacity: Option<NonZeroUsize>) -> Self {
-        #[cfg(feature = "postgres")]
-        if let (Some(capacity), Pool::Postgres(pg)) = (capacity, &self.pool) {
-            let near = Arc::new(NearCache::new(capacity));
-            listen::spawn(&pg.connect_options(), &near);
-            return SqlStore {
-                near: Some(near),
-                ..self
-            };
-        }
-        let _ = capacity;
-        self
     }
 
     /// Makes the `session` table (and on PostgreSQL its triggers) if they are not there yet;
@@ -236,24 +210,6 @@ impl SqlStore {
         .map_err(StoreError::backend)
     }
 
-    /// Whether the near cache is watching the database now (for tests and diagnosis).
-    pub fn near_cache_watching(&self) -> bool {
-        #[cfg(feature = "postgres")]
-        if let Some(near) = &self.near {
-            return near.watching();
-        }
-        false
-    }
-
-    /// How many loads the near cache has answered (for tests and diagnosis).
-    pub fn near_cache_hits(&self) -> u64 {
-        #[cfg(feature = "postgres")]
-        if let Some(near) = &self.near {
-            return near.hits();
-        }
-        0
-    }
-
     /// The live session of `digest` at `now` (unix seconds), read from the database: on the
     /// request's own thread if the inline reader can, else on a read lane.
     async fn read(&self, digest: &[u8; 32], now: i64) -> Result<Option<Record>> {
@@ -275,15 +231,23 @@ impl SqlStore {
             .map_err(StoreError::backend)?;
         Ok(row.map(record_of))
     }
+}
 
-    /// Drops the session of `digest` from the near cache after a write: this process sees its
-    /// own writes at once, and no load that was in flight keeps what it read.
-    fn written(&self, digest: &[u8; 32]) {
-        #[cfg(feature = "postgres")]
-        if let Some(near) = &self.near {
-            near.evict([SessionKey::hex(digest).as_str()]);
+/// On PostgreSQL, the session table's triggers report every change (see `listen.rs`), so a
+/// [`NearCached`](crate::stores::NearCached) store can keep what this one loads. A SQLite
+/// database reports nothing: wrapped anyway, its cache stays off.
+#[cfg(feature = "postgres")]
+impl Watched for SqlStore {
+    fn watched_name(&self, id: &str) -> Option<String> {
+        SessionKey::parse(id).map(|key| key.digest_hex())
+    }
+
+    fn watch(&self, cache: std::sync::Weak<Cache>) {
+        match &self.pool {
+            Pool::Postgres(pool) => listen::spawn(&pool.connect_options(), cache),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => log::warn!("session near cache off: SQLite reports no changes"),
         }
-        let _ = digest;
     }
 }
 
@@ -303,23 +267,8 @@ impl SessionStore for SqlStore {
             log::warn!("ignored a malformed session cookie ({} bytes)", id.len());
             return Ok(None);
         };
-        let digest = key.digest();
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        #[cfg(feature = "postgres")]
-        if let Some(near) = &self.near {
-            let name = SessionKey::hex(&digest);
-            if let Some(record) = near.get(&name) {
-                return Ok((record.expires.unix_timestamp() > now).then_some(record));
-            }
-            // Taken before the read: a change reported meanwhile voids the fill.
-            let ticket = near.ticket();
-            let record = self.read(&digest, now).await?;
-            if let (Some(ticket), Some(record)) = (ticket, &record) {
-                near.fill(name, record.clone(), ticket);
-            }
-            return Ok(record);
-        }
-        self.read(&digest, now).await
+        self.read(&key.digest(), now).await
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
@@ -366,7 +315,6 @@ impl SessionStore for SqlStore {
             .await
             .map(|r| r.rows_affected())
         });
-        self.written(&digest);
         let updated = updated.map_err(StoreError::backend)?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
     }
@@ -383,7 +331,6 @@ impl SessionStore for SqlStore {
                 .await
                 .map(drop)
         });
-        self.written(&digest);
         deleted.map_err(StoreError::backend)
     }
 

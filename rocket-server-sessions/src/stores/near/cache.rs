@@ -1,10 +1,9 @@
-//! A near cache: recently loaded sessions kept in the process, so that loading an unchanged
-//! session costs no round trip to a remote store.
+//! The cache of a [`NearCached`](super::NearCached) store, and the rules that keep it honest.
 //!
-//! It is only as good as its invalidations. A store that has one ([`RedisStore`] through Redis's
-//! client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a connection
-//! of its own on which the server reports every change to a session, whoever made it (another
-//! server, a `clearsessions` command, an operator's `DEL`). The watcher calls [`NearCache::evict`]
+//! It is only as good as its invalidations. A store that can be watched ([`RedisStore`] through
+//! Redis's client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a
+//! connection of its own on which the server reports every change to a session, whoever made it
+//! (another server, a `clearsessions` command, an operator's `DEL`). The watcher calls [`NearCache::evict`]
 //! for each, and [`NearCache::confirm`] each time a heartbeat comes back through that same
 //! channel. A heartbeat sent at `t` that came back means every change made before `t` has been
 //! reported and applied here: Redis sends the invalidations of the commands it ran in one turn
@@ -24,13 +23,13 @@
 //! - **Start empty, and only once.** Changes made while no watcher listened were never
 //!   reported, so [`NearCache::watch`] drops everything when a watcher (re)connects, and
 //!   [`NearCache::lost`] ends that watch: heartbeats of an older connection no longer count.
-//! - The store evicts a session itself when it writes it, so this process sees its own writes
-//!   at once, before the server's report arrives.
+//! - The wrapping store evicts a session itself when it writes it, so this process sees its own
+//!   writes at once, before the server's report arrives.
 //!
-//! A stored session's own expiry is checked by the store on every hit, as on a load.
+//! A stored session's own expiry is checked on every hit, as on a load.
 //!
-//! [`RedisStore`]: super::RedisStore
-//! [`SqlStore`]: super::SqlStore
+//! [`RedisStore`]: crate::stores::RedisStore
+//! [`SqlStore`]: crate::stores::SqlStore
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -39,10 +38,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use rocket::figment::Figment;
-use serde::{Deserialize, Serialize};
-
-use crate::config::{store_settings, ConfigError};
 
 /// How long after its last confirmed heartbeat a watch still counts: the longest a change made
 /// elsewhere can go unseen when the watcher's connection dies without a word.
@@ -52,66 +47,13 @@ pub const MAX_LAG: Duration = Duration::from_secs(1);
 /// not stop the cache.
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
 
-/// The near cache's settings: `[default.session.near_cache]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NearCacheConfig {
-    /// Keep recently loaded sessions in the process, so that loading an unchanged session costs
-    /// no round trip (default true). Used by the stores whose servers report every change on
-    /// a connection of its own: Redis (client tracking) and PostgreSQL (`LISTEN`). A change
-    /// made by another server is seen as soon as its report arrives, and every load asks the
-    /// store again within [`MAX_LAG`] of that connection dying. False: every load asks the
-    /// store.
-    pub enabled: bool,
-    /// How many sessions it keeps at most, least recently used first out (default 10000).
-    pub size: usize,
-}
-
-impl Default for NearCacheConfig {
-    fn default() -> Self {
-        NearCacheConfig {
-            enabled: true,
-            size: 10_000,
-        }
-    }
-}
-
-/// The largest `size` accepted.
-const MAX_SIZE: usize = 10_000_000;
-
-impl NearCacheConfig {
-    /// The settings in `figment`'s `session.near_cache` table, over the defaults, validated.
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the setting at fault.
-    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
-        let config: NearCacheConfig = store_settings(figment, "near_cache")?;
-        if config.size == 0 || config.size > MAX_SIZE {
-            return Err(ConfigError::invalid(
-                "near_cache.size",
-                "must be between 1 and 10000000 (turn the cache off with enabled = false)",
-            ));
-        }
-        Ok(config)
-    }
-
-    /// How many sessions the cache keeps, or `None` when it is off.
-    pub fn capacity(&self) -> Option<NonZeroUsize> {
-        if self.enabled {
-            NonZeroUsize::new(self.size)
-        } else {
-            None
-        }
-    }
-}
-
 /// A load's permission to keep what it read, taken before it asked the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
 /// One connection of a watcher: its heartbeats confirm the cache only until it is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watch(pub(super) u64);
+pub struct Watch(pub(crate) u64);
 
 struct Entries<V> {
     lru: LruCache<String, V>,
@@ -306,29 +248,6 @@ fn lag_micros() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rocket::figment::providers::Serialized;
-
-    #[test]
-    fn settings_default_to_on_and_are_checked() {
-        let config = |key: &str, value: serde_json::Value| {
-            NearCacheConfig::from_figment(&Figment::new().merge(Serialized::default(
-                &format!("session.near_cache.{key}"),
-                value,
-            )))
-        };
-        let default = NearCacheConfig::from_figment(&Figment::new()).expect("defaults");
-        assert_eq!(default.capacity().map(NonZeroUsize::get), Some(10_000));
-        let off = config("enabled", false.into()).expect("valid");
-        assert_eq!(off.capacity(), None);
-        let small = config("size", 3.into()).expect("valid");
-        assert_eq!(small.capacity().map(NonZeroUsize::get), Some(3));
-        for size in [0, 10_000_001] {
-            let message = config("size", size.into())
-                .expect_err("refused")
-                .to_string();
-            assert!(message.contains("session.near_cache.size"), "{message}");
-        }
-    }
 
     fn watched(capacity: usize) -> NearCache<u32> {
         let cache = NearCache::new(NonZeroUsize::new(capacity).unwrap());
