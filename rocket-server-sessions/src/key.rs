@@ -84,6 +84,24 @@ impl SessionKey {
         }
         hex
     }
+
+    /// The digest whose [`SessionKey::hex`] is `hex`, if it is one (64 lowercase hex digits).
+    pub fn digest_of_hex(hex: &str) -> Option<[u8; 32]> {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = nibble(bytes[2 * i])? << 4 | nibble(bytes[2 * i + 1])?;
+        }
+        Some(digest)
+    }
 }
 
 impl fmt::Display for SessionKey {
@@ -146,6 +164,22 @@ mod tests {
         assert_eq!(
             hex,
             "653bb1245e828fcda4fa53fcd5a3def5bd7654e651f54b4132b73d74e64435c4"
+        );
+    }
+
+    #[test]
+    fn hex_digests_read_back() {
+        let key = SessionKey::generate();
+        assert_eq!(
+            SessionKey::digest_of_hex(&key.digest_hex()),
+            Some(key.digest())
+        );
+        assert_eq!(SessionKey::digest_of_hex("ab"), None);
+        assert_eq!(SessionKey::digest_of_hex(&"G".repeat(64)), None);
+        assert_eq!(
+            SessionKey::digest_of_hex(&"A".repeat(64)),
+            None,
+            "lowercase only"
         );
     }
 

@@ -107,7 +107,10 @@ impl<S: SessionStore> CachedStore<S> {
 #[rocket::async_trait]
 impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
-        Ok(self.load_watched(id).await?.map(|kept| kept.record))
+        let Some(name) = self.cache.watched_name(id) else {
+            return Ok(None);
+        };
+        Ok(self.load_watched(id, &name).await?.map(|kept| kept.record))
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
@@ -190,9 +193,9 @@ impl<S: SessionStore> Watched for CachedStore<S> {
         self.cache.watch(cache);
     }
 
-    async fn load_watched(&self, id: &str) -> Result<Option<Kept>> {
+    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
         if !self.paused() {
-            match self.noted(self.cache.entry(id).await) {
+            match self.noted(self.cache.entry_at(name).await) {
                 Some(Entry::Live(record, Some(written)))
                     if written >= self.distrust_before.load(Ordering::Relaxed) =>
                 {

@@ -435,7 +435,7 @@ async fn cached_db_copies_are_kept_near_no_longer_than_redis_keeps_them() {
         .await
         .expect("created");
     let kept = cached
-        .load_watched(&id)
+        .load_watched(&id, &cached.watched_name(&id).expect("a well-formed id"))
         .await
         .expect("loads")
         .expect("live");

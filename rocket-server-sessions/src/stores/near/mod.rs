@@ -59,12 +59,14 @@ pub trait Watched: SessionStore {
     /// that cannot be watched logs why and leaves the cache unconfirmed, so it serves nothing.
     fn watch(&self, cache: Weak<Cache>);
 
-    /// [`SessionStore::load`] for the cache: the record, and until when it may be served.
-    /// By default, for as long as the watch holds.
+    /// [`SessionStore::load`] for the cache, of the session `id` whose watched name is `name`
+    /// (a store may use it rather than derive it again): the record, and until when it may be
+    /// served. By default `load`, served for as long as the watch holds.
     ///
     /// # Errors
     /// As [`SessionStore::load`].
-    async fn load_watched(&self, id: &str) -> Result<Option<Kept>> {
+    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
+        let _ = name;
         Ok(self.load(id).await?.map(|record| Kept {
             record,
             until: None,
@@ -134,7 +136,7 @@ impl<S: Watched> SessionStore for NearCached<S> {
         }
         // Taken before the load: a change reported meanwhile voids the fill.
         let ticket = self.cache.ticket();
-        let loaded = self.inner.load_watched(id).await?;
+        let loaded = self.inner.load_watched(id, &name).await?;
         if let (Some(ticket), Some(kept)) = (ticket, &loaded) {
             self.cache.fill(name, kept.clone(), ticket);
         }
@@ -303,7 +305,7 @@ mod tests {
                 cache.confirm(watch, std::time::Instant::now());
             }
         }
-        async fn load_watched(&self, id: &str) -> Result<Option<Kept>> {
+        async fn load_watched(&self, id: &str, _: &str) -> Result<Option<Kept>> {
             let until = self.until;
             Ok(self.load(id).await?.map(|record| Kept { record, until }))
         }

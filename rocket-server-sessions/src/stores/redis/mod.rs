@@ -28,7 +28,7 @@ use crate::config::{redact_password, store_settings, ConfigError};
 use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
 use crate::store::{Result, SessionStore, StoreError};
-use crate::stores::near::{Cache, Watched};
+use crate::stores::near::{Cache, Kept, Watched};
 
 use batch::Reads;
 pub use watch::watcher_name;
@@ -225,13 +225,18 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Backend`] when Redis does not answer.
     pub async fn entry(&self, id: &str) -> Result<Entry> {
-        let Some(key) = SessionKey::parse(id) else {
-            return Ok(Entry::Missing);
-        };
+        match SessionKey::parse(id) {
+            Some(key) => self.entry_at(&self.redis_key(&key)).await,
+            None => Ok(Entry::Missing),
+        }
+    }
+
+    /// What Redis holds under `redis_key` (the session's [`Watched::watched_name`]).
+    pub(crate) async fn entry_at(&self, redis_key: &str) -> Result<Entry> {
         let now = OffsetDateTime::now_utc();
         let (version, data, expires, written) = self
             .reads
-            .fields(&self.conn, self.redis_key(&key))
+            .fields(&self.conn, redis_key.to_owned())
             .await
             .map_err(backend)?;
         Ok(Self::entry_of(
@@ -397,6 +402,7 @@ impl SessionStore for RedisStore {
 }
 
 /// Redis reports every change to a key under the prefix through client tracking (`watch.rs`).
+#[rocket::async_trait]
 impl Watched for RedisStore {
     fn watched_name(&self, id: &str) -> Option<String> {
         SessionKey::parse(id).map(|key| self.redis_key(&key))
@@ -420,5 +426,16 @@ impl Watched for RedisStore {
             }
             Err(e) => log::warn!("session near cache off: {e}"),
         }
+    }
+
+    /// The name is the Redis key: no second SHA-256 of the session key.
+    async fn load_watched(&self, _id: &str, name: &str) -> Result<Option<Kept>> {
+        Ok(match self.entry_at(name).await? {
+            Entry::Live(record, _) => Some(Kept {
+                record,
+                until: None,
+            }),
+            Entry::Missing | Entry::Deleted => None,
+        })
     }
 }

@@ -18,6 +18,10 @@
 //! fresh connection: what the pool's ping on checkout did. So a database that goes away and
 //! comes back is handled as the pool handles it, without a restart. Every operation, connecting
 //! included, is bounded by the pool's acquire timeout.
+//!
+//! Gain (BENCHMARKS.md, "What each change bought", 1 and 2): PostgreSQL read 0.80 → 0.92 of
+//! the ceiling, write 0.69 → 0.85, update 0.58 → 0.75; SQLite update 0.60 → 0.72; one writer
+//! for SQLite took its write-path p99 from 167–208 ms to 10–12 ms.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -41,7 +41,7 @@ use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
 use crate::store::{Result, SessionCounts, SessionStore, StoreError};
 #[cfg(feature = "postgres")]
-use crate::stores::near::{Cache, Watched};
+use crate::stores::near::{Cache, Kept, Watched};
 
 #[cfg(feature = "sqlite")]
 use inline::InlineReader;
@@ -237,6 +237,7 @@ impl SqlStore {
 /// [`NearCached`](crate::stores::NearCached) store can keep what this one loads. A SQLite
 /// database reports nothing: wrapped anyway, its cache stays off.
 #[cfg(feature = "postgres")]
+#[rocket::async_trait]
 impl Watched for SqlStore {
     fn watched_name(&self, id: &str) -> Option<String> {
         SessionKey::parse(id).map(|key| key.digest_hex())
@@ -248,6 +249,21 @@ impl Watched for SqlStore {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(_) => log::warn!("session near cache off: SQLite reports no changes"),
         }
+    }
+
+    /// The name is the key's digest in hex: read back, not computed again.
+    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
+        let Some(digest) = SessionKey::digest_of_hex(name) else {
+            return Ok(self.load(id).await?.map(|record| Kept {
+                record,
+                until: None,
+            }));
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        Ok(self.read(&digest, now).await?.map(|record| Kept {
+            record,
+            until: None,
+        }))
     }
 }
 
