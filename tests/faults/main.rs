@@ -5,6 +5,9 @@
 
 #[path = "../site/common.rs"]
 mod common;
+// The session crate's HTTP test harness: routes under /t, requests, cookie assertions.
+#[path = "../../rocket-server-sessions/tests/http/harness.rs"]
+mod harness;
 mod load;
 mod outages;
 mod restarts;

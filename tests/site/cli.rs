@@ -548,3 +548,39 @@ async fn the_reaper_is_off_by_default() {
     );
     client.terminate().await;
 }
+
+/// The sealed-cookie store's settings, for the site in-process and for the binary.
+const COOKIE_SECRET: &str = "hPrLE9UkbMmvNmOXpSZdFgXR4jWvVYiX1qk4oUCsXk0=";
+
+#[tokio::test]
+async fn show_opens_a_sealed_cookie_with_the_sites_own_store() {
+    let site = Site::new();
+    let figment = site
+        .figment()
+        .merge(Serialized::global("session.backend", "cookie"))
+        .merge(Serialized::global("secret_key", COOKIE_SECRET));
+    let client = Client::tracked(rango::rocket_with(figment))
+        .await
+        .expect("the site launches");
+    let response = client.get("/rango/").dispatch().await;
+    let sealed = response
+        .cookies()
+        .get("sessionid")
+        .expect("the index sets the session cookie")
+        .value()
+        .to_owned();
+    drop(response);
+    let cookie_store = [
+        ("ROCKET_SESSION", "{backend=\"cookie\"}"),
+        ("ROCKET_SECRET_KEY", COOKIE_SECRET),
+    ];
+    let stdout = site
+        .rango_with(&["session", "show", &sealed], &cookie_store)
+        .success();
+    assert_eq!(shown_data(&stdout)["visits"], json!(1), "{stdout}");
+    // Counting is a capability the cookie store does not have: a clear refusal, not a guess.
+    let stderr = site
+        .rango_with(&["session", "stats"], &cookie_store)
+        .failure();
+    assert!(stderr.contains("cannot count"), "{stderr}");
+}

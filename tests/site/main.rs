@@ -7,7 +7,10 @@
 mod browser;
 mod cli;
 mod common;
+// The session crate's HTTP test harness: routes under /t, requests, cookie assertions.
 mod config;
+#[path = "../../rocket-server-sessions/tests/http/harness.rs"]
+mod harness;
 mod hostile;
 mod sessions;
 mod views;

@@ -7,5 +7,6 @@
 mod common;
 mod cookie;
 mod framework;
+mod harness;
 mod properties;
 mod rules;

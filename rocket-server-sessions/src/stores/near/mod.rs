@@ -28,6 +28,19 @@ use crate::store::{Result, SessionCounts, SessionStore};
 
 #[cfg(test)]
 pub(crate) use cache::filled;
+
+/// A session kept until the far future (for the watchers' tests).
+#[cfg(test)]
+pub(crate) fn kept() -> Kept {
+    Kept {
+        record: Record {
+            data: Data::new(),
+            expires: OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000),
+            version: 1,
+        },
+        until: None,
+    }
+}
 #[cfg(feature = "postgres")]
 pub(crate) use cache::Watch;
 pub use cache::MAX_LAG;

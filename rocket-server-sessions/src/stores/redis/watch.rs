@@ -106,21 +106,10 @@ pub fn watcher_name(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stores::near::Kept;
+    use crate::stores::near::kept;
 
     fn push(kind: PushKind, data: Vec<Value>) -> PushInfo {
         PushInfo { kind, data }
-    }
-
-    fn kept() -> Kept {
-        Kept {
-            record: crate::Record {
-                data: crate::Data::new(),
-                expires: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000),
-                version: 1,
-            },
-            until: None,
-        }
     }
 
     fn filled(names: &[&str]) -> Near {

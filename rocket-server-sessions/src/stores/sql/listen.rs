@@ -244,18 +244,7 @@ mod tests {
     use std::num::NonZeroUsize;
 
     use super::*;
-    use crate::stores::near::Kept;
-
-    fn kept() -> Kept {
-        Kept {
-            record: crate::Record {
-                data: crate::Data::new(),
-                expires: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000),
-                version: 1,
-            },
-            until: None,
-        }
-    }
+    use crate::stores::near::kept;
 
     fn filled(names: &[&str]) -> Near {
         crate::stores::near::filled(names, kept())
