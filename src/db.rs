@@ -20,7 +20,8 @@ use sqlx::{ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool};
 ///
 /// The session table is not among them: the session store makes it (`SqlStore::migrate`).
 /// Databases made before the session framework became a crate of its own have its two
-/// migrations (versions 2 and 3) applied; `ignore_missing` lets them be.
+/// migrations (versions 2 and 3) applied; `ignore_missing` lets them be. So the site's next
+/// migration is version 4: 2 and 3 are taken in those databases.
 pub static SQLITE_MIGRATOR: Migrator = Migrator {
     ignore_missing: true,
     ..sqlx::migrate!("migrations/sqlite")

@@ -34,7 +34,8 @@ pub struct SessionConfig {
     pub cookie_path: String,
     /// The cookie's `Domain` (default none: a host-only cookie).
     pub cookie_domain: Option<String>,
-    /// The cookie's `Secure` flag (default false; Rango's release profile turns it on).
+    /// The cookie's `Secure` flag (default false; turn it on wherever the site is served over
+    /// HTTPS).
     pub cookie_secure: bool,
     /// The cookie's `HttpOnly` flag (default true).
     pub cookie_http_only: bool,

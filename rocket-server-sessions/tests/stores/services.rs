@@ -65,7 +65,7 @@ impl PgSchema {
     /// Creates a fresh schema in the database of `RANGO_TEST_POSTGRES_URL`.
     pub async fn create(test: &str) -> Option<PgSchema> {
         let base_url = service_url("RANGO_TEST_POSTGRES_URL", test)?;
-        let name = unique_name("rango_test");
+        let name = unique_name("session_test");
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base_url)
             .await
             .expect("RANGO_TEST_POSTGRES_URL reachable");
@@ -126,7 +126,7 @@ impl RedisPrefix {
         let url = service_url("RANGO_TEST_REDIS_URL", test)?;
         Some(RedisPrefix {
             url,
-            prefix: format!("{}:", unique_name("rango_test")),
+            prefix: format!("{}:", unique_name("session_test")),
         })
     }
 }
