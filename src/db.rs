@@ -118,14 +118,6 @@ impl DbPool {
         }
     }
 
-    /// The PostgreSQL pool, if it is one.
-    pub fn as_postgres(&self) -> Option<&PgPool> {
-        match self {
-            DbPool::Postgres(pool) => Some(pool),
-            DbPool::Sqlite(_) => None,
-        }
-    }
-
     /// The migrations for this database.
     pub fn migrator(&self) -> &'static Migrator {
         match self {
