@@ -34,6 +34,9 @@ pub static POSTGRES_MIGRATOR: Migrator = Migrator {
     ..sqlx::migrate!("migrations/postgres")
 };
 
+/// The channel Rango's PostgreSQL session table notifies its changes on.
+pub const PG_CHANNEL: &str = "rango_session";
+
 /// A pool on SQLite or PostgreSQL, chosen by the URL at launch: the site's queries (with `$N`
 /// parameters, which both understand) run on either.
 #[derive(Debug, Clone)]
@@ -106,7 +109,10 @@ impl DbPool {
     pub fn session_store(&self) -> SqlStore {
         match self {
             DbPool::Sqlite(pool) => SqlStore::sqlite(pool.clone()),
-            DbPool::Postgres(pool) => SqlStore::postgres(pool.clone()),
+            // Rango's session tables have notified this channel since they first reported
+            // their changes: servers of an older version, still running beside newer ones
+            // during a rolling upgrade (or after a rollback), listen on it.
+            DbPool::Postgres(pool) => SqlStore::postgres(pool.clone()).with_channel(PG_CHANNEL),
         }
     }
 

@@ -24,13 +24,25 @@ pub fn needs_database(backend: &str) -> bool {
     matches!(backend, "db" | "cached_db")
 }
 
-/// The store `config.backend` names, on the site's database `db` (`None` when it is not
-/// open), with the store settings in `figment`.
+/// What a store is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Serving requests.
+    Serve,
+    /// A maintenance command (clearing, counting, inspecting): what a store keeps in the
+    /// database is read there, without its cache, so that `clearsessions` from cron works
+    /// while Redis is down.
+    Maintain,
+}
+
+/// The store `config.backend` names, for `purpose`, on the site's database `db` (`None` when
+/// it is not open), with the store settings in `figment`.
 ///
 /// # Errors
 /// [`BuildError`] naming the unknown backend, the invalid setting, or the store that cannot
 /// be reached.
 pub async fn build(
+    purpose: Purpose,
     db: Option<&DbPool>,
     figment: &Figment,
     config: &SessionConfig,
@@ -49,6 +61,10 @@ pub async fn build(
         "cache" => near(RedisStore::connect(&redis).await?, near_cache),
         "cached_db" => {
             let db = db.ok_or_else(no_database)?;
+            // The database is the truth: what maintenance reads and clears.
+            if purpose == Purpose::Maintain {
+                return Ok(Arc::new(db.session_store()));
+            }
             near(
                 CachedStore::new(RedisStore::connect(&redis).await?, db.session_store()),
                 near_cache,
@@ -107,6 +123,7 @@ impl StoreFactory for RangoStores {
         rocket: &Rocket<Build>,
         config: &SessionConfig,
     ) -> Result<Arc<dyn SessionStore>, BuildError> {
-        build(Db::fetch(rocket).map(Db::pool), rocket.figment(), config).await
+        let db = Db::fetch(rocket).map(Db::pool);
+        build(Purpose::Serve, db, rocket.figment(), config).await
     }
 }

@@ -219,8 +219,8 @@ impl Context {
     }
 
     /// The store `session.backend` names, built by the server's own factory
-    /// ([`stores::build`]) on a migrated database if the store keeps its sessions there, and
-    /// without a near cache (a command reads each session once).
+    /// ([`stores::build`]) for maintenance, on a migrated database if the store keeps its
+    /// sessions there, and without a near cache (a command reads each session once).
     ///
     /// # Errors
     /// Invalid settings, the database cannot be opened or is not migrated, or the store
@@ -234,7 +234,7 @@ impl Context {
         let figment = self
             .figment
             .clone()
-            .merge(Serialized::default("session.near_cache.enabled", false));
-        Ok(stores::build(db.as_ref(), &figment, config).await?)
+            .merge(Serialized::global("session.near_cache.enabled", false));
+        Ok(stores::build(stores::Purpose::Maintain, db.as_ref(), &figment, config).await?)
     }
 }

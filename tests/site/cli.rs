@@ -584,3 +584,21 @@ async fn show_opens_a_sealed_cookie_with_the_sites_own_store() {
         .failure();
     assert!(stderr.contains("cannot count"), "{stderr}");
 }
+
+#[test]
+fn clearsessions_of_cached_db_works_on_the_database_while_redis_is_down() {
+    let site = Site::migrated();
+    let redis_down = [(
+        "ROCKET_SESSION",
+        "{backend=\"cached_db\",redis={url=\"redis://127.0.0.1:1/0\",timeout_ms=200}}",
+    )];
+    let stdout = site.rango_with(&["clearsessions"], &redis_down).success();
+    assert!(
+        stdout.starts_with("Deleted 0 expired sessions in "),
+        "{stdout}"
+    );
+    let stdout = site
+        .rango_with(&["session", "stats"], &redis_down)
+        .success();
+    assert!(stdout.starts_with("live: 0\n"), "{stdout}");
+}

@@ -514,3 +514,58 @@ async fn postgres_without_its_triggers_turns_the_near_cache_off() {
         "back on with the triggers"
     );
 }
+
+/// `pg_proc.xmin` of the trigger function: it changes whenever the function is written again.
+async fn function_version(pool: &sqlx::PgPool) -> String {
+    sqlx::query_scalar("SELECT xmin::text FROM pg_proc WHERE oid = to_regproc('session_changed')")
+        .fetch_one(pool)
+        .await
+        .expect("the function is there")
+}
+
+#[tokio::test]
+async fn postgres_tables_notify_the_channel_their_store_names() {
+    let Some(db) = OnPostgres::create("near cache channel").await else {
+        return;
+    };
+    // `OnPostgres` migrated with the default channel; a site whose table reports elsewhere
+    // names its own, and its table is brought to it once.
+    let before = function_version(&db.pool).await;
+    let store = SqlStore::postgres(db.pool.clone()).with_channel("site_sessions");
+    store.migrate().await.expect("migrates");
+    let moved = function_version(&db.pool).await;
+    assert_ne!(
+        moved, before,
+        "the function now notifies the store's channel"
+    );
+    store.migrate().await.expect("migrates again");
+    assert_eq!(
+        function_version(&db.pool).await,
+        moved,
+        "and is left alone after"
+    );
+
+    let cached = NearCached::new(store.clone(), NonZeroUsize::new(8).expect("not zero"));
+    assert!(eventually(|| async { cached.watching() }).await, "watches");
+    let (id, _) = cached
+        .create(&data(1), in_an_hour())
+        .await
+        .expect("created");
+    assert_eq!(visits(&cached, &id).await, Some(1));
+    let record = store.load(&id).await.expect("loads").expect("live");
+    let saved = Record {
+        data: data(2),
+        ..record
+    };
+    assert!(store.update(&id, &saved).await.expect("saves").is_some());
+    assert!(
+        eventually(|| async { visits(&cached, &id).await == Some(2) }).await,
+        "another server's update, reported on the store's channel, reaches the cache"
+    );
+
+    let refused = SqlStore::postgres(db.pool.clone())
+        .with_channel("no; DROP TABLE session")
+        .migrate()
+        .await;
+    assert!(refused.is_err(), "a channel that is not a plain name");
+}

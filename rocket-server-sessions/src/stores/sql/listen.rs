@@ -26,7 +26,7 @@ use sqlx::PgPool;
 
 use crate::stores::near::{keep_watching, Cache, Watch, HEARTBEAT, MAX_LAG};
 
-/// The channel the session table's triggers notify.
+/// The channel the session table's triggers notify, unless the store names another.
 pub const CHANNEL: &str = "session_changes";
 
 /// How long a listener may hear nothing before it counts as dead and is opened again.
@@ -79,17 +79,18 @@ const HEARTBEAT_SQL: &str =
 
 /// Starts watching the `session` table that `options` reach, for `near`. The watcher and its
 /// heartbeat stop when the cache is dropped.
-pub fn spawn(options: &PgConnectOptions, near: Weak<Near>) {
+pub fn spawn(options: &PgConnectOptions, channel: &'static str, near: Weak<Near>) {
     let options = options.clone().application_name("session-watch");
     let watcher = rand::random::<u64>();
     let sent = Arc::new(Sent::default());
     rocket::tokio::spawn(heartbeat(
         pool_of_one(&options),
+        channel,
         watcher,
         Arc::clone(&sent),
         near.clone(),
     ));
-    rocket::tokio::spawn(watch(options, watcher, sent, near));
+    rocket::tokio::spawn(watch(options, channel, watcher, sent, near));
 }
 
 /// A pool of one connection, not the site's: each listener gets a new one (a dead listener's
@@ -103,13 +104,19 @@ fn pool_of_one(options: &PgConnectOptions) -> PgPool {
 }
 
 /// Sends heartbeat after heartbeat on the channel while the cache lives.
-async fn heartbeat(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
+async fn heartbeat(
+    pool: PgPool,
+    channel: &'static str,
+    watcher: u64,
+    sent: Arc<Sent>,
+    near: Weak<Near>,
+) {
     let mut n: u64 = 0;
     while near.strong_count() > 0 {
         n += 1;
         sent.note(n, Instant::now());
         let notify = sqlx::query(HEARTBEAT_SQL)
-            .bind(CHANNEL)
+            .bind(channel)
             .bind(format!("hb:{watcher}:{n}:"))
             .bind(&TRIGGERS[..])
             .execute(&pool);
@@ -123,9 +130,15 @@ async fn heartbeat(pool: PgPool, watcher: u64, sent: Arc<Sent>, near: Weak<Near>
 }
 
 /// Listens while the cache lives, opening a listener again after any failure or silence.
-async fn watch(options: PgConnectOptions, watcher: u64, sent: Arc<Sent>, near: Weak<Near>) {
+async fn watch(
+    options: PgConnectOptions,
+    channel: &'static str,
+    watcher: u64,
+    sent: Arc<Sent>,
+    near: Weak<Near>,
+) {
     keep_watching(near.clone(), "PostgreSQL", || {
-        listen(&options, watcher, &sent, &near)
+        listen(&options, channel, watcher, &sent, &near)
     })
     .await;
 }
@@ -134,6 +147,7 @@ async fn watch(options: PgConnectOptions, watcher: u64, sent: Arc<Sent>, near: W
 /// `Ok` when the cache is gone.
 async fn listen(
     options: &PgConnectOptions,
+    channel: &str,
     watcher: u64,
     sent: &Sent,
     near: &Weak<Near>,
@@ -141,7 +155,7 @@ async fn listen(
     let pool = pool_of_one(options);
     let setup = async {
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen(channel).await?;
         let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
             .fetch_one(&mut listener)
             .await?;

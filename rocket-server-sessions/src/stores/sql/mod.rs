@@ -103,6 +103,9 @@ pub struct SqlStore {
     pool: Pool,
     /// Loads and saves.
     lanes: Arc<StoreLanes>,
+    /// The channel the session table's triggers notify (PostgreSQL).
+    #[cfg(feature = "postgres")]
+    channel: &'static str,
 }
 
 /// The connections a [`SqlStore`] loads and saves on, opened on first use with the pool's
@@ -165,6 +168,8 @@ impl SqlStore {
         SqlStore {
             pool: Pool::Sqlite(pool),
             lanes: Arc::new(lanes),
+            #[cfg(feature = "postgres")]
+            channel: CHANNEL,
         }
     }
 
@@ -181,7 +186,18 @@ impl SqlStore {
         SqlStore {
             pool: Pool::Postgres(pool),
             lanes: Arc::new(lanes),
+            channel: CHANNEL,
         }
+    }
+
+    /// The same store, its table's triggers notifying `channel` instead of [`CHANNEL`] (for a
+    /// site whose session table already reports on a channel of its own: servers of the old
+    /// and the new version must hear the same one while both run). A name of lowercase
+    /// letters, digits and `_`; [`SqlStore::migrate`] refuses any other.
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn with_channel(self, channel: &'static str) -> Self {
+        SqlStore { channel, ..self }
     }
 
     /// Makes the `session` table (and on PostgreSQL its triggers) if they are not there yet;
@@ -196,12 +212,19 @@ impl SqlStore {
             Pool::Sqlite(pool) => sqlx::Executor::execute(pool, SQLITE_SCHEMA).await.map(drop),
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
+                let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+                if self.channel.is_empty() || !self.channel.chars().all(plain) {
+                    return Err(StoreError::Backend(
+                        format!("invalid notification channel {:?}", self.channel).into(),
+                    ));
+                }
+                let schema = POSTGRES_SCHEMA.replace("CHANNEL", self.channel);
                 async {
-                    // One transaction, under an advisory lock that servers starting together take
-                    // in turn: PostgreSQL's `IF NOT EXISTS` does not guard against a concurrent
-                    // `CREATE`.
+                    // One transaction, under an advisory lock that servers starting together
+                    // take in turn: PostgreSQL's `IF NOT EXISTS` does not guard against a
+                    // concurrent `CREATE`.
                     let mut tx = pool.begin().await?;
-                    sqlx::Executor::execute(&mut *tx, POSTGRES_SCHEMA).await?;
+                    sqlx::Executor::execute(&mut *tx, schema.as_str()).await?;
                     tx.commit().await
                 }
                 .await
@@ -245,7 +268,7 @@ impl Watched for SqlStore {
 
     fn watch(&self, cache: std::sync::Weak<Cache>) {
         match &self.pool {
-            Pool::Postgres(pool) => listen::spawn(&pool.connect_options(), cache),
+            Pool::Postgres(pool) => listen::spawn(&pool.connect_options(), self.channel, cache),
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(_) => log::warn!("session near cache off: SQLite reports no changes"),
         }
