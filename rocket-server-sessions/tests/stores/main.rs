@@ -447,3 +447,127 @@ async fn cached_db_copies_are_kept_near_no_longer_than_redis_keeps_them() {
         "{until}"
     );
 }
+
+/// Corrupts the Redis entry named by its second argument.
+type Corrupt = dyn Fn(&mut ::redis::Connection, &str);
+
+/// The ways a session's entry in Redis can fail to decode, each applied to the key `name`
+/// (`::redis`: the crate, not the `redis` module the suite stamps above).
+fn corruptions() -> Vec<(&'static str, Box<Corrupt>)> {
+    fn run(conn: &mut ::redis::Connection, command: &mut ::redis::Cmd) {
+        command.query::<()>(conn).expect("the corruption applies");
+    }
+    vec![
+        (
+            "not a hash (WRONGTYPE)",
+            Box::new(|conn, name| {
+                run(conn, ::redis::cmd("DEL").arg(name));
+                run(conn, ::redis::cmd("SET").arg(name).arg("junk"));
+            }),
+        ),
+        (
+            "v not an integer",
+            Box::new(|conn, name| run(conn, ::redis::cmd("HSET").arg(name).arg("v").arg("one"))),
+        ),
+        (
+            "e not an integer",
+            Box::new(|conn, name| run(conn, ::redis::cmd("HSET").arg(name).arg("e").arg("soon"))),
+        ),
+        (
+            "d not UTF-8",
+            Box::new(|conn, name| {
+                run(
+                    conn,
+                    ::redis::cmd("HSET")
+                        .arg(name)
+                        .arg("d")
+                        .arg(&[0xff_u8, 0xfe, 0x7b][..]),
+                );
+            }),
+        ),
+    ]
+}
+
+/// Loads `ids` in one instant (one pipeline: every load queues before the batch is sent).
+async fn load_together<S: SessionStore>(
+    store: &S,
+    ids: [&str; 3],
+) -> [rocket_server_sessions::Result<Option<Record>>; 3] {
+    let (a, b, c) = tokio::join!(store.load(ids[0]), store.load(ids[1]), store.load(ids[2]));
+    [a, b, c]
+}
+
+#[tokio::test]
+async fn redis_entry_that_does_not_decode_is_an_empty_session_and_hurts_no_other() {
+    let Some((store, prefix)) = new_redis_store_without_near_cache().await else {
+        return;
+    };
+    let mut conn = prefix.connection().expect("Redis answers");
+    for (corruption, corrupt) in corruptions() {
+        let mut ids = Vec::new();
+        for user in ["ann", "bob", "cid"] {
+            let (id, _) = store
+                .create(&data(json!({ "user": user })), in_an_hour())
+                .await
+                .expect("created");
+            ids.push(id);
+        }
+        corrupt(&mut conn, &store.watched_name(&ids[1]).expect("a name"));
+
+        let [ann, bob, cid] = load_together(&store, [&ids[0], &ids[1], &ids[2]]).await;
+        let user = |loaded: rocket_server_sessions::Result<Option<Record>>| {
+            let record = loaded.unwrap_or_else(|e| panic!("{corruption}: a load failed: {e}"));
+            record.map(|record| record.data["user"].clone())
+        };
+        assert_eq!(user(ann), Some(json!("ann")), "{corruption}");
+        assert_eq!(
+            user(bob),
+            None,
+            "{corruption}: the corrupt one starts empty"
+        );
+        assert_eq!(user(cid), Some(json!("cid")), "{corruption}");
+
+        // The corrupt session is replaced by a new one on its next save, as any missing one.
+        let (fresh, _) = store
+            .create(&data(json!({"user": "bob"})), in_an_hour())
+            .await
+            .expect("a new session is made");
+        assert!(store.load(&fresh).await.expect("loads").is_some());
+    }
+}
+
+#[tokio::test]
+async fn cached_db_reads_a_corrupt_copy_from_the_database_and_writes_it_over() {
+    let Some((redis, prefix)) = new_redis_store_without_near_cache().await else {
+        return;
+    };
+    let (sql, _db) = new_sqlite_store().await;
+    let cached = CachedStore::new(redis.clone(), sql);
+    let mut conn = prefix.connection().expect("Redis answers");
+    for (corruption, corrupt) in corruptions() {
+        let mut ids = Vec::new();
+        for user in ["ann", "bob", "cid"] {
+            let (id, _) = cached
+                .create(&data(json!({ "user": user })), in_an_hour())
+                .await
+                .expect("created");
+            ids.push(id);
+        }
+        corrupt(&mut conn, &redis.watched_name(&ids[1]).expect("a name"));
+
+        let loaded = load_together(&cached, [&ids[0], &ids[1], &ids[2]]).await;
+        for (loaded, user) in loaded.into_iter().zip(["ann", "bob", "cid"]) {
+            let record = loaded
+                .unwrap_or_else(|e| panic!("{corruption}: a load failed: {e}"))
+                .unwrap_or_else(|| panic!("{corruption}: {user}'s session is lost"));
+            assert_eq!(record.data["user"], json!(user), "{corruption}");
+        }
+        // The copy was written over (Redis was not paused for it).
+        match redis.entry(&ids[1]).await.expect("Redis answers") {
+            rocket_server_sessions::stores::Entry::Live(record, _) => {
+                assert_eq!(record.data["user"], json!("bob"), "{corruption}");
+            }
+            other => panic!("{corruption}: the copy was not repaired: {other:?}"),
+        }
+    }
+}

@@ -51,15 +51,19 @@ return 1";
 
 /// Replaces the hash if its version is ARGV[1]. ARGV: expected version, data, expiry.
 const UPDATE: &str = r"
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1] + 1, 'd', ARGV[2], 'e', ARGV[3])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return 1";
 
 /// Writes the hash unless what is there is newer or a tombstone (the same version is written
-/// again, with its new write time). ARGV: version, data, expiry, when Redis should drop this
-/// copy (no later than the expiry), and the write time (unix milliseconds).
+/// again, with its new write time); what does not decode is written over. ARGV: version,
+/// data, expiry, when Redis should drop this copy (no later than the expiry), and the write
+/// time (unix milliseconds).
 const PUT_IF_NEWER: &str = r"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
 local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
 if current and (current < 0 or current > tonumber(ARGV[1])) then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'e', ARGV[3], 'w', ARGV[5])
@@ -68,7 +72,8 @@ return 1";
 
 /// Deletes the hash unless it is a tombstone.
 const INVALIDATE: &str = r"
-if redis.call('HGET', KEYS[1], 'v') == '-1' then return 0 end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'hash' and redis.call('HGET', KEYS[1], 'v') == '-1' then return 0 end
 return redis.call('DEL', KEYS[1])";
 
 /// How long a copy written by [`RedisStore::put_if_newer`] lives at most: a cache in front of
@@ -234,11 +239,10 @@ impl RedisStore {
     /// What Redis holds under `redis_key` (the session's [`Watched::watched_name`]).
     pub(crate) async fn entry_at(&self, redis_key: &str) -> Result<Entry> {
         let now = OffsetDateTime::now_utc();
-        let (version, data, expires, written) = self
-            .reads
-            .fields(&self.conn, redis_key.to_owned())
-            .await
-            .map_err(backend)?;
+        let fields = self.reads.fields(&self.conn, redis_key.to_owned()).await;
+        let Some((version, data, expires, written)) = fields.map_err(backend)? else {
+            return Ok(Entry::Missing);
+        };
         Ok(Self::entry_of(
             version,
             data,
