@@ -91,7 +91,11 @@ impl DbPool {
         }
         if !url.starts_with("sqlite:") {
             return Err(sqlx::Error::Configuration(
-                format!("unsupported database URL {url:?}: use sqlite:// or postgres://").into(),
+                format!(
+                    "unsupported database URL {}: use sqlite:// or postgres://",
+                    redact_password(url)
+                )
+                .into(),
             ));
         }
         let connect = SqliteConnectOptions::from_str(url)?
@@ -138,6 +142,14 @@ impl DbPool {
     }
 }
 
+/// `url` (redacted) and why it could not be opened: `e`, with the URL redacted wherever the
+/// driver's message shows it. What the server's launch and the command line print.
+pub fn why_not_opened(url: &str, e: &sqlx::Error) -> String {
+    let redacted = redact_password(url);
+    let why = e.to_string().replace(url, &redacted);
+    format!("{redacted}: {why}")
+}
+
 /// The pool settings of `config`, for either database.
 fn pool_options<DB: sqlx::Database>(config: &rocket_db_pools::Config) -> PoolOptions<DB> {
     PoolOptions::new()
@@ -178,12 +190,8 @@ impl rocket_db_pools::Pool for DbPool {
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let config: rocket_db_pools::Config = figment.extract()?;
         DbPool::connect(&config).await.map_err(|e| {
-            rocket_db_pools::Error::Init(match e {
-                sqlx::Error::Configuration(_) => e,
-                other => sqlx::Error::Configuration(
-                    format!("cannot open {}: {other}", redact_password(&config.url)).into(),
-                ),
-            })
+            let message = format!("cannot open {}", why_not_opened(&config.url, &e));
+            rocket_db_pools::Error::Init(sqlx::Error::Configuration(message.into()))
         })
     }
 

@@ -137,21 +137,65 @@ where
         .map_err(|e| ConfigError::Parse(Box::new(e)))
 }
 
-/// `url` with its password, if it has one, replaced by `***`: what may go into a log or an
-/// error message (`redis://:secret@host` → `redis://:***@host`).
+/// `url` with every secret in it replaced by `***`: what may go into a log or an error
+/// message. The one redaction every URL goes through before it is shown.
+///
+/// - The password of the user info (`redis://:secret@host` → `redis://:***@host`), even when
+///   it holds a raw `@`, `/`, `?` or `#` (which a URL parser takes for the end of the user
+///   info or the host): the user info ends at the URL's last `@`. A `@` in the query then hides
+///   more than the password, never less.
+/// - The value of a query parameter that names a secret (`password`, `sslpassword`, `secret`,
+///   `token`, `pass`, `pwd`, in any case): `?password=secret` → `?password=***`.
+///
+/// Whatever the scheme: an unsupported URL is shown redacted too.
 pub fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (&url[..scheme.len() + 3], rest),
+        None => ("", url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let mut redacted = String::with_capacity(url.len());
+    redacted.push_str(scheme);
+    let mut tail = rest;
+    if !scheme.is_empty() {
+        if let Some(at) = rest.rfind('@') {
+            if let Some((user, _password)) = rest[..at].split_once(':') {
+                redacted.push_str(user);
+                redacted.push_str(":***");
+                tail = &rest[at..];
+            }
+        }
     }
+    let (before_fragment, fragment) = match tail.find('#') {
+        Some(hash) => tail.split_at(hash),
+        None => (tail, ""),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            redacted.push_str(path);
+            redacted.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if names_a_secret(name) => format!("{name}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            redacted.push_str(&pairs.join("&"));
+        }
+        None => redacted.push_str(before_fragment),
+    }
+    redacted.push_str(fragment);
+    redacted
+}
+
+/// Whether a query parameter's name says its value is a secret.
+fn names_a_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+        || name == "pass"
+        || name == "pwd"
 }
 
 /// The longest `clear_expired_every` accepted: a year.
@@ -213,6 +257,25 @@ impl SessionConfig {
             return invalid(
                 "cookie_name",
                 "must be a non-empty token of visible ASCII characters without separators",
+            );
+        }
+        // RFC 6265bis section 4.1.3: browsers drop a prefixed cookie that breaks its prefix's
+        // rules, silently; so a launch that would send one is refused. Browsers now match the
+        // prefixes in any case.
+        let lowercase_name = self.cookie_name.to_ascii_lowercase();
+        if lowercase_name.starts_with("__host-")
+            && (!self.cookie_secure || self.cookie_path != "/" || self.cookie_domain.is_some())
+        {
+            return invalid(
+                "cookie_name",
+                "a __Host- cookie requires session.cookie_secure = true, session.cookie_path = \"/\" \
+                 and no session.cookie_domain (browsers drop it otherwise)",
+            );
+        }
+        if lowercase_name.starts_with("__secure-") && !self.cookie_secure {
+            return invalid(
+                "cookie_name",
+                "a __Secure- cookie requires session.cookie_secure = true (browsers drop it otherwise)",
             );
         }
         if self.cookie_age == 0 || self.cookie_age > MAX_COOKIE_AGE {
@@ -382,21 +445,114 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_from_urls() {
-        assert_eq!(
-            redact_password("redis://:pw@127.0.0.1:6379/0"),
-            "redis://:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact_password("postgres://u:p@ss@db/x?sslmode=off"),
-            "postgres://u:***@db/x?sslmode=off"
-        );
+        for (url, redacted) in [
+            (
+                "redis://:pw@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "postgres://u:p@ss@db/x?sslmode=off",
+                "postgres://u:***@db/x?sslmode=off",
+            ),
+            ("postgres://u:pa/ss@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:pa?ss@db/x", "postgres://u:***@db/x"),
+            ("postgres://u:pa#ss@db/x", "postgres://u:***@db/x"),
+            (
+                "postgres://u:a/b?c#d@e@db:5432/x",
+                "postgres://u:***@db:5432/x",
+            ),
+            (
+                "postgres://db/x?user=u&password=pw&sslmode=off",
+                "postgres://db/x?user=u&password=***&sslmode=off",
+            ),
+            (
+                "postgres://db/x?PASSWORD=pw#frag",
+                "postgres://db/x?PASSWORD=***#frag",
+            ),
+            (
+                "postgres://db/x?sslpassword=pw",
+                "postgres://db/x?sslpassword=***",
+            ),
+            (
+                "postgresql+psycopg://u:pw@db/x",
+                "postgresql+psycopg://u:***@db/x",
+            ),
+            ("postgress://u:pw@db/x", "postgress://u:***@db/x"),
+            ("mysql://u:pw@db/x?pwd=pw2", "mysql://u:***@db/x?pwd=***"),
+            // A `@` in the query hides more than the password, never less.
+            (
+                "postgres://u:pw@db/x?application_name=a@b",
+                "postgres://u:***@b",
+            ),
+        ] {
+            assert_eq!(redact_password(url), redacted, "{url}");
+        }
         for unchanged in [
             "postgres://u@db/x",
             "sqlite://a.sqlite3?mode=rwc",
             "redis://h/0",
             "x",
+            "postgres://db:5432/x?sslmode=require",
         ] {
             assert_eq!(redact_password(unchanged), unchanged);
+        }
+    }
+
+    #[test]
+    fn prefixed_cookie_names_require_their_prefixes_rules() {
+        let figment = |settings: &[(&str, serde_json::Value)]| {
+            settings
+                .iter()
+                .fold(Figment::new(), |figment, (name, value)| {
+                    figment.merge(Serialized::default(&format!("session.{name}"), value))
+                })
+        };
+        let host = ("cookie_name", serde_json::json!("__Host-sessionid"));
+        let secure = ("cookie_secure", serde_json::json!(true));
+        for (settings, rule) in [
+            (vec![host.clone()], "cookie_secure = true"),
+            (
+                vec![host.clone(), secure.clone(), ("cookie_path", "/t".into())],
+                "cookie_path = \"/\"",
+            ),
+            (
+                vec![
+                    host.clone(),
+                    secure.clone(),
+                    ("cookie_domain", "example.com".into()),
+                ],
+                "no session.cookie_domain",
+            ),
+            (
+                vec![("cookie_name", "__Secure-sessionid".into())],
+                "cookie_secure = true",
+            ),
+            (
+                vec![("cookie_name", "__host-sessionid".into())],
+                "cookie_secure = true",
+            ),
+        ] {
+            let message = SessionConfig::from_figment(&figment(&settings))
+                .expect_err("must be refused")
+                .to_string();
+            assert!(
+                message.contains("cookie_name") && message.contains(rule),
+                "{message}"
+            );
+        }
+        for settings in [
+            vec![host, secure.clone()],
+            vec![
+                ("cookie_name", "__Secure-sessionid".into()),
+                secure.clone(),
+                ("cookie_path", "/t".into()),
+            ],
+            vec![("cookie_name", "host-sessionid".into())],
+        ] {
+            assert!(
+                SessionConfig::from_figment(&figment(&settings)).is_ok(),
+                "{settings:?}"
+            );
         }
     }
 

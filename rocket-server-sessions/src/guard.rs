@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use rocket::http::Status;
+use rocket::http::{Cookie, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{Ignite, Rocket, Sentinel};
 
@@ -44,24 +44,54 @@ pub enum SessionError {
 impl Slot {
     async fn load(req: &Request<'_>, manager: &SessionManager) -> Slot {
         if !manager.config.enabled {
-            return Slot::Loaded(Mutex::new(SessionState::new(None, None)));
+            return Slot::Loaded(Mutex::new(SessionState::new(None)));
         }
-        let incoming = req
-            .cookies()
-            .get(&manager.config.cookie_name)
-            .map(|c| c.value().to_owned());
-        let record = match &incoming {
-            Some(id) => match manager.store.load(id).await {
-                Ok(record) => record,
+        // The first value that names a live session is the request's session.
+        for value in candidates(req, &manager.config.cookie_name) {
+            match manager.store.load(&value).await {
+                Ok(Some(record)) => {
+                    return Slot::Loaded(Mutex::new(SessionState::new(Some((value, record)))))
+                }
+                Ok(None) => {}
                 Err(e) => {
                     log::error!("loading a session failed: {e}");
                     return Slot::Failed;
                 }
-            },
-            None => None,
-        };
-        Slot::Loaded(Mutex::new(SessionState::new(incoming, record)))
+            }
+        }
+        Slot::Loaded(Mutex::new(SessionState::new(None)))
     }
+}
+
+/// The most values of the session's cookie one request is looked up by.
+const MAX_CANDIDATES: usize = 4;
+
+/// The values of the cookie `name` that the request carried, in the order the browser sent
+/// them, without repeats, [`MAX_CANDIDATES`] at most.
+///
+/// Rocket's cookie jar keeps one value per name, the last; but a request can carry several
+/// (a sibling subdomain can plant a cookie of the same name for the parent domain), and the
+/// browser sends the most specific first. So the `Cookie` headers are read again; the jar is
+/// the answer only when they have none (a local client's cookies are only in the jar).
+fn candidates(req: &Request<'_>, name: &str) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    let sent = req
+        .headers()
+        .get("Cookie")
+        .filter(|header| header.contains(name));
+    for pair in sent.flat_map(|header| header.split(';')) {
+        let Ok(cookie) = Cookie::parse_encoded(pair.trim()) else {
+            continue;
+        };
+        if cookie.name() == name && !values.iter().any(|value| value == cookie.value()) {
+            values.push(cookie.value().to_owned());
+        }
+    }
+    if values.is_empty() {
+        values.extend(req.cookies().get(name).map(|c| c.value().to_owned()));
+    }
+    values.truncate(MAX_CANDIDATES);
+    values
 }
 
 #[rocket::async_trait]

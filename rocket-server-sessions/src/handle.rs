@@ -20,7 +20,8 @@ const TEST_COOKIE_VALUE: &str = "worked";
 /// saved by the fairing.
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
-    /// The cookie value the request carried, adopted or not.
+    /// The cookie value the request carried that named a live session: only a value this
+    /// server issued is ever answered with a removal cookie.
     pub(crate) incoming: Option<String>,
     /// The id of the stored session this request loaded; `None` for a new or flushed session.
     pub(crate) id: Option<String>,
@@ -43,21 +44,19 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    /// The state for a request that carried `incoming` and whose store found `record` for it.
-    pub(crate) fn new(incoming: Option<String>, record: Option<Record>) -> Self {
-        match record {
-            Some(record) => SessionState {
-                id: incoming.clone(),
-                incoming,
+    /// The state for a request whose cookie value named the stored `record`, or for a new
+    /// session.
+    pub(crate) fn new(loaded: Option<(String, Record)>) -> Self {
+        match loaded {
+            Some((id, record)) => SessionState {
+                id: Some(id.clone()),
+                incoming: Some(id),
                 version: record.version,
                 stored_expires: Some(record.expires),
                 data: record.data,
                 ..SessionState::default()
             },
-            None => SessionState {
-                incoming,
-                ..SessionState::default()
-            },
+            None => SessionState::default(),
         }
     }
 
@@ -320,7 +319,7 @@ mod tests {
             expires: OffsetDateTime::now_utc() + Duration::hours(1),
             version: 1,
         };
-        SessionState::new(Some("k".into()), Some(record))
+        SessionState::new(Some(("k".into(), record)))
     }
 
     #[test]

@@ -23,9 +23,7 @@ use clap::{Parser, Subcommand};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket_db_pools::Database;
-use rocket_server_sessions::{
-    redact_password, BuildError, ConfigError, SessionConfig, SessionStore, StoreError,
-};
+use rocket_server_sessions::{BuildError, ConfigError, SessionConfig, SessionStore, StoreError};
 
 use crate::db::{Db, DbPool, MigrationError};
 use crate::stores;
@@ -102,15 +100,9 @@ pub enum Error {
     /// The `[databases.rango]` settings are invalid.
     #[error("invalid [databases.rango] settings: {0}")]
     DatabaseConfig(#[source] Box<rocket::figment::Error>),
-    /// The database cannot be opened.
-    #[error("cannot open the database {url}: {source}")]
-    Connect {
-        /// The configured URL.
-        url: String,
-        /// Why.
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The database cannot be opened: its URL (redacted) and why.
+    #[error("cannot open the database {0}")]
+    Connect(String),
     /// A query failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -199,10 +191,7 @@ impl Context {
             .map_err(|e| Error::DatabaseConfig(Box::new(e)))?;
         DbPool::connect(&config)
             .await
-            .map_err(|source| Error::Connect {
-                url: redact_password(&config.url),
-                source,
-            })
+            .map_err(|e| Error::Connect(crate::db::why_not_opened(&config.url, &e)))
     }
 
     /// [`Context::pool`], checked to have every migration applied.

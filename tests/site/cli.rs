@@ -602,3 +602,51 @@ fn clearsessions_of_cached_db_works_on_the_database_while_redis_is_down() {
         .success();
     assert!(stdout.starts_with("live: 0\n"), "{stdout}");
 }
+
+/// Database URLs with secrets in every place a redaction has missed, each with the pieces of
+/// its secret that must never be printed.
+const SECRET_URLS: [(&str, &[&str]); 6] = [
+    (
+        "postgresql+psycopg://u:zqsecret@127.0.0.1:1/x",
+        &["zqsecret"],
+    ),
+    ("postgress://u:zqsecret@127.0.0.1:1/x", &["zqsecret"]),
+    ("mysql://u:zqsecret@127.0.0.1:1/x", &["zqsecret"]),
+    (
+        "postgres://u@127.0.0.1:1/x?password=zqsecret",
+        &["zqsecret"],
+    ),
+    (
+        "postgres://u:zq1/zq2?zq3#zq4@127.0.0.1:1/x",
+        &["zq1", "zq2", "zq3", "zq4"],
+    ),
+    ("postgres://u:zq1@zq2@127.0.0.1:1/x", &["zq1", "zq2"]),
+];
+
+#[test]
+fn no_database_secret_reaches_the_launch_log_or_the_command_line() {
+    let site = Site::new();
+    for (url, secrets) in SECRET_URLS {
+        let databases = format!("{{rango={{url=\"{url}\",connect_timeout=2}}}}");
+        let env = [
+            ("ROCKET_DATABASES", databases.as_str()),
+            ("ROCKET_LOG_LEVEL", "normal"),
+            ("ROCKET_PORT", "0"),
+        ];
+        let launch = site.rango_with(&["serve"], &env);
+        assert_ne!(launch.status, 0, "{url}: the launch must fail");
+        let cli = site.rango_with(&["clearsessions"], &env);
+        assert_ne!(cli.status, 0, "{url}: clearsessions must fail");
+        let printed = format!(
+            "{}{}{}{}",
+            launch.stdout, launch.stderr, cli.stdout, cli.stderr
+        );
+        assert!(printed.contains("***"), "{url}: {printed}");
+        for secret in secrets {
+            assert!(
+                !printed.contains(secret),
+                "{url} showed {secret}: {printed}"
+            );
+        }
+    }
+}

@@ -73,9 +73,8 @@ async fn hostile_cookies_on_a_reading_page_write_nothing() {
             .dispatch()
             .await;
         assert_eq!(response.status(), Status::Ok, "{value:?}");
-        let removal = session_set_cookie(&response).expect("the bad cookie is dropped");
-        assert!(removal.starts_with("sessionid=;"), "{removal}");
-        assert!(removal.contains("Max-Age=0"), "{removal}");
+        // No removal cookie for a value we did not issue: it may sit beside a real one.
+        assert!(set_cookies(&response).is_empty(), "{value:?}");
         assert_eq!(response.into_string().await.as_deref(), Some("none"));
     }
     assert_eq!(app.session_rows().await, 0);

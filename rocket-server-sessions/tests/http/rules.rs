@@ -1,7 +1,8 @@
 //! The session framework through HTTP: cookies, saving rules, expiry, keys, concurrency.
 
 use crate::common::*;
-use rocket::http::Status;
+use rocket::http::{Header, Status};
+use rocket::local::asynchronous::LocalResponse;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -248,12 +249,82 @@ async fn malformed_cookies_start_a_fresh_session() {
 }
 
 #[tokio::test]
-async fn an_unknown_key_on_a_read_only_page_creates_nothing_and_drops_the_cookie() {
+async fn an_unknown_key_on_a_read_only_page_creates_nothing_and_sends_no_cookie() {
     let app = TestApp::untracked(&[]).await;
     let response = app.get_with("/t/get/a", FORGED).await;
     assert_eq!(response.status(), Status::Ok);
+    // A value this server did not issue (or no longer knows) gets no removal cookie: it may
+    // have been planted beside the visitor's real one, which a removal would delete.
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(app.session_rows().await, 0);
+}
+
+/// A GET of `uri` whose `Cookie` header carries `sessionid` once per value, in this order.
+async fn get_with_cookies<'a>(app: &'a TestApp, uri: &str, values: &[&str]) -> LocalResponse<'a> {
+    let header = values
+        .iter()
+        .map(|value| format!("sessionid={value}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    app.client
+        .get(uri.to_owned())
+        .header(Header::new("Cookie", format!("other=1; {header}")))
+        .dispatch()
+        .await
+}
+
+#[tokio::test]
+async fn of_several_session_cookies_the_first_that_names_a_live_session_wins() {
+    let app = TestApp::untracked(&[]).await;
+    let ann = new_key(&app.get("/t/set/user/ann").await);
+    let bob = new_key(&app.get("/t/set/user/bob").await);
+    for (values, user) in [
+        (vec!["junk", ann.as_str()], "\"ann\""),
+        (vec![ann.as_str(), "junk"], "\"ann\""),
+        (vec![FORGED, bob.as_str(), ann.as_str()], "\"bob\""),
+        (vec![ann.as_str(), bob.as_str()], "\"ann\""),
+    ] {
+        let response = get_with_cookies(&app, "/t/get/user", &values).await;
+        assert_eq!(response.status(), Status::Ok, "{values:?}");
+        assert!(set_cookies(&response).is_empty(), "{values:?}");
+        let body = response.into_string().await;
+        assert_eq!(body.as_deref(), Some(user), "{values:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_planted_session_cookie_never_gets_the_real_one_removed() {
+    let app = TestApp::untracked(&[]).await;
+    let real = new_key(&app.get("/t/set/a/1").await);
+    // Junk or an unknown key planted before (or instead of) the real cookie, on pages that
+    // read, write, empty or flush the session: no removal cookie for what we did not issue.
+    for uri in ["/t/get/a", "/t/remove/b", "/t/clear", "/t/flush"] {
+        let response = get_with_cookies(&app, uri, &["junk", FORGED]).await;
+        assert!(set_cookies(&response).is_empty(), "{uri}");
+    }
+    let body = app.get_with("/t/get/a", &real).await.into_string().await;
+    assert_eq!(
+        body.as_deref(),
+        Some("\"1\""),
+        "the real session is untouched"
+    );
+    // Once the real session is found, emptying it removes its cookie as before.
+    let response = get_with_cookies(&app, "/t/flush", &["junk", &real]).await;
     assert_eq!(session_set_cookie(&response).as_deref(), Some(REMOVAL));
     assert_eq!(app.session_rows().await, 0);
+}
+
+#[tokio::test]
+async fn a_request_is_looked_up_by_four_session_cookies_at_most() {
+    let app = TestApp::untracked(&[]).await;
+    let real = new_key(&app.get("/t/set/a/1").await);
+    let junk = ["j1", "j2", "j3", "j4"];
+    let response =
+        get_with_cookies(&app, "/t/get/a", &[&junk[..], &[real.as_str()]].concat()).await;
+    assert_eq!(response.into_string().await.as_deref(), Some("none"));
+    let response =
+        get_with_cookies(&app, "/t/get/a", &[&junk[..3], &[real.as_str()]].concat()).await;
+    assert_eq!(response.into_string().await.as_deref(), Some("\"1\""));
 }
 
 #[tokio::test]
