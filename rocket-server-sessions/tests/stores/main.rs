@@ -571,3 +571,55 @@ async fn cached_db_reads_a_corrupt_copy_from_the_database_and_writes_it_over() {
         }
     }
 }
+
+#[tokio::test]
+async fn postgres_judges_expiry_by_the_databases_clock_in_loads_counts_and_clears() {
+    let Some(schema) = PgSchema::create("postgres clock skew").await else {
+        return;
+    };
+    // The schema's own now(), found before pg_catalog's: a database clock that the test skews.
+    let url = schema.url().replace(
+        &format!("search_path%3D{}", schema.name),
+        &format!("search_path%3D{}%2Cpg_catalog", schema.name),
+    );
+    let pool = postgres_pool(&url).await;
+    let skew = |hours: i64| {
+        format!(
+            "CREATE OR REPLACE FUNCTION now() RETURNS timestamptz LANGUAGE sql STABLE \
+             AS $$ SELECT pg_catalog.now() + interval '{hours} hours' $$"
+        )
+    };
+    let store = SqlStore::postgres(pool.clone());
+    store.migrate().await.expect("the session table is made");
+    let host_now = OffsetDateTime::now_utc();
+
+    // The database's clock an hour ahead of this host's: a session this host would call live
+    // for half an hour more is expired, for loads, counts and clears alike.
+    sqlx::query(&skew(1)).execute(&pool).await.expect("skewed");
+    let (ending, _) = store
+        .create(&data(json!({"a": 1})), host_now + Duration::minutes(30))
+        .await
+        .expect("created");
+    let (live, _) = store
+        .create(&data(json!({"b": 2})), host_now + Duration::hours(2))
+        .await
+        .expect("created");
+    assert_eq!(store.load(&ending).await.expect("loads"), None);
+    assert!(store.load(&live).await.expect("loads").is_some());
+    let counts = store.count().await.expect("counts").expect("a count");
+    assert_eq!((counts.live, counts.expired), (1, 1));
+    assert_eq!(store.clear_expired().await.expect("clears"), 1);
+
+    // An hour behind: a session this host would call expired half an hour ago is live, and
+    // no clear deletes it (a host whose clock runs ahead never deletes live sessions).
+    sqlx::query(&skew(-1)).execute(&pool).await.expect("skewed");
+    let (lagging, _) = store
+        .create(&data(json!({"c": 3})), host_now - Duration::minutes(30))
+        .await
+        .expect("created");
+    assert!(store.load(&lagging).await.expect("loads").is_some());
+    assert_eq!(store.clear_expired().await.expect("clears"), 0);
+    let counts = store.count().await.expect("counts").expect("a count");
+    assert_eq!((counts.live, counts.expired), (2, 0));
+    assert!(store.load(&lagging).await.expect("loads").is_some());
+}

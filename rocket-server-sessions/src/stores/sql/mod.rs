@@ -52,8 +52,15 @@ pub use listen::CHANNEL;
 
 /// A load: the live session of a key digest at a unix time. (On SQLite, `$1` and `$2` are
 /// parameters 1 and 2 as well, so [`InlineReader`] runs the same statement.)
+#[cfg(feature = "sqlite")]
 const LOAD: &str =
     "SELECT data, expires, version FROM session WHERE key_hash = $1 AND expires > $2";
+
+/// A load on PostgreSQL: expiry judged by the database's clock, as every server sharing the
+/// database and its triggers judge it (see [`SqlStore::now`]).
+#[cfg(feature = "postgres")]
+const LOAD_POSTGRES: &str = "SELECT data, expires, version FROM session \
+     WHERE key_hash = $1 AND expires > EXTRACT(EPOCH FROM now())";
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -233,26 +240,48 @@ impl SqlStore {
         .map_err(StoreError::backend)
     }
 
-    /// The live session of `digest` at `now` (unix seconds), read from the database: on the
-    /// request's own thread if the inline reader can, else on a read lane.
-    async fn read(&self, digest: &[u8; 32], now: i64) -> Result<Option<Record>> {
-        #[cfg(feature = "sqlite")]
-        if let StoreLanes::Sqlite {
-            inline: Some(inline),
-            ..
-        } = &*self.lanes
-        {
-            if let Some(row) = inline.load(digest, now) {
-                return Ok(row.map(record_of));
+    /// The live session of `digest`, read from the database: on SQLite on the request's own
+    /// thread if the inline reader can, else on a read lane; on PostgreSQL by its clock.
+    async fn read(&self, digest: &[u8; 32]) -> Result<Option<Record>> {
+        let row: Option<(String, i64, i64)> = match &*self.lanes {
+            #[cfg(feature = "sqlite")]
+            StoreLanes::Sqlite { inline, read, .. } => {
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                if let Some(row) = inline.as_ref().and_then(|inline| inline.load(digest, now)) {
+                    return Ok(row.map(record_of));
+                }
+                on_lane!(read, conn => sqlx::query_as(LOAD)
+                    .bind(&digest[..])
+                    .bind(now)
+                    .fetch_optional(conn))
+            }
+            #[cfg(feature = "postgres")]
+            StoreLanes::Postgres(lanes) => on_lane!(lanes, conn => sqlx::query_as(LOAD_POSTGRES)
+                .bind(&digest[..])
+                .fetch_optional(conn)),
+        }
+        .map_err(StoreError::backend)?;
+        Ok(row.map(record_of))
+    }
+
+    /// The time (unix seconds) that decides which sessions are expired: the host's clock on
+    /// SQLite (one machine), the database's on PostgreSQL, so that servers whose clocks
+    /// disagree still agree on which sessions are live, and one whose clock runs ahead never
+    /// clears sessions the others still serve. (Expiry dates are written by the clock of the
+    /// server that saves, as the cookie's `Expires` is: a server's skew shifts the lifetime of
+    /// the sessions it saves, never what the others decide.)
+    async fn now(&self) -> Result<i64> {
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => Ok(OffsetDateTime::now_utc().unix_timestamp()),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                sqlx::query_scalar("SELECT CAST(FLOOR(EXTRACT(EPOCH FROM now())) AS BIGINT)")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(StoreError::backend)
             }
         }
-        let row: Option<(String, i64, i64)> =
-            on_store_lane!(self, read, conn => sqlx::query_as(LOAD)
-                .bind(&digest[..])
-                .bind(now)
-                .fetch_optional(conn))
-            .map_err(StoreError::backend)?;
-        Ok(row.map(record_of))
     }
 }
 
@@ -282,8 +311,7 @@ impl Watched for SqlStore {
                 until: None,
             }));
         };
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        Ok(self.read(&digest, now).await?.map(|record| Kept {
+        Ok(self.read(&digest).await?.map(|record| Kept {
             record,
             until: None,
         }))
@@ -303,11 +331,11 @@ fn record_of((data, expires, version): (String, i64, i64)) -> Record {
 impl SessionStore for SqlStore {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
         let Some(key) = SessionKey::parse(id) else {
-            log::warn!("ignored a malformed session cookie ({} bytes)", id.len());
+            // Client input: at debug level, so that a flood of them cannot fill a log.
+            log::debug!("ignored a malformed session cookie ({} bytes)", id.len());
             return Ok(None);
         };
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        self.read(&key.digest(), now).await
+        self.read(&key.digest()).await
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
@@ -395,7 +423,7 @@ impl SessionStore for SqlStore {
         batch: u32,
         progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<u64> {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = self.now().await?;
         let batch = i64::from(batch.max(1));
         let window = batch.saturating_mul(WINDOW_PER_BATCH);
         // Every digest sorts after the empty blob.
@@ -450,11 +478,12 @@ impl SessionStore for SqlStore {
     /// # Errors
     /// [`StoreError::Backend`] when the database fails.
     async fn count(&self) -> Result<Option<SessionCounts>> {
+        let now = self.now().await?;
         let (live, expired): (i64, i64) = on_pool!(&self.pool, pool => sqlx::query_as(
             "SELECT COUNT(*) FILTER (WHERE expires > $1), COUNT(*) FILTER (WHERE expires <= $1) \
              FROM session",
         )
-        .bind(OffsetDateTime::now_utc().unix_timestamp())
+        .bind(now)
         .fetch_one(pool).await)
         .map_err(StoreError::backend)?;
         Ok(Some(SessionCounts {
