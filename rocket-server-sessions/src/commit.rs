@@ -6,7 +6,8 @@
 //! 4. a 5xx response → nothing saved (Django: `status_code < 500`);
 //! 5. emptied → record deleted and a removal cookie (if the browser sent one);
 //! 6. changed, or due (`save_every_request`, a sliding renewal, a cycled key) → saved over the
-//!    version loaded, merged over a concurrent save on conflict, and the cookie set;
+//!    version loaded, merged over a concurrent save on conflict, and the cookie set (with
+//!    `Cache-Control: private`, as on a removal cookie);
 //!    a session deleted meanwhile is never brought back (a 400, Django's `SessionInterrupted`);
 //! 7. the store failed → a 503 page (a session too large for its store: a 500 page).
 //!
@@ -92,8 +93,12 @@ async fn apply(
         Commit::Nothing => {}
         Commit::SetCookie { id, max_age } => {
             res.adjoin_header(session_cookie(config, id, max_age, now));
+            add_cache_control_private(res);
         }
-        Commit::RemoveCookie => res.adjoin_header(removal_cookie(config)),
+        Commit::RemoveCookie => {
+            res.adjoin_header(removal_cookie(config));
+            add_cache_control_private(res);
+        }
         Commit::Interrupted => {
             log::warn!("a session was deleted by a concurrent request before this one saved it");
             return Err((Status::BadRequest, INTERRUPTED.to_owned()));
@@ -351,6 +356,34 @@ fn add_vary_cookie(res: &mut Response<'_>) {
     let mut parts = existing;
     parts.push("Cookie".into());
     res.set_raw_header("Vary", parts.join(", "));
+}
+
+/// Marks a response that sets or removes the session cookie `Cache-Control: private`: a shared
+/// cache must never keep one visitor's `Set-Cookie` for another. What the handler set stays,
+/// but `public`, which would contradict it; `no-store` and `private` already say enough.
+fn add_cache_control_private(res: &mut Response<'_>) {
+    let Some(existing) = res.headers().get_one("Cache-Control") else {
+        res.set_raw_header("Cache-Control", "private");
+        return;
+    };
+    let directives: Vec<&str> = existing
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("public"))
+        .collect();
+    let enough = directives.iter().any(|d| {
+        let name = d.split('=').next().unwrap_or(d).trim();
+        name.eq_ignore_ascii_case("private") || name.eq_ignore_ascii_case("no-store")
+    });
+    let mut merged = directives.join(", ");
+    if !enough {
+        merged = if merged.is_empty() {
+            "private".to_owned()
+        } else {
+            format!("private, {merged}")
+        };
+    }
+    res.set_raw_header("Cache-Control", merged);
 }
 
 /// Replaces the response by a small page: the handler's own page is not what happened.

@@ -1,10 +1,12 @@
 //! Faults, restarts and load, against the real binary and real services: stores that go down
 //! and come back (`outages.rs`), servers killed and restarted (`restarts.rs`), instances that
-//! share a store (`scale_out.rs`), and a bounded load on loopback (`load.rs`). `support.rs` holds
+//! share a store (`scale_out.rs`), a bounded load on loopback (`load.rs`), and an installed
+//! copy of the release binary and a flooded log (`deploy.rs`). `support.rs` holds
 //! the child processes, proxies and private Redis servers they use.
 
 #[path = "../site/common.rs"]
 mod common;
+mod deploy;
 // The session crate's HTTP test harness: routes under /t, requests, cookie assertions.
 #[path = "../../rocket-server-sessions/tests/http/harness.rs"]
 mod harness;

@@ -126,6 +126,9 @@ pub enum Launch {
 /// [`Server::output`] reads.
 pub struct Server {
     child: Option<Child>,
+    /// The binary, and the directory it runs in (where its Rocket.toml is).
+    program: PathBuf,
+    dir: PathBuf,
     /// The port it serves on (kept across restarts).
     pub port: u16,
     env: Vec<(String, String)>,
@@ -150,9 +153,18 @@ impl Server {
 
     /// Starts the binary with `env` and tells whether it came up or exited.
     pub fn launch(env: &[(&str, String)]) -> Launch {
+        let program = PathBuf::from(env!("CARGO_BIN_EXE_rango"));
+        Server::launch_installed(&program, Path::new(env!("CARGO_MANIFEST_DIR")), env)
+    }
+
+    /// Starts `program` in `dir` (where its Rocket.toml, templates and static files are), as
+    /// an installed copy runs, with `env`, and tells whether it came up or exited.
+    pub fn launch_installed(program: &Path, dir: &Path, env: &[(&str, String)]) -> Launch {
         let logs = TempDir::new().expect("temp dir");
         let mut server = Server {
             child: None,
+            program: program.to_owned(),
+            dir: dir.to_owned(),
             port: free_port(),
             env: env
                 .iter()
@@ -174,9 +186,9 @@ impl Server {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rango"));
+        let mut command = Command::new(&self.program);
         command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(&self.dir)
             .env("ROCKET_ADDRESS", "127.0.0.1")
             .env("ROCKET_PORT", self.port.to_string())
             .env("ROCKET_CLI_COLORS", "false")
@@ -344,9 +356,23 @@ impl Http {
     /// # Errors
     /// The connection failed, or no answer came within [`REQUEST_TIMEOUT`].
     pub async fn try_get(&self, url: &str, session: Option<&str>) -> Result<Reply, String> {
+        match session {
+            Some(key) => {
+                let cookie = format!("sessionid={key}");
+                self.try_get_with(url, &[("Cookie", &cookie)]).await
+            }
+            None => self.try_get_with(url, &[]).await,
+        }
+    }
+
+    /// GET `url` with the request headers `headers` (`Host` replaces the URL's).
+    ///
+    /// # Errors
+    /// The connection failed, or no answer came within [`REQUEST_TIMEOUT`].
+    pub async fn try_get_with(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
         let mut request = hyper::Request::get(url);
-        if let Some(key) = session {
-            request = request.header("Cookie", format!("sessionid={key}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
         let exchange = async {

@@ -33,6 +33,12 @@ async fn bad_session_settings_fail_the_launch() {
         ("session.near_cache.size", json!(0)),
         ("rango.visit_interval", json!(-1)),
         ("rango.visits_interval", json!(1)),
+        ("session.cookie_name", json!("__Host-sessionid")),
+        ("session.cookie_name", json!("__Secure-sessionid")),
+        ("allowed_hosts", json!(["example.org:80"])),
+        ("allowed_hosts", json!(["http://example.org"])),
+        ("allowed_hosts", json!("example.org")),
+        ("static_dir", json!("/no/such/directory")),
     ] {
         assert!(
             launch_fails_with(&[(setting, value.clone())]).await,

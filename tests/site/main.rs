@@ -1,6 +1,7 @@
 //! The site's tests, through Rocket's local client and the real binary: its pages (`views.rs`),
-//! its settings (`config.rs`), the command line (`cli.rs`), hostile cookies (`hostile.rs`), the
-//! session rules as its pages meet them (`sessions.rs`) and a real browser (`browser.rs`). The
+//! its settings (`config.rs`), the command line (`cli.rs`), hostile cookies (`hostile.rs`),
+//! Django's security headers and allowed hosts (`security.rs`), the session rules as its pages
+//! meet them (`sessions.rs`) and a real browser (`browser.rs`). The
 //! session framework's own tests are the crate's (`rocket-server-sessions/tests/`); outages,
 //! restarts and load are `tests/faults/`.
 
@@ -12,5 +13,6 @@ mod config;
 #[path = "../../rocket-server-sessions/tests/http/harness.rs"]
 mod harness;
 mod hostile;
+mod security;
 mod sessions;
 mod views;

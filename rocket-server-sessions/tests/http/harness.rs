@@ -138,6 +138,7 @@ pub fn test_routes() -> Vec<Route> {
         set_expiry,
         info,
         fail,
+        cached,
         slow_set,
         slow_flush,
         plain,
@@ -233,6 +234,28 @@ fn info(session: Session<'_>) -> String {
 fn fail(session: Session<'_>, status: u16, key: &str, value: &str) -> (Status, &'static str) {
     session.insert(key, value).expect("a string serializes");
     (Status::from_code(status).expect("a status"), "failed")
+}
+
+/// Sets `key` (unless `value` is `-`, which flushes) and answers with the handler's own
+/// `Cache-Control: <cache>`.
+#[get("/cached/<key>/<value>?<cache>")]
+fn cached(session: Session<'_>, key: &str, value: &str, cache: &str) -> WithCacheControl {
+    if value == "-" {
+        session.flush();
+    } else {
+        session.insert(key, value).expect("a string serializes");
+    }
+    WithCacheControl {
+        body: "ok",
+        cache: rocket::http::Header::new("Cache-Control", cache.to_owned()),
+    }
+}
+
+/// A body with the handler's own `Cache-Control` header.
+#[derive(rocket::Responder)]
+struct WithCacheControl {
+    body: &'static str,
+    cache: rocket::http::Header<'static>,
 }
 
 /// Loads the session, waits `ms`, then sets `key`: two of these overlap.

@@ -755,3 +755,38 @@ async fn concurrent_reads_due_for_sliding_renew_the_session_once() {
     assert_eq!(version, 2, "one renewal, not one per request");
     assert_close(expires, now + 1000, "renewed");
 }
+
+#[tokio::test]
+async fn a_response_that_sets_or_removes_the_cookie_is_private_to_caches() {
+    let app = TestApp::untracked(&[]).await;
+    let response = app.get("/t/set/a/1").await;
+    assert_eq!(response.headers().get_one("Cache-Control"), Some("private"));
+    let key = new_key(&response);
+    // Merged with what the handler said: `public` dropped, the rest kept.
+    for (given, merged) in [
+        ("max-age=60", "private, max-age=60"),
+        ("public, max-age=60", "private, max-age=60"),
+        ("no-store", "no-store"),
+        ("private, max-age=5", "private, max-age=5"),
+        ("", "private"),
+    ] {
+        let uri = format!(
+            "/t/cached/a/{}?cache={}",
+            given.len(),
+            given.replace(' ', "%20")
+        );
+        let response = app.get_with(&uri, &key).await;
+        assert!(session_set_cookie(&response).is_some(), "{given}");
+        let headers: Vec<&str> = response.headers().get("Cache-Control").collect();
+        assert_eq!(headers, [merged], "{given}");
+    }
+    // A removal cookie too.
+    let response = app.get_with("/t/cached/a/-?cache=public", &key).await;
+    assert_eq!(session_set_cookie(&response).as_deref(), Some(REMOVAL));
+    assert_eq!(response.headers().get_one("Cache-Control"), Some("private"));
+    // A page that reads the session and sets no cookie is left as the handler made it.
+    let key = new_key(&app.get("/t/set/a/1").await);
+    let response = app.get_with("/t/get/a", &key).await;
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(response.headers().get_one("Cache-Control"), None);
+}

@@ -1,0 +1,282 @@
+//! Django's security defaults for the site: the response headers of its `SecurityMiddleware`
+//! and clickjacking middleware (set through Rocket's `Shield`), and `ALLOWED_HOSTS`.
+//!
+//! `allowed_hosts` is a top-level setting (`ROCKET_ALLOWED_HOSTS='["example.org"]'` overrides
+//! it), matched as Django matches it: the port ignored, a trailing dot ignored, `.example.org`
+//! for the domain and every subdomain, `*` for any host. A request whose `Host` is not allowed
+//! (or is not a host at all) is answered 400 before any handler runs: its URI is rewritten to a
+//! route of this module that answers nothing else, so no session is loaded and no cookie set.
+//! A request without a `Host` header (HTTP/1.0) names no host to rebind and is served.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::http::uri::Origin;
+use rocket::http::{Header, Method, Status};
+use rocket::shield::{Frame, Policy, Referrer, Shield};
+use rocket::{get, routes, Build, Data, Request, Rocket};
+
+/// The hosts allowed when `allowed_hosts` is not set: this machine, as Django allows with
+/// `DEBUG` and no `ALLOWED_HOSTS`.
+pub const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// Where a request for a host that is not allowed is sent.
+const REFUSED: &str = "/__rango/disallowed-host";
+
+/// The `Cross-Origin-Opener-Policy` header, which Rocket's `Shield` has no policy for.
+#[derive(Default)]
+pub struct CrossOriginOpenerPolicy;
+
+impl Policy for CrossOriginOpenerPolicy {
+    const NAME: &'static str = "Cross-Origin-Opener-Policy";
+
+    fn header(&self) -> Header<'static> {
+        Header::new(Self::NAME, "same-origin")
+    }
+}
+
+/// Rocket's `Shield` with Django's defaults: `X-Content-Type-Options: nosniff`,
+/// `Referrer-Policy: same-origin`, `X-Frame-Options: DENY`, and
+/// `Cross-Origin-Opener-Policy: same-origin`, on every response that has not set its own.
+pub fn shield() -> Shield {
+    Shield::default()
+        .enable(Frame::Deny)
+        .enable(Referrer::SameOrigin)
+        .enable(CrossOriginOpenerPolicy)
+}
+
+/// The `allowed_hosts` patterns, lower case, checked at launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllowedHosts(Vec<String>);
+
+impl AllowedHosts {
+    /// The patterns of `allowed_hosts` in `figment`, or the defaults.
+    ///
+    /// # Errors
+    /// A message naming the setting when it is not a list of host patterns.
+    pub fn from_figment(figment: &rocket::figment::Figment) -> Result<Self, String> {
+        let patterns: Vec<String> = match figment.extract_inner("allowed_hosts") {
+            Ok(patterns) => patterns,
+            Err(e) if e.missing() => DEFAULT_ALLOWED_HOSTS.map(str::to_owned).to_vec(),
+            Err(e) => return Err(format!("invalid setting allowed_hosts: {e}")),
+        };
+        let mut checked = Vec::with_capacity(patterns.len());
+        for pattern in patterns {
+            let lower = pattern.trim().to_ascii_lowercase();
+            let host = lower.strip_prefix('.').unwrap_or(&lower);
+            if lower != "*" && split_host(host) != Some((host, false)) {
+                return Err(format!(
+                    "invalid setting allowed_hosts: {pattern:?} is not a host name, an IP \
+                     address, \".example.org\" (a domain and its subdomains) or \"*\" (no port)"
+                ));
+            }
+            checked.push(lower);
+        }
+        Ok(AllowedHosts(checked))
+    }
+
+    /// Whether a request whose `Host` header is `host` may be served.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let Some((domain, _)) = split_host(&host) else {
+            return false;
+        };
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        self.0.iter().any(|pattern| {
+            pattern == "*"
+                || pattern == domain
+                || pattern.strip_prefix('.').is_some_and(|parent| {
+                    domain == parent
+                        || domain
+                            .strip_suffix(parent)
+                            .is_some_and(|sub| sub.ends_with('.'))
+                })
+        })
+    }
+}
+
+/// The host of a `Host` value (lower case) and whether it had a port; `None` when it is not a
+/// host name, an IPv4 address or a bracketed IPv6 address, with an optional numeric port.
+fn split_host(value: &str) -> Option<(&str, bool)> {
+    let (host, port) = if value.starts_with('[') {
+        let end = value.find(']')? + 1;
+        let (host, rest) = value.split_at(end);
+        let inside = &host[1..end - 1];
+        let ipv6 = inside.contains(':')
+            && inside
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        match rest.strip_prefix(':') {
+            Some(port) if ipv6 => (host, Some(port)),
+            None if ipv6 && rest.is_empty() => (host, None),
+            _ => return None,
+        }
+    } else {
+        let (host, port) = match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        };
+        let name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+        if host.is_empty() || !host.chars().all(name) {
+            return None;
+        }
+        (host, port)
+    };
+    match port {
+        Some(port) if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) => None,
+        port => Some((host, port.is_some())),
+    }
+}
+
+/// Refuses requests for hosts that are not allowed.
+pub struct HostCheck;
+
+/// The fairing that checks every request's `Host` against `allowed_hosts`.
+pub fn host_check() -> HostCheck {
+    HostCheck
+}
+
+#[rocket::async_trait]
+impl Fairing for HostCheck {
+    fn info(&self) -> Info {
+        Info {
+            name: "Allowed hosts",
+            kind: Kind::Ignite | Kind::Request,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        match AllowedHosts::from_figment(rocket.figment()) {
+            Ok(hosts) => Ok(rocket.manage(hosts).mount("/", routes![disallowed_host])),
+            Err(e) => {
+                log::error!("{e}");
+                Err(rocket)
+            }
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        let Some(hosts) = req.rocket().state::<AllowedHosts>() else {
+            return;
+        };
+        let refused = match req.headers().get_one("Host") {
+            Some(host) if !hosts.allows(host) => host.to_owned(),
+            _ => return,
+        };
+        REFUSALS.note(&refused);
+        req.set_method(Method::Get);
+        req.set_uri(Origin::const_new(REFUSED, None));
+    }
+}
+
+/// What a refused request gets: the 400 page, from the site's catcher.
+#[get("/__rango/disallowed-host")]
+fn disallowed_host() -> Status {
+    Status::BadRequest
+}
+
+/// Warnings about refused hosts: one line a second at most, with how many were refused since
+/// the last, so that a flood of them (a scan, a DNS rebinding attempt) cannot fill a log.
+struct Throttled {
+    /// The unix second of the last line.
+    last: AtomicI64,
+    /// Refusals since the last line.
+    unsaid: AtomicU64,
+}
+
+static REFUSALS: Throttled = Throttled {
+    last: AtomicI64::new(0),
+    unsaid: AtomicU64::new(0),
+};
+
+impl Throttled {
+    fn note(&self, host: &str) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let last = self.last.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let more = self.unsaid.swap(0, Ordering::Relaxed);
+            let host: String = host
+                .chars()
+                .take(100)
+                .flat_map(char::escape_debug)
+                .collect();
+            log::warn!(
+                "refused a request for host \"{host}\", not in allowed_hosts \
+                 (and {more} more refused since the last such warning)"
+            );
+        } else {
+            self.unsaid.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocket::figment::providers::Serialized;
+    use rocket::figment::Figment;
+
+    fn hosts(patterns: &[&str]) -> AllowedHosts {
+        let figment = Figment::new().merge(Serialized::global("allowed_hosts", patterns));
+        AllowedHosts::from_figment(&figment).expect("valid patterns")
+    }
+
+    #[test]
+    fn hosts_match_as_djangos_allowed_hosts() {
+        let default = AllowedHosts::from_figment(&Figment::new()).expect("the defaults");
+        for host in [
+            "localhost",
+            "LOCALHOST:8000",
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "[::1]",
+        ] {
+            assert!(default.allows(host), "{host}");
+        }
+        for host in [
+            "example.org",
+            "127.0.0.2",
+            "localhost.evil.org",
+            "",
+            ":80",
+            "local host",
+        ] {
+            assert!(!default.allows(host), "{host}");
+        }
+        let site = hosts(&[".example.org", "rango.test"]);
+        for host in [
+            "example.org",
+            "www.example.org:443",
+            "a.b.example.org",
+            "rango.test.",
+        ] {
+            assert!(site.allows(host), "{host}");
+        }
+        for host in [
+            "badexample.org",
+            "example.org.evil",
+            "rango.test:x",
+            "www.rango.test",
+        ] {
+            assert!(!site.allows(host), "{host}");
+        }
+        assert!(hosts(&["*"]).allows("anything.example"));
+        assert!(!hosts(&["*"]).allows("not a host"));
+    }
+
+    #[test]
+    fn patterns_that_are_not_hosts_are_refused_by_name() {
+        for bad in ["example.org:80", "http://example.org", "ex ample.org", ""] {
+            let figment = Figment::new().merge(Serialized::global("allowed_hosts", [bad]));
+            let message = AllowedHosts::from_figment(&figment).expect_err(bad);
+            assert!(message.contains("allowed_hosts"), "{message}");
+        }
+        let figment = Figment::new().merge(Serialized::global("allowed_hosts", "example.org"));
+        assert!(AllowedHosts::from_figment(&figment).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! A deployment as README's "Deploying" section describes it: the release binary installed
+//! beside its Rocket.toml, templates and static files, far from the build directory; and
+//! the log of a server that hostile clients flood.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tempfile::TempDir;
+
+use crate::support::{in_ci, say, sqlite_url, Http, Launch, Server};
+
+/// The release binary: `RANGO_RELEASE_BIN`, which `.ci/run` sets after `cargo build --release`.
+/// Elsewhere, without it, the binary under test (built the same way for where it finds its
+/// files) stands in, and the test says so.
+fn release_binary(test: &str) -> PathBuf {
+    match std::env::var_os("RANGO_RELEASE_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ if in_ci() => panic!("{test}: CI is set but RANGO_RELEASE_BIN is not"),
+        _ => {
+            say(&format!(
+                "{test}: RANGO_RELEASE_BIN is not set: installing the debug binary instead"
+            ));
+            PathBuf::from(env!("CARGO_BIN_EXE_rango"))
+        }
+    }
+}
+
+/// Copies `from` (a file or a directory, recursively) to `to`.
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("a directory");
+        for entry in std::fs::read_dir(from).expect("a listing") {
+            let entry = entry.expect("an entry");
+            copy(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).expect("a copy");
+    }
+}
+
+/// An installed copy of the site in a fresh directory: the binary, Rocket.toml, templates/ and
+/// static/, whose stylesheet ends with a comment only this copy has.
+struct Installed {
+    dir: TempDir,
+    binary: PathBuf,
+    stylesheet: String,
+}
+
+const MARK: &str = "/* installed copy */";
+
+impl Installed {
+    fn new(test: &str) -> Installed {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = TempDir::new().expect("temp dir");
+        let binary = dir.path().join("rango");
+        copy(&release_binary(test), &binary);
+        for item in ["Rocket.toml", "templates", "static"] {
+            copy(&source.join(item), &dir.path().join(item));
+        }
+        let css = dir.path().join("static/css/rango.css");
+        let mut stylesheet = std::fs::read_to_string(&css).expect("the stylesheet");
+        stylesheet.push_str(MARK);
+        stylesheet.push('\n');
+        std::fs::write(&css, &stylesheet).expect("the stylesheet is written");
+        Installed {
+            dir,
+            binary,
+            stylesheet,
+        }
+    }
+
+    fn launch(&self) -> Launch {
+        let env = [(
+            "ROCKET_DATABASES",
+            format!("{{rango={{url=\"{}\"}}}}", sqlite_url(self.dir.path())),
+        )];
+        Server::launch_installed(&self.binary, self.dir.path(), &env)
+    }
+}
+
+#[tokio::test]
+async fn the_release_binary_serves_every_page_from_wherever_it_is_installed() {
+    let installed = Installed::new("deploy");
+    let server = match installed.launch() {
+        Launch::Serving(server) => server,
+        Launch::Exited(status, output) => panic!("the installed copy exited ({status}):\n{output}"),
+    };
+    let http = Http::fresh();
+    for (page, status) in [
+        ("/rango/", 200),
+        ("/rango/about/", 200),
+        ("/no/such/page", 404),
+    ] {
+        let reply = http.get(&server.url(page), None).await;
+        assert_eq!(reply.status, status, "{page}: {}", reply.body);
+        assert!(reply.body.contains("/static/css/rango.css"), "{page}");
+    }
+    assert!(http
+        .get(&server.url("/rango/"), None)
+        .await
+        .body
+        .contains("Python"));
+    // The stylesheet is the installed copy's, not the build directory's.
+    let reply = http.get(&server.url("/static/css/rango.css"), None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, installed.stylesheet);
+    assert!(reply.body.ends_with(&format!("{MARK}\n")));
+}
+
+#[tokio::test]
+async fn an_installation_without_its_static_files_refuses_to_launch_and_says_why() {
+    let installed = Installed::new("deploy without static/");
+    std::fs::remove_dir_all(installed.dir.path().join("static")).expect("removed");
+    match installed.launch() {
+        Launch::Serving(_) => panic!("served without its static files"),
+        Launch::Exited(_, output) => {
+            assert!(output.contains("static_dir"), "{output}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_malformed_cookies_and_foreign_hosts_adds_few_log_lines() {
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&[(
+        "ROCKET_DATABASES",
+        format!("{{rango={{url=\"{}\"}}}}", sqlite_url(dir.path())),
+    )]);
+    let http = Http::pooled();
+    let url = server.url("/rango/about/");
+    let started = Instant::now();
+    const FLOOD: usize = 300;
+    for i in 0..FLOOD {
+        let cookie = format!("sessionid=not-a-key-{i}");
+        let reply = http
+            .try_get_with(&url, &[("Cookie", &cookie)])
+            .await
+            .expect("an answer");
+        assert_eq!(reply.status, 200);
+        let host = format!("rebind-{i}.evil.example");
+        let reply = http
+            .try_get_with(&url, &[("Host", &host)])
+            .await
+            .expect("an answer");
+        assert_eq!(reply.status, 400);
+    }
+    let seconds = started.elapsed().as_secs() as usize;
+    let output = server.output();
+    let cookie_lines = output.matches("malformed session cookie").count();
+    let host_lines = output
+        .lines()
+        .filter(|l| l.contains("allowed_hosts"))
+        .count();
+    assert_eq!(cookie_lines, 0, "{output}");
+    assert!(
+        (1..=seconds + 2).contains(&host_lines),
+        "{host_lines} warnings about hosts in {seconds} s:\n{output}"
+    );
+    say(&format!(
+        "log flood: {FLOOD} malformed cookies and {FLOOD} foreign hosts in {seconds} s: \
+         {cookie_lines} + {host_lines} lines"
+    ));
+}

@@ -1,0 +1,144 @@
+//! Django's security defaults: the headers of its SecurityMiddleware and clickjacking
+//! middleware on every response, and `allowed_hosts` (Django's `ALLOWED_HOSTS`).
+
+use rocket::http::{Header, Status};
+use serde_json::json;
+
+use crate::common::*;
+
+/// The headers every response carries, and their values.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+];
+
+#[tokio::test]
+async fn every_response_carries_djangos_security_headers() {
+    let app = TestApp::untracked(&[]).await;
+    for (uri, status) in [
+        ("/rango/", Status::Ok),
+        ("/rango/about/", Status::Ok),
+        ("/static/css/rango.css", Status::Ok),
+        ("/rango/category/no-such-category/", Status::NotFound),
+        ("/no/such/page", Status::NotFound),
+    ] {
+        let response = app.get(uri).await;
+        assert_eq!(response.status(), status, "{uri}");
+        for (name, value) in SECURITY_HEADERS {
+            let values: Vec<&str> = response.headers().get(name).collect();
+            assert_eq!(values, [value], "{uri}: {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_page_that_sets_the_session_cookie_is_private_to_shared_caches() {
+    let app = TestApp::untracked(&[]).await;
+    let response = app.get("/rango/").await;
+    assert!(session_set_cookie(&response).is_some());
+    assert_eq!(response.headers().get_one("Cache-Control"), Some("private"));
+    // The stylesheet sets no cookie: a cache may keep it.
+    let response = app.get("/static/css/rango.css").await;
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(response.headers().get_one("Cache-Control"), None);
+}
+
+/// GET `uri` with the `Host` header `host`.
+async fn get_for_host<'a>(
+    app: &'a TestApp,
+    uri: &str,
+    host: &str,
+) -> rocket::local::asynchronous::LocalResponse<'a> {
+    app.client
+        .get(uri.to_owned())
+        .header(Header::new("Host", host.to_owned()))
+        .dispatch()
+        .await
+}
+
+#[tokio::test]
+async fn a_host_not_allowed_gets_a_400_page_and_no_session() {
+    let app = TestApp::untracked(&[]).await;
+    let key = new_key(&app.get("/rango/").await);
+    for host in [
+        "evil.example",
+        "evil.example:8000",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "not a host",
+        "[::2]:8000",
+    ] {
+        for uri in [
+            "/rango/",
+            "/rango/about/",
+            "/t/set/a/1",
+            "/static/css/rango.css",
+        ] {
+            let response = app
+                .client
+                .get(uri)
+                .header(Header::new("Host", host))
+                .cookie(rocket::http::Cookie::new("sessionid", key.clone()))
+                .dispatch()
+                .await;
+            assert_eq!(response.status(), Status::BadRequest, "{host} {uri}");
+            assert!(set_cookies(&response).is_empty(), "{host} {uri}");
+            assert_eq!(
+                vary(&response),
+                None,
+                "{host} {uri}: the session was loaded"
+            );
+            assert_eq!(response.headers().get_one("X-Frame-Options"), Some("DENY"));
+            let body = response.into_string().await.expect("a page");
+            assert!(body.contains("400"), "{host} {uri}: {body}");
+        }
+    }
+    // Nothing reached a session: the visit count is where the first visit left it.
+    assert_eq!(app.session_rows().await, 1);
+    let body = app
+        .get_with("/rango/about/", &key)
+        .await
+        .into_string()
+        .await;
+    assert_eq!(visits(&body.expect("a page")), 1);
+}
+
+#[tokio::test]
+async fn allowed_hosts_are_served_whatever_their_port() {
+    let app = TestApp::untracked(&[]).await;
+    for host in [
+        "localhost",
+        "localhost:8000",
+        "127.0.0.1:8000",
+        "[::1]:8000",
+        "LOCALHOST",
+    ] {
+        let response = get_for_host(&app, "/rango/", host).await;
+        assert_eq!(response.status(), Status::Ok, "{host}");
+    }
+    // Without a Host header (HTTP/1.0, or this local client) there is no host to rebind.
+    assert_eq!(app.get("/rango/").await.status(), Status::Ok);
+}
+
+#[tokio::test]
+async fn allowed_hosts_come_from_the_setting_and_its_environment_override() {
+    let app = TestApp::untracked(&[("allowed_hosts", json!([".example.org"]))]).await;
+    for (host, status) in [
+        ("example.org", Status::Ok),
+        ("www.example.org:443", Status::Ok),
+        ("localhost", Status::BadRequest),
+        ("badexample.org", Status::BadRequest),
+    ] {
+        let response = get_for_host(&app, "/rango/about/", host).await;
+        assert_eq!(response.status(), status, "{host}");
+    }
+
+    let figment = rocket_figment_with_env(&[("ROCKET_ALLOWED_HOSTS", r#"["rango.test"]"#)]);
+    let hosts = rango::security::AllowedHosts::from_figment(&figment).expect("valid");
+    assert!(hosts.allows("rango.test:8000"));
+    assert!(!hosts.allows("localhost"));
+    let default = rango::security::AllowedHosts::from_figment(&rocket_figment()).expect("valid");
+    assert!(default.allows("localhost:8000"));
+}
