@@ -111,3 +111,107 @@ async fn two_instances_sharing_redis_in_front_of_postgresql_keep_one_session() {
         ));
     one_session_across_two_instances(figment).await;
 }
+
+/// How soon after a server reaches Redis again another server serves what it saved while it
+/// could not (README: "Stores", cached_db).
+const CONSISTENT_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[tokio::test]
+async fn cached_db_servers_agree_within_a_bound_after_one_loses_redis_while_saving() {
+    let Some(schema) = PgSchema::create("cached_db_cut_from_redis").await else {
+        return;
+    };
+    let Some(redis) = RedisPrefix::create("cached_db_cut_from_redis") else {
+        return;
+    };
+    // A reaches Redis through a proxy the test cuts; B directly.
+    let target = redis
+        .url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_owned();
+    let proxy = crate::support::Proxy::start(&target);
+    let dir = TempDir::new().expect("temp dir");
+    let shared = local_sqlite(&dir)
+        .merge(Serialized::global("databases.rango.url", schema.url()))
+        .merge(Serialized::global("session.backend", "cached_db"))
+        .merge(Serialized::global(
+            "session.redis.key_prefix",
+            &redis.prefix,
+        ));
+    let a = TestApp::on(shared.clone().merge(Serialized::global(
+        "session.redis.url",
+        format!("redis://{}/0", proxy.address()),
+    )))
+    .await;
+    let b = TestApp::on(shared.merge(Serialized::global("session.redis.url", &redis.url))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let value_on = |app: &'static str, key: String| {
+        let instance = if app == "a" { &a } else { &b };
+        async move {
+            instance
+                .get_with("/t/get/v", &key)
+                .await
+                .into_string()
+                .await
+                .unwrap_or_default()
+        }
+    };
+
+    let key = new_key(&a.get("/t/set/v/1").await);
+    assert_eq!(
+        value_on("b", key.clone()).await,
+        "\"1\"",
+        "B has it, and keeps it near"
+    );
+
+    // Cut from Redis, A saves to the database alone (its copy fails), and says so.
+    proxy.cut();
+    assert_eq!(a.get_with("/t/set/v/2", &key).await.status().code, 200);
+    assert_eq!(value_on("a", key.clone()).await, "\"2\"");
+    // Redis is back, but A leaves it alone for a few seconds after the failure: this save's
+    // copy is skipped.
+    proxy.restore();
+    assert_eq!(a.get_with("/t/set/v/3", &key).await.status().code, 200);
+    let restored = std::time::Instant::now();
+    loop {
+        let seen = value_on("b", key.clone()).await;
+        if seen == "\"3\"" {
+            break;
+        }
+        assert!(
+            restored.elapsed() < std::time::Duration::from_secs(10),
+            "B still serves {seen} 10 s after A reached Redis again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let took = restored.elapsed();
+    crate::support::say(&format!(
+        "cached_db: B served A's save {took:?} after the restore"
+    ));
+    assert!(took < CONSISTENT_WITHIN, "{took:?}");
+
+    // A logout on A while it is cut off: once A reaches Redis again, B ends the session too.
+    proxy.cut();
+    assert_eq!(a.get_with("/t/flush", &key).await.status().code, 200);
+    proxy.restore();
+    let restored = std::time::Instant::now();
+    loop {
+        let seen = value_on("b", key.clone()).await;
+        if seen == "none" {
+            break;
+        }
+        assert!(
+            restored.elapsed() < std::time::Duration::from_secs(10),
+            "B still serves {seen} 10 s after the logout reached Redis"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let took = restored.elapsed();
+    crate::support::say(&format!(
+        "cached_db: B ended the session {took:?} after the restore"
+    ));
+    assert!(took < CONSISTENT_WITHIN, "{took:?}");
+}

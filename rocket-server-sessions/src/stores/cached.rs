@@ -11,17 +11,23 @@
 //! reaches Redis again ends the pause. Deletes always try Redis: a logged-out session must not
 //! stay in the cache if Redis can be told.
 //!
-//! A save whose copy to Redis failed or was skipped leaves an older copy there, which must not
-//! be served once Redis is back (a frozen Redis that thaws keeps its data): every copy carries
-//! the time it was written, and copies written before Redis last failed are read again from the
-//! database (and written over) instead of being served.
+//! A save whose copy to Redis failed or was skipped leaves an older copy there, which the
+//! other servers sharing Redis would go on serving (and keeping in their near caches) until it
+//! expires. So the store notes the name of every copy it could not bring up to date, and a task
+//! invalidates them as soon as Redis answers again (trying every [`STALE_RETRY`]); Redis then
+//! reports the change to every server's near cache. Another server serves the old version
+//! while this one cannot reach Redis, and for at most a second or two after it can; if this
+//! server dies first, for at most the copy's [`CACHE_TTL`]. This server itself never serves
+//! such a copy: every copy carries the time it was written, and copies written before Redis
+//! last failed here are read again from the database (and written over) instead of being
+//! served.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-
-use std::sync::Weak;
 
 use super::near::{Cache, Kept, Watched};
 use super::redis::{unix_ms, Entry, RedisStore, CACHE_TTL};
@@ -30,6 +36,13 @@ use crate::store::{Result, SessionCounts, SessionStore};
 
 /// How long the store leaves Redis alone after it failed.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How often copies that a save could not bring up to date are invalidated again, until Redis
+/// answers.
+pub const STALE_RETRY: Duration = Duration::from_millis(250);
+
+/// How many stale copies are remembered at most; past that, the rest expire by their TTL.
+const MAX_STALE: usize = 100_000;
 
 /// A Redis cache in front of the store `S`.
 #[derive(Debug)]
@@ -41,6 +54,18 @@ pub struct CachedStore<S> {
     /// When (unix milliseconds) Redis last failed: copies written before then may be older
     /// than the database (their updates could not be copied), so they are not served.
     distrust_before: AtomicI64,
+    /// The copies to invalidate once Redis answers again.
+    stale: Arc<Mutex<Stale>>,
+}
+
+/// Names of copies in Redis that a save could not bring up to date, and whether a task is
+/// invalidating them.
+#[derive(Debug, Default)]
+struct Stale {
+    names: HashSet<String>,
+    invalidating: bool,
+    /// Names that did not fit (past [`MAX_STALE`]) since the last warning.
+    dropped: u64,
 }
 
 fn now_ms() -> i64 {
@@ -55,6 +80,7 @@ impl<S: SessionStore> CachedStore<S> {
             db,
             paused_until: AtomicI64::new(0),
             distrust_before: AtomicI64::new(0),
+            stale: Arc::default(),
         }
     }
 
@@ -96,10 +122,66 @@ impl<S: SessionStore> CachedStore<S> {
         }
     }
 
-    /// Writes `record` to the cache unless it holds something newer; a failure only warns.
+    /// Writes `record`, just saved in the database, to the cache unless it holds something
+    /// newer; when that fails or Redis is paused, the copy there is stale.
     async fn fill(&self, id: &str, record: &Record) {
-        if !self.paused() {
-            self.noted(self.cache.put_if_newer(id, record).await);
+        if self.paused()
+            || self
+                .noted(self.cache.put_if_newer(id, record).await)
+                .is_none()
+        {
+            self.stale(id);
+        }
+    }
+
+    /// Notes that the copy of `id` in Redis may be older than the database, and makes sure a
+    /// task invalidates it as soon as Redis answers.
+    fn stale(&self, id: &str) {
+        let Some(name) = self.cache.watched_name(id) else {
+            return;
+        };
+        let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
+        if stale.names.len() < MAX_STALE {
+            stale.names.insert(name);
+        } else {
+            stale.dropped += 1;
+        }
+        if !stale.invalidating {
+            stale.invalidating = true;
+            rocket::tokio::spawn(invalidate_stale(
+                self.cache.clone(),
+                Arc::clone(&self.stale),
+            ));
+        }
+    }
+}
+
+/// Invalidates the stale copies, every [`STALE_RETRY`] until Redis answers, then ends.
+async fn invalidate_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
+    let lock = || stale.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut invalidated = 0_u64;
+    loop {
+        rocket::tokio::time::sleep(STALE_RETRY).await;
+        let names: Vec<String> = lock().names.iter().take(1000).cloned().collect();
+        for name in &names {
+            if cache.invalidate_at(name).await.is_err() {
+                break;
+            }
+            lock().names.remove(name);
+            invalidated += 1;
+        }
+        let mut stale = lock();
+        if stale.names.is_empty() {
+            stale.invalidating = false;
+            if stale.dropped > 0 {
+                log::warn!(
+                    "{} more session copies in the cache may be stale until they expire (at \
+                     most {CACHE_TTL} s)",
+                    std::mem::take(&mut stale.dropped)
+                );
+            }
+            log::info!("invalidated {invalidated} session copies that Redis missed");
+            return;
         }
     }
 }
@@ -150,7 +232,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.db.delete(id).await?;
         // A tombstone, so that a read in flight cannot put the session back in the cache.
         if self.noted(self.cache.bury(id).await).is_none() {
-            log::warn!("a deleted session may linger in the session cache until it expires there");
+            self.stale(id);
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ mod redis;
 mod sql;
 
 #[cfg(feature = "redis")]
-pub use cached::{CachedStore, RETRY_AFTER};
+pub use cached::{CachedStore, RETRY_AFTER, STALE_RETRY};
 #[cfg(feature = "cookie")]
 pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;

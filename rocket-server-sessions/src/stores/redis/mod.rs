@@ -309,12 +309,17 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Backend`] when Redis does not answer.
     pub async fn invalidate(&self, id: &str) -> Result<()> {
-        let Some(key) = SessionKey::parse(id) else {
-            return Ok(());
-        };
-        let redis_key = self.redis_key(&key);
+        match SessionKey::parse(id) {
+            Some(key) => self.invalidate_at(&self.redis_key(&key)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the copy under `redis_key` (a session's [`Watched::watched_name`]), but not a
+    /// tombstone.
+    pub(crate) async fn invalidate_at(&self, redis_key: &str) -> Result<()> {
         let mut invocation = self.invalidate.prepare_invoke();
-        invocation.key(&redis_key);
+        invocation.key(redis_key);
         let outcome = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
         outcome.map(|_| ()).map_err(backend)
     }
