@@ -359,7 +359,9 @@ proptest! {
     }
 
     /// A sealed cookie with one character changed, cut short or grown, does not open as
-    /// anything but the original session.
+    /// anything but the original session. (It may open as that: base64's last character
+    /// carries bits the decoder drops, so a few spellings of one sealed value exist; each is
+    /// the same session, which only its holder has.)
     #[test]
     fn tampered_cookies_do_not_open(
         data in arb_data(),
@@ -381,10 +383,7 @@ proptest! {
         let tampered: String = chars.into_iter().collect();
         match block_on(store.load(&tampered)).expect("never an error") {
             None => {}
-            Some(record) => {
-                prop_assert_eq!(&tampered, &sealed, "a changed cookie opened");
-                prop_assert_eq!(record.data, data);
-            }
+            Some(record) => prop_assert_eq!(record.data, data, "opened as another session"),
         }
     }
 }

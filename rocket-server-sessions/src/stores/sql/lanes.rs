@@ -1,16 +1,22 @@
-//! Connections a store keeps for itself, outside sqlx's pool: the session store's hot path.
+//! Connections a store keeps, each for one operation at a time: the session store's hot path.
 //!
 //! sqlx 0.7's pool checks a connection with a ping when it hands it out and again, always, when
 //! it takes it back (`PoolConnection::return_to_pool`). On PostgreSQL each ping is a network
 //! round trip; on SQLite it is a round trip to the connection's worker thread, two context
 //! switches. A session load through the pool therefore cost three round trips instead of one
 //! (measured on SQLite: 5.4 context switches per load through the pool, 1.8 on a connection of
-//! its own). [`Lanes`] holds a few connections, each behind an async mutex: an operation takes a
-//! free one, runs its statement (prepared once per connection and cached, as sqlx does), and
-//! gives it back, with no ping either way.
+//! its own). [`Lanes`] keeps a few connections, each behind an async mutex: an operation takes
+//! the first free one, runs its statement (prepared once per connection and cached, as sqlx
+//! does), and leaves it in its lane, with no ping either way.
 //!
-//! A connection is opened on first use, with the pool's own options (so SQLite gets the same
-//! pragmas), and dropped when an operation on it fails other than by a statement error the
+//! Where connections come from ([`Source`]): on SQLite, connections of the lanes' own, opened
+//! with the pool's options (so they get the same pragmas); on PostgreSQL, connections taken
+//! from the application's pool and kept ([`Borrowed`]), so that store and application share
+//! the pool's `max_connections`, which is what a PostgreSQL server limits. A lane opens (or
+//! takes) a connection only when every open lane is busy, and a task lets go of those that
+//! served nothing for the pool's `idle_timeout` (back to the pool, which closes them).
+//!
+//! A connection is dropped when an operation on it fails other than by a statement error the
 //! database reported, times out, or is abandoned half way (a cancelled request): the next
 //! operation opens a fresh one. When a connection turns out to be broken (the database
 //! restarted, or went away and came back), every connection opened before is dropped too, and
@@ -23,24 +29,107 @@
 //! the ceiling, write 0.69 → 0.85, update 0.58 → 0.75; SQLite update 0.60 → 0.72; one writer
 //! for SQLite took its write-path p99 from 167–208 ms to 10–12 ms.
 
+use std::future::Future;
+use std::ops::DerefMut;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use rocket::tokio::sync::{Mutex, MutexGuard};
 use rocket::tokio::time::timeout;
-use sqlx::{ConnectOptions, Connection};
+#[cfg(feature = "postgres")]
+use sqlx::pool::PoolConnection;
+#[cfg(feature = "sqlite")]
+use sqlx::ConnectOptions;
+use sqlx::Connection;
+#[cfg(feature = "postgres")]
+use sqlx::{Database, Pool};
 
-/// An open connection and the generation it was opened in.
-struct Open<C> {
-    conn: C,
-    generation: u64,
+/// Where the connections of lanes come from.
+pub(crate) trait Source: Send + Sync + 'static {
+    /// What a lane holds.
+    type Held: DerefMut<Target = Self::Conn> + Send + 'static;
+    /// The connection an operation runs on.
+    type Conn: Connection;
+
+    /// A connection for a lane that has none.
+    fn open(&self) -> impl Future<Output = Result<Self::Held, sqlx::Error>> + Send;
+
+    /// Lets go of a connection that may be broken or half way through a statement.
+    fn discard(held: Self::Held) {
+        drop(held);
+    }
 }
 
+/// Connections of the lanes' own, opened with the pool's options: for SQLite, where the pool's
+/// pings are what lanes avoid and connections cost the database nothing to hold.
+#[cfg(feature = "sqlite")]
+pub(crate) struct Own<C: Connection>(pub(crate) Arc<C::Options>);
+
+#[cfg(feature = "sqlite")]
+/// A connection of the lanes' own.
+pub(crate) struct Plain<C>(C);
+
+#[cfg(feature = "sqlite")]
+impl<C> std::ops::Deref for Plain<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<C> DerefMut for Plain<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.0
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<C: Connection + 'static> Source for Own<C> {
+    type Held = Plain<C>;
+    type Conn = C;
+
+    async fn open(&self) -> Result<Plain<C>, sqlx::Error> {
+        self.0.connect().await.map(Plain)
+    }
+}
+
+/// Connections taken from the application's pool and kept (no ping per operation), so that the
+/// store and the application share one budget, the pool's `max_connections`: for PostgreSQL,
+/// whose server caps the connections of every client together.
+#[cfg(feature = "postgres")]
+pub(crate) struct Borrowed<DB: Database>(pub(crate) Pool<DB>);
+
+#[cfg(feature = "postgres")]
+impl<DB: Database> Source for Borrowed<DB> {
+    type Held = PoolConnection<DB>;
+    type Conn = DB::Connection;
+
+    async fn open(&self) -> Result<PoolConnection<DB>, sqlx::Error> {
+        self.0.acquire().await
+    }
+
+    /// Closed, not handed back: the pool must not give it to anyone else.
+    fn discard(held: PoolConnection<DB>) {
+        drop(held.detach());
+    }
+}
+
+/// An open connection, the generation it was opened in, and when it last served.
+struct Open<H> {
+    conn: H,
+    generation: u64,
+    used: Instant,
+}
+
+/// The slots of lanes: each holds a connection or none.
+type Slots<H> = [Mutex<Option<Open<H>>>];
+
 /// A few connections of one database, each used by one operation at a time.
-pub(crate) struct Lanes<C: Connection> {
-    options: Arc<C::Options>,
-    slots: Box<[Mutex<Option<Open<C>>>]>,
+pub(crate) struct Lanes<S: Source> {
+    source: S,
+    slots: Arc<Slots<S::Held>>,
     next: AtomicUsize,
     /// Bumped when a connection is found broken: connections of older generations are not
     /// trusted any more and are reopened on their next use.
@@ -48,7 +137,7 @@ pub(crate) struct Lanes<C: Connection> {
     timeout: Duration,
 }
 
-impl<C: Connection> std::fmt::Debug for Lanes<C> {
+impl<S: Source> std::fmt::Debug for Lanes<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lanes")
             .field("lanes", &self.slots.len())
@@ -76,33 +165,53 @@ pub(crate) fn broke(e: &sqlx::Error) -> bool {
     }
 }
 
-impl<C: Connection> Lanes<C> {
-    /// Up to `count` connections (at least one) opened with `options`; an operation, connecting
-    /// included, fails after `limit`.
-    pub(crate) fn new(options: Arc<C::Options>, count: usize, limit: Duration) -> Self {
+impl<S: Source> Lanes<S> {
+    /// Up to `count` connections (at least one) from `source`; an operation, connecting
+    /// included, fails after `limit`. A connection that served nothing for `idle` is let go
+    /// (by a task of the current runtime, if there is one).
+    pub(crate) fn new(source: S, count: usize, limit: Duration, idle: Duration) -> Self {
+        let slots: Arc<Slots<S::Held>> = (0..count.max(1)).map(|_| Mutex::new(None)).collect();
+        if let Ok(runtime) = rocket::tokio::runtime::Handle::try_current() {
+            runtime.spawn(let_idle_go(Arc::downgrade(&slots), idle));
+        }
         Lanes {
-            options,
-            slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            source,
+            slots,
             next: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             timeout: limit,
         }
     }
 
-    /// A connection for one operation: a free one if there is one, else the next in turn once
-    /// it is free; opened if it is not open yet, or reopened if it is older than a broken one.
+    /// A connection for one operation: the first free open one; else a new one, if a lane has
+    /// none (so connections are opened only when every open one is busy); else the next lane in
+    /// turn once it is free. Reopened if it is older than a broken one.
     ///
     /// # Errors
     /// The connection cannot be opened, or no lane frees up in time.
-    pub(crate) async fn lane(&self) -> Result<Lane<'_, C>, sqlx::Error> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.slots.len();
-        let free = (0..n).find_map(|i| self.slots[(start + i) % n].try_lock().ok());
-        let mut slot = match free {
+    pub(crate) async fn lane(&self) -> Result<Lane<'_, S>, sqlx::Error> {
+        let mut closed = None;
+        let mut open = None;
+        for slot in self.slots.iter() {
+            let Ok(slot) = slot.try_lock() else {
+                continue;
+            };
+            if slot.is_some() {
+                open = Some(slot);
+                break;
+            }
+            if closed.is_none() {
+                closed = Some(slot);
+            }
+        }
+        let mut slot = match open.or(closed) {
             Some(slot) => slot,
-            None => timeout(self.timeout, self.slots[start % n].lock())
-                .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)?,
+            None => {
+                let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+                timeout(self.timeout, self.slots[turn].lock())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?
+            }
         };
         let generation = self.generation.load(Ordering::Acquire);
         if slot
@@ -110,14 +219,20 @@ impl<C: Connection> Lanes<C> {
             .is_some_and(|open| open.generation < generation)
         {
             // Dropped without a goodbye: it may be broken.
-            slot.take();
+            if let Some(old) = slot.take() {
+                S::discard(old.conn);
+            }
         }
         let reused = slot.is_some();
         if !reused {
-            let conn = timeout(self.timeout, self.options.connect())
+            let conn = timeout(self.timeout, self.source.open())
                 .await
                 .map_err(|_| timed_out())??;
-            *slot = Some(Open { conn, generation });
+            *slot = Some(Open {
+                conn,
+                generation,
+                used: Instant::now(),
+            });
         }
         Ok(Lane {
             slot,
@@ -129,19 +244,41 @@ impl<C: Connection> Lanes<C> {
     }
 }
 
+/// Every `idle / 2`, lets go of the connections that served nothing for `idle` (back to the
+/// pool they came from, which closes them when they stay idle there), until the lanes are gone.
+async fn let_idle_go<H: Send + 'static>(slots: Weak<Slots<H>>, idle: Duration) {
+    let mut tick = rocket::tokio::time::interval((idle / 2).max(Duration::from_millis(100)));
+    loop {
+        tick.tick().await;
+        let Some(slots) = slots.upgrade() else {
+            return;
+        };
+        for slot in slots.iter() {
+            if let Ok(mut slot) = slot.try_lock() {
+                if slot
+                    .as_ref()
+                    .is_some_and(|open| open.used.elapsed() >= idle)
+                {
+                    slot.take();
+                }
+            }
+        }
+    }
+}
+
 /// One connection, taken for one operation. Unless [`Lane::finish`] says the operation ended
 /// with the connection in a known state, dropping the lane closes the connection.
-pub(crate) struct Lane<'a, C: Connection> {
-    slot: MutexGuard<'a, Option<Open<C>>>,
+pub(crate) struct Lane<'a, S: Source> {
+    slot: MutexGuard<'a, Option<Open<S::Held>>>,
     generation: &'a AtomicU64,
     clean: bool,
     reused: bool,
     timeout: Duration,
 }
 
-impl<C: Connection> Lane<'_, C> {
+impl<S: Source> Lane<'_, S> {
     /// The connection.
-    pub(crate) fn conn(&mut self) -> &mut C {
+    pub(crate) fn conn(&mut self) -> &mut S::Conn {
         // `Lanes::lane` opened it; nothing takes it out before the lane is dropped.
         &mut self
             .slot
@@ -166,6 +303,9 @@ impl<C: Connection> Lane<'_, C> {
         match outcome {
             Ok(Ok(value)) => {
                 self.clean = true;
+                if let Some(open) = self.slot.as_mut() {
+                    open.used = Instant::now();
+                }
                 Ok(value)
             }
             Ok(Err(e)) if broke(&e) => {
@@ -198,11 +338,13 @@ pub(crate) enum Failure {
     Fatal(sqlx::Error),
 }
 
-impl<C: Connection> Drop for Lane<'_, C> {
+impl<S: Source> Drop for Lane<'_, S> {
     fn drop(&mut self) {
         if !self.clean {
             // Broken, timed out, or left half way: the next operation opens a fresh one.
-            self.slot.take();
+            if let Some(open) = self.slot.take() {
+                S::discard(open.conn);
+            }
         }
     }
 }
@@ -248,16 +390,21 @@ mod tests {
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::SqliteConnection;
 
-    fn lanes(dir: &tempfile::TempDir, count: usize) -> Lanes<SqliteConnection> {
+    fn lanes(dir: &tempfile::TempDir, count: usize) -> Lanes<Own<SqliteConnection>> {
         let options = SqliteConnectOptions::new()
             .filename(dir.path().join("lanes.sqlite3"))
             .create_if_missing(true);
-        Lanes::new(Arc::new(options), count, Duration::from_secs(30))
+        Lanes::new(
+            Own(Arc::new(options)),
+            count,
+            Duration::from_secs(30),
+            Duration::from_secs(600),
+        )
     }
 
     /// Whether the lane's connection is the one that made the temporary table `mark` (temporary
     /// tables belong to one connection).
-    async fn marked(lanes: &Lanes<SqliteConnection>) -> bool {
+    async fn marked(lanes: &Lanes<Own<SqliteConnection>>) -> bool {
         let found: Result<Option<(i64,)>, sqlx::Error> = on_lane!(lanes, conn => async {
             sqlx::query_as("SELECT COUNT(*) FROM sqlite_temp_master WHERE name = 'mark'")
                 .fetch_optional(conn)
@@ -266,7 +413,7 @@ mod tests {
         found.expect("query").is_some_and(|(n,)| n == 1)
     }
 
-    async fn mark(lanes: &Lanes<SqliteConnection>) {
+    async fn mark(lanes: &Lanes<Own<SqliteConnection>>) {
         let made: Result<(), sqlx::Error> = on_lane!(lanes, conn => async {
             sqlx::query("CREATE TEMP TABLE mark (x)").execute(conn).await.map(drop)
         });

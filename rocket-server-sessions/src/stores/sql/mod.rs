@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "postgres")]
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 #[cfg(feature = "sqlite")]
 use sqlx::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
@@ -45,6 +45,10 @@ use crate::stores::near::{Cache, Kept, Watched};
 
 #[cfg(feature = "sqlite")]
 use inline::InlineReader;
+#[cfg(feature = "postgres")]
+use lanes::Borrowed;
+#[cfg(feature = "sqlite")]
+use lanes::Own;
 use lanes::{on_lane, Lanes};
 
 #[cfg(feature = "postgres")]
@@ -124,12 +128,12 @@ enum StoreLanes {
     #[cfg(feature = "sqlite")]
     Sqlite {
         inline: Option<InlineReader>,
-        read: Lanes<SqliteConnection>,
-        write: Lanes<SqliteConnection>,
+        read: Lanes<Own<SqliteConnection>>,
+        write: Lanes<Own<SqliteConnection>>,
     },
     /// Loads and saves alike on up to as many connections as the pool may open.
     #[cfg(feature = "postgres")]
-    Postgres(Lanes<PgConnection>),
+    Postgres(Lanes<Borrowed<sqlx::Postgres>>),
 }
 
 /// Runs `$body` with `$conn` bound to a connection of the `$kind` (`read` or `write`) lanes of
@@ -143,6 +147,14 @@ macro_rules! on_store_lane {
             StoreLanes::Postgres(lanes) => on_lane!(lanes, $conn => $body),
         }
     };
+}
+
+/// How long a connection the store keeps may serve nothing before it is let go: the pool's
+/// `idle_timeout`, or sqlx's default of ten minutes.
+fn idle<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Duration {
+    pool.options()
+        .get_idle_timeout()
+        .unwrap_or(Duration::from_secs(600))
 }
 
 /// The session table on SQLite: what [`SqlStore::migrate`] makes.
@@ -169,8 +181,8 @@ impl SqlStore {
                 readers,
                 LOAD,
             ),
-            read: Lanes::new(pool.connect_options(), readers, limit),
-            write: Lanes::new(pool.connect_options(), 1, limit),
+            read: Lanes::new(Own(pool.connect_options()), readers, limit, idle(&pool)),
+            write: Lanes::new(Own(pool.connect_options()), 1, limit, idle(&pool)),
         };
         SqlStore {
             pool: Pool::Sqlite(pool),
@@ -181,14 +193,22 @@ impl SqlStore {
     }
 
     /// A store on a PostgreSQL pool, whose database needs the `session` table and its triggers,
-    /// which [`SqlStore::migrate`] makes. It opens its own connections as the pool would, and
-    /// never more than the pool's `max_connections`.
+    /// which [`SqlStore::migrate`] makes.
+    ///
+    /// The store and the application share the pool's `max_connections`: the store takes the
+    /// connections it keeps from the pool (at most half of them, so the application's own
+    /// queries always find some), takes another only when every one it keeps is busy, and
+    /// gives back those that served nothing for the pool's `idle_timeout`. A near cache
+    /// ([`NearCached`](crate::stores::NearCached)) adds two connections of its own. So a
+    /// server holds at most `max_connections + 2`.
     #[cfg(feature = "postgres")]
     pub fn postgres(pool: PgPool) -> Self {
+        let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
         let lanes = StoreLanes::Postgres(Lanes::new(
-            pool.connect_options(),
-            usize::try_from(pool.options().get_max_connections()).unwrap_or(1),
+            Borrowed(pool.clone()),
+            max / 2,
             pool.options().get_acquire_timeout(),
+            idle(&pool),
         ));
         SqlStore {
             pool: Pool::Postgres(pool),
