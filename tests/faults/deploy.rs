@@ -161,3 +161,128 @@ async fn a_flood_of_malformed_cookies_and_foreign_hosts_adds_few_log_lines() {
          {cookie_lines} + {host_lines} lines"
     ));
 }
+
+/// README's nginx server block (without TLS), for `port`, in front of `upstream`, with a
+/// short header timeout so that a test can wait it out.
+fn nginx_config(dir: &Path, port: u16, upstream: u16) -> String {
+    let dir = dir.display();
+    format!(
+        "daemon off;\n\
+         master_process off;\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {dir}/body;\n\
+           proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fastcgi;\n\
+           uwsgi_temp_path {dir}/uwsgi;\n\
+           scgi_temp_path {dir}/scgi;\n\
+           limit_conn_zone $binary_remote_addr zone=perip:10m;\n\
+           server {{\n\
+             listen 127.0.0.1:{port};\n\
+             server_name rango.test;\n\
+             client_header_timeout 2s;\n\
+             client_body_timeout 10s;\n\
+             client_max_body_size 1m;\n\
+             limit_conn perip 32;\n\
+             location / {{\n\
+               proxy_pass http://127.0.0.1:{upstream};\n\
+               proxy_set_header Host $host;\n\
+               proxy_set_header X-Real-IP $remote_addr;\n\
+             }}\n\
+           }}\n\
+         }}\n"
+    )
+}
+
+/// A child process stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        crate::support::signal(&self.0, libc::SIGTERM);
+        crate::support::wait_or_kill(&mut self.0, std::time::Duration::from_secs(5));
+    }
+}
+
+#[tokio::test]
+async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_are_cut() {
+    let Some(nginx) = crate::support::program("nginx", "behind nginx") else {
+        return;
+    };
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&[
+        (
+            "ROCKET_DATABASES",
+            format!("{{rango={{url=\"{}\"}}}}", sqlite_url(dir.path())),
+        ),
+        ("ROCKET_ALLOWED_HOSTS", r#"["rango.test"]"#.to_owned()),
+        ("ROCKET_RANGO", "{visit_interval=0}".to_owned()),
+    ]);
+    let port = crate::support::free_port();
+    let config = dir.path().join("nginx.conf");
+    std::fs::write(&config, nginx_config(dir.path(), port, server.port)).expect("config");
+    let _nginx = Child(
+        std::process::Command::new(nginx)
+            .arg("-c")
+            .arg(&config)
+            .arg("-p")
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    crate::support::wait_for("nginx to listen", crate::support::STARTUP, || {
+        crate::support::listening(port)
+    });
+
+    let http = Http::fresh();
+    let url = format!("http://127.0.0.1:{port}/rango/");
+    let host = [("Host", "rango.test")];
+    let first = http.try_get_with(&url, &host).await.expect("an answer");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let key = first.session.clone().expect("a session cookie");
+    let cookie = format!("sessionid={key}");
+    let again = http
+        .try_get_with(&url, &[("Host", "rango.test"), ("Cookie", &cookie)])
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (first.visits(), again.visits()),
+        (1, 2),
+        "the session goes on"
+    );
+
+    // The client's Host reaches the site, which refuses what it does not serve.
+    for foreign in ["127.0.0.1", "evil.example"] {
+        let refused = http
+            .try_get_with(&url, &[("Host", foreign)])
+            .await
+            .expect("an answer");
+        assert_eq!(refused.status, 400, "{foreign}");
+        assert_eq!(refused.session, None, "{foreign}");
+    }
+
+    // A client that never finishes its headers is cut by nginx, not left to hold Rocket.
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    slow.write_all(b"GET /rango/ HTTP/1.1\r\nHost: rango.test\r\n")
+        .expect("half a request");
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a timeout");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(8),
+        "nginx held a slow client for {waited:?}"
+    );
+    say(&format!(
+        "behind nginx: a client that never finished its headers was cut after {waited:?}"
+    ));
+}

@@ -86,7 +86,7 @@ pub fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 }
 
 /// Sends `signal` to the process `child`.
-fn signal(child: &Child, signal: libc::c_int) {
+pub fn signal(child: &Child, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).expect("a pid");
     // SAFETY: kill(2) on our own child's pid; it has not been reaped, so the pid is still ours.
     unsafe {
@@ -95,7 +95,7 @@ fn signal(child: &Child, signal: libc::c_int) {
 }
 
 /// Waits at most `within` for `child` to exit; kills it if it does not.
-fn wait_or_kill(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+pub fn wait_or_kill(child: &mut Child, within: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + within;
     loop {
         if let Ok(Some(status)) = child.try_wait() {

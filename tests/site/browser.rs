@@ -3,7 +3,7 @@
 //! browser-close one — whether the session survives closing the browser — so each mode runs
 //! two browsers, one after the other, on the same profile directory.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-browser.sh`). Without them
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-test-tools.sh`). Without them
 //! the tests say they were skipped and pass, unless `CI` is set: then they fail.
 //!
 //! The persistent test also saves screenshots of the index and about pages under
@@ -82,7 +82,7 @@ fn browser_installed(test: &str) -> bool {
         return true;
     }
     let why = format!(
-        "{} not found; scripts/install-browser.sh installs Debian's chromium and chromium-driver",
+        "{} not found; scripts/install-test-tools.sh installs Debian's chromium and chromium-driver",
         missing.join(" and ")
     );
     if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
