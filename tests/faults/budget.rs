@@ -14,7 +14,7 @@ use sqlx::Connection;
 use tempfile::TempDir;
 
 use crate::common::*;
-use crate::services::{unique_name, PgSchema};
+use crate::services::{run_from_drop, unique_name, PgSchema};
 use crate::support::say;
 
 /// Each server's `max_connections`.
@@ -68,29 +68,15 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&url).await?;
-                sqlx::query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-                )
-                .bind(&name)
-                .execute(&mut conn)
-                .await?;
-                sqlx::query(&format!("DROP ROLE IF EXISTS {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .map(drop)
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test role {}", self.name);
+        let statements = [
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'",
+                self.name
+            ),
+            format!("DROP ROLE IF EXISTS {}", self.name),
+        ];
+        if let Err(e) = run_from_drop(&self.admin_url, &statements) {
+            eprintln!("could not drop test role {}: {e}", self.name);
         }
     }
 }

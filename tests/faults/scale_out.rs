@@ -148,21 +148,10 @@ async fn cached_db_servers_agree_within_a_bound_after_one_loses_redis_while_savi
     .await;
     let b = TestApp::on(shared.merge(Serialized::global("session.redis.url", &redis.url))).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let value_on = |app: &'static str, key: String| {
-        let instance = if app == "a" { &a } else { &b };
-        async move {
-            instance
-                .get_with("/t/get/v", &key)
-                .await
-                .into_string()
-                .await
-                .unwrap_or_default()
-        }
-    };
 
     let key = new_key(&a.get("/t/set/v/1").await);
     assert_eq!(
-        value_on("b", key.clone()).await,
+        value_of(&b, &key).await,
         "\"1\"",
         "B has it, and keeps it near"
     );
@@ -170,24 +159,12 @@ async fn cached_db_servers_agree_within_a_bound_after_one_loses_redis_while_savi
     // Cut from Redis, A saves to the database alone (its copy fails), and says so.
     proxy.cut();
     assert_eq!(a.get_with("/t/set/v/2", &key).await.status().code, 200);
-    assert_eq!(value_on("a", key.clone()).await, "\"2\"");
+    assert_eq!(value_of(&a, &key).await, "\"2\"");
     // Redis is back, but A leaves it alone for a few seconds after the failure: this save's
     // copy is skipped.
     proxy.restore();
     assert_eq!(a.get_with("/t/set/v/3", &key).await.status().code, 200);
-    let restored = std::time::Instant::now();
-    loop {
-        let seen = value_on("b", key.clone()).await;
-        if seen == "\"3\"" {
-            break;
-        }
-        assert!(
-            restored.elapsed() < std::time::Duration::from_secs(10),
-            "B still serves {seen} 10 s after A reached Redis again"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let took = restored.elapsed();
+    let took = until_served(&b, &key, "\"3\"").await;
     crate::support::say(&format!(
         "cached_db: B served A's save {took:?} after the restore"
     ));
@@ -197,21 +174,31 @@ async fn cached_db_servers_agree_within_a_bound_after_one_loses_redis_while_savi
     proxy.cut();
     assert_eq!(a.get_with("/t/flush", &key).await.status().code, 200);
     proxy.restore();
-    let restored = std::time::Instant::now();
-    loop {
-        let seen = value_on("b", key.clone()).await;
-        if seen == "none" {
-            break;
-        }
-        assert!(
-            restored.elapsed() < std::time::Duration::from_secs(10),
-            "B still serves {seen} 10 s after the logout reached Redis"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let took = restored.elapsed();
+    let took = until_served(&b, &key, "none").await;
     crate::support::say(&format!(
         "cached_db: B ended the session {took:?} after the restore"
     ));
     assert!(took < CONSISTENT_WITHIN, "{took:?}");
+}
+
+/// The session value `v` that `app` serves for `key`.
+async fn value_of(app: &TestApp, key: &str) -> String {
+    let response = app.get_with("/t/get/v", key).await;
+    response.into_string().await.unwrap_or_default()
+}
+
+/// How long until `app` serves `expected` as the value `v` of `key` (10 s at most).
+async fn until_served(app: &TestApp, key: &str, expected: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let seen = value_of(app, key).await;
+        if seen == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "still {seen} instead of {expected} after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

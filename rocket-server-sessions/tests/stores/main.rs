@@ -497,6 +497,19 @@ async fn load_together<S: SessionStore>(
     [a, b, c]
 }
 
+/// Three new sessions, of users ann, bob and cid.
+async fn sessions_of_ann_bob_and_cid<S: SessionStore>(store: &S) -> Vec<String> {
+    let mut ids = Vec::new();
+    for user in ["ann", "bob", "cid"] {
+        let (id, _) = store
+            .create(&data(json!({ "user": user })), in_an_hour())
+            .await
+            .expect("created");
+        ids.push(id);
+    }
+    ids
+}
+
 #[tokio::test]
 async fn redis_entry_that_does_not_decode_is_an_empty_session_and_hurts_no_other() {
     let Some((store, prefix)) = new_redis_store_without_near_cache().await else {
@@ -504,14 +517,7 @@ async fn redis_entry_that_does_not_decode_is_an_empty_session_and_hurts_no_other
     };
     let mut conn = prefix.connection().expect("Redis answers");
     for (corruption, corrupt) in corruptions() {
-        let mut ids = Vec::new();
-        for user in ["ann", "bob", "cid"] {
-            let (id, _) = store
-                .create(&data(json!({ "user": user })), in_an_hour())
-                .await
-                .expect("created");
-            ids.push(id);
-        }
+        let ids = sessions_of_ann_bob_and_cid(&store).await;
         corrupt(&mut conn, &store.watched_name(&ids[1]).expect("a name"));
 
         let [ann, bob, cid] = load_together(&store, [&ids[0], &ids[1], &ids[2]]).await;
@@ -545,14 +551,7 @@ async fn cached_db_reads_a_corrupt_copy_from_the_database_and_writes_it_over() {
     let cached = CachedStore::new(redis.clone(), sql);
     let mut conn = prefix.connection().expect("Redis answers");
     for (corruption, corrupt) in corruptions() {
-        let mut ids = Vec::new();
-        for user in ["ann", "bob", "cid"] {
-            let (id, _) = cached
-                .create(&data(json!({ "user": user })), in_an_hour())
-                .await
-                .expect("created");
-            ids.push(id);
-        }
+        let ids = sessions_of_ann_bob_and_cid(&cached).await;
         corrupt(&mut conn, &redis.watched_name(&ids[1]).expect("a name"));
 
         let loaded = load_together(&cached, [&ids[0], &ids[1], &ids[2]]).await;

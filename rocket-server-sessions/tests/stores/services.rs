@@ -92,26 +92,40 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        // Drop runs outside any runtime that could be blocked on: use a thread of its own.
-        let (url, name) = (self.base_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
-                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .execute(&mut conn)
-                    .await
-                    .map(|_| ())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
+        let drop_schema = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        if run_from_drop(&self.base_url, &[drop_schema]).is_err() {
             eprintln!("could not drop test schema {}", self.name);
         }
     }
+}
+
+/// Runs `statements` on the database at `url`, one after the other, from a `Drop`: on a
+/// thread and runtime of its own, outside any runtime that could be blocked on.
+///
+/// # Errors
+/// The first statement that fails, or the connection.
+pub fn run_from_drop(url: &str, statements: &[String]) -> Result<(), String> {
+    let (url, statements) = (url.to_owned(), statements.to_vec());
+    let ran = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            for statement in &statements {
+                sqlx::query(statement)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| format!("{statement}: {e}"))?;
+            }
+            Ok(())
+        })
+    })
+    .join();
+    ran.unwrap_or_else(|_| Err("the thread panicked".into()))
 }
 
 /// A Redis key prefix of this test alone; its keys are deleted when dropped.
