@@ -9,7 +9,7 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use rocket_server_sessions::stores::SqlStore;
-use rocket_server_sessions::{redact_password, StoreError};
+use rocket_server_sessions::{redact_in, redact_password, StoreError};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -83,6 +83,14 @@ impl DbPool {
         let url = config.url.as_str();
         let connect_timeout = Duration::from_secs(config.connect_timeout);
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            if config.max_connections < 2 {
+                return Err(sqlx::Error::Configuration(
+                    "databases.rango.max_connections must be at least 2 on PostgreSQL: the \
+                     session store keeps up to half of the connections, the pages' queries \
+                     need the rest"
+                        .into(),
+                ));
+            }
             let connect = PgConnectOptions::from_str(url)?.disable_statement_logging();
             let pool = pool_options::<Postgres>(config)
                 .connect_with(connect)
@@ -145,9 +153,11 @@ impl DbPool {
 /// `url` (redacted) and why it could not be opened: `e`, with the URL redacted wherever the
 /// driver's message shows it. What the server's launch and the command line print.
 pub fn why_not_opened(url: &str, e: &sqlx::Error) -> String {
-    let redacted = redact_password(url);
-    let why = e.to_string().replace(url, &redacted);
-    format!("{redacted}: {why}")
+    format!(
+        "{}: {}",
+        redact_password(url),
+        redact_in(&e.to_string(), url)
+    )
 }
 
 /// The pool settings of `config`, for either database.

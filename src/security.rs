@@ -6,7 +6,8 @@
 //! for the domain and every subdomain, `*` for any host. A request whose `Host` is not allowed
 //! (or is not a host at all) is answered 400 before any handler runs: its URI is rewritten to a
 //! route of this module that answers nothing else, so no session is loaded and no cookie set.
-//! A request without a `Host` header (HTTP/1.0) names no host to rebind and is served.
+//! Over HTTP/2 the host is the request's `:authority`. A request that names no host at all
+//! (HTTP/1.0 without `Host`) names none to rebind, and is served.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -159,10 +160,19 @@ impl Fairing for HostCheck {
         let Some(hosts) = req.rocket().state::<AllowedHosts>() else {
             return;
         };
-        let refused = match req.headers().get_one("Host") {
-            Some(host) if !hosts.allows(host) => host.to_owned(),
-            _ => return,
+        // HTTP/1 names the host in `Host`; HTTP/2 in `:authority`, which Rocket keeps as the
+        // request's host.
+        let host = match req.headers().get_one("Host") {
+            Some(host) => host.to_owned(),
+            None => match req.host() {
+                Some(host) => host.to_string(),
+                None => return,
+            },
         };
+        if hosts.allows(&host) {
+            return;
+        }
+        let refused = host;
         REFUSALS.note(&refused);
         req.set_method(Method::Get);
         req.set_uri(Origin::const_new(REFUSED, None));

@@ -143,54 +143,97 @@ where
 /// - The password of the user info (`redis://:secret@host` → `redis://:***@host`), even when
 ///   it holds a raw `@`, `/`, `?` or `#` (which a URL parser takes for the end of the user
 ///   info or the host): the user info ends at the URL's last `@`. A `@` in the query then hides
-///   more than the password, never less.
-/// - The value of a query parameter that names a secret (`password`, `sslpassword`, `secret`,
-///   `token`, `pass`, `pwd`, in any case): `?password=secret` → `?password=***`.
+///   more than the password, never less. Without `//` (`postgres:u:pw@host`), everything from
+///   the scheme's `:` to the last `@`.
+/// - The value of a parameter that names a secret (`password`, `sslpassword`, `secret`,
+///   `token`, `pass`, `pwd`, in any case, percent-encoded or not), in a query
+///   (`?password=secret` → `?password=***`) or in a libpq keyword string
+///   (`host=db password=secret`).
 ///
 /// Whatever the scheme: an unsupported URL is shown redacted too.
 pub fn redact_password(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (&url[..scheme.len() + 3], rest),
-        None => ("", url),
-    };
+    redaction(url).0
+}
+
+/// `text` (a driver's error message, say) with `url` redacted wherever it appears, and every
+/// secret of `url` wherever it appears on its own (a driver may quote part of a malformed URL).
+pub fn redact_in(text: &str, url: &str) -> String {
+    let (redacted, mut secrets) = redaction(url);
+    let mut text = text.replace(url, &redacted);
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    for secret in secrets.iter().filter(|secret| secret.len() >= 2) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    text
+}
+
+/// `url` redacted, and the secrets it held.
+fn redaction(url: &str) -> (String, Vec<String>) {
+    let mut secrets = Vec::new();
     let mut redacted = String::with_capacity(url.len());
-    redacted.push_str(scheme);
-    let mut tail = rest;
-    if !scheme.is_empty() {
-        if let Some(at) = rest.rfind('@') {
-            if let Some((user, _password)) = rest[..at].split_once(':') {
-                redacted.push_str(user);
-                redacted.push_str(":***");
-                tail = &rest[at..];
+    let mut tail = url;
+    if let Some(at) = url.rfind('@') {
+        let (head, rest) = url.split_at(at);
+        // After `scheme://`, the user's `:`; without `//`, the scheme's own `:`.
+        let colon = match head.find("://") {
+            Some(sep) => head[sep + 3..].find(':').map(|c| sep + 3 + c),
+            None => head.find(':'),
+        };
+        if let Some(colon) = colon {
+            redacted.push_str(&head[..=colon]);
+            redacted.push_str("***");
+            let hidden = &head[colon + 1..];
+            secrets.push(hidden.to_owned());
+            // Without `//`, what is hidden may be `user:password`: the password on its own too.
+            if let Some((_, password)) = hidden.split_once(':') {
+                secrets.push(password.to_owned());
+            }
+            tail = rest;
+        }
+    }
+    // Parameters: split at the separators of queries and keyword strings, keeping them.
+    let mut rest = tail;
+    loop {
+        let end = rest
+            .find([' ', '\t', '&', '?', ';', '#'])
+            .unwrap_or(rest.len());
+        let (pair, after) = rest.split_at(end);
+        match pair.split_once('=') {
+            Some((name, value)) if names_a_secret(name) => {
+                redacted.push_str(name);
+                redacted.push_str("=***");
+                secrets.push(value.to_owned());
+            }
+            _ => redacted.push_str(pair),
+        }
+        let Some(separator) = after.chars().next() else {
+            break;
+        };
+        redacted.push(separator);
+        rest = &after[separator.len_utf8()..];
+    }
+    (redacted, secrets)
+}
+
+/// Whether a parameter's name (percent-encoded or not) says its value is a secret.
+fn names_a_secret(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|b| char::from(*b).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
             }
         }
     }
-    let (before_fragment, fragment) = match tail.find('#') {
-        Some(hash) => tail.split_at(hash),
-        None => (tail, ""),
-    };
-    match before_fragment.split_once('?') {
-        Some((path, query)) => {
-            redacted.push_str(path);
-            redacted.push('?');
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if names_a_secret(name) => format!("{name}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            redacted.push_str(&pairs.join("&"));
-        }
-        None => redacted.push_str(before_fragment),
-    }
-    redacted.push_str(fragment);
-    redacted
-}
-
-/// Whether a query parameter's name says its value is a secret.
-fn names_a_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    let name = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
     ["password", "secret", "token"]
         .iter()
         .any(|word| name.contains(word))
@@ -484,6 +527,16 @@ mod tests {
                 "postgres://u:pw@db/x?application_name=a@b",
                 "postgres://u:***@b",
             ),
+            ("postgres:/u:pw@db/x", "postgres:***@db/x"),
+            ("postgres:u:pw@db/x", "postgres:***@db/x"),
+            (
+                "host=db user=u password=pw dbname=x",
+                "host=db user=u password=*** dbname=x",
+            ),
+            (
+                "postgres://db/x?pass%77ord=pw",
+                "postgres://db/x?pass%77ord=***",
+            ),
         ] {
             assert_eq!(redact_password(url), redacted, "{url}");
         }
@@ -496,6 +549,15 @@ mod tests {
         ] {
             assert_eq!(redact_password(unchanged), unchanged);
         }
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_what_a_driver_says_of_a_url() {
+        let url = "postgres:/u:hunter2@db/x";
+        let said = format!("database \"u:hunter2@db/x\" does not exist (url {url})");
+        let shown = redact_in(&said, url);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres:***@db/x"), "{shown}");
     }
 
     #[test]

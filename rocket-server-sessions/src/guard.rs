@@ -70,9 +70,11 @@ const MAX_CANDIDATES: usize = 4;
 /// them, without repeats, [`MAX_CANDIDATES`] at most.
 ///
 /// Rocket's cookie jar keeps one value per name, the last; but a request can carry several
-/// (a sibling subdomain can plant a cookie of the same name for the parent domain), and the
-/// browser sends the most specific first. So the `Cookie` headers are read again; the jar is
-/// the answer only when they have none (a local client's cookies are only in the jar).
+/// (a sibling subdomain can plant a cookie of the same name for the parent domain; browsers
+/// send longer paths first, then older cookies), and planted junk must not hide the real one.
+/// So the `Cookie` headers are read again; the jar is the answer only when they have none (a
+/// local client's cookies are only in the jar). A `__Host-` cookie name is what keeps other
+/// hosts from planting one at all.
 fn candidates(req: &Request<'_>, name: &str) -> Vec<String> {
     let mut values: Vec<String> = Vec::new();
     let sent = req

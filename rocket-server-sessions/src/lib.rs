@@ -68,7 +68,7 @@ mod record;
 mod store;
 pub mod stores;
 
-pub use config::{redact_password, store_settings, ConfigError, SessionConfig};
+pub use config::{redact_in, redact_password, store_settings, ConfigError, SessionConfig};
 pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;

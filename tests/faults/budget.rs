@@ -238,3 +238,26 @@ async fn two_servers_keep_to_one_connection_budget_under_load() {
     wait_for_idle(&mut admin, &role.name, &["server_a", "server_b"]).await;
     drop((a, b));
 }
+
+#[tokio::test]
+async fn a_postgresql_pool_of_one_connection_is_refused_at_launch() {
+    let Some(schema) = PgSchema::create("a pool of one").await else {
+        return;
+    };
+    let dir = TempDir::new().expect("temp dir");
+    let launch = |max: usize| {
+        let figment = figment(&dir, &[])
+            .merge(Serialized::global("databases.rango.url", schema.url()))
+            .merge(Serialized::global("databases.rango.max_connections", max));
+        async move {
+            match rango::rocket_with(figment).ignite().await {
+                Ok(_) => true,
+                // Reading the error marks it handled (Rocket panics on dropping an unread one).
+                Err(e) => !matches!(e.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+            }
+        }
+    };
+    // With one, the session store would keep it and the pages' queries would wait for it.
+    assert!(!launch(1).await, "a pool of one connection launched");
+    assert!(launch(2).await, "a pool of two connections did not launch");
+}

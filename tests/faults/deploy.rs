@@ -286,3 +286,34 @@ async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_a
         "behind nginx: a client that never finished its headers was cut after {waited:?}"
     ));
 }
+
+#[test]
+fn http2_requests_are_checked_by_their_authority() {
+    let Some(curl) = crate::support::program("curl", "HTTP/2 host check") else {
+        return;
+    };
+    let dir = TempDir::new().expect("temp dir");
+    let server = Server::start(&[(
+        "ROCKET_DATABASES",
+        format!("{{rango={{url=\"{}\"}}}}", sqlite_url(dir.path())),
+    )]);
+    let get = |host: &str| {
+        let url = format!("http://{host}:{}/rango/", server.port);
+        let output = std::process::Command::new(&curl)
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+            ])
+            .args(["--http2-prior-knowledge", "--max-time", "10"])
+            .args(["--resolve", &format!("{host}:{}:127.0.0.1", server.port)])
+            .arg(url)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(get("localhost"), "200 2");
+    assert_eq!(get("evil.example"), "400 2");
+}

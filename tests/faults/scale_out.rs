@@ -179,6 +179,22 @@ async fn cached_db_servers_agree_within_a_bound_after_one_loses_redis_while_savi
         "cached_db: B ended the session {took:?} after the restore"
     ));
     assert!(took < CONSISTENT_WITHIN, "{took:?}");
+    // Buried, not only dropped: a load that read the database before the logout cannot copy
+    // the session back into Redis.
+    let name = format!(
+        "{}{}",
+        redis.prefix,
+        rocket_server_sessions::SessionKey::parse(&key)
+            .expect("a key")
+            .digest_hex()
+    );
+    let mut conn = redis.connection().expect("Redis");
+    let version: Option<i64> = redis::cmd("HGET")
+        .arg(&name)
+        .arg("v")
+        .query(&mut conn)
+        .expect("HGET");
+    assert_eq!(version, Some(-1), "a tombstone");
 }
 
 /// The session value `v` that `app` serves for `key`.

@@ -13,16 +13,16 @@
 //!
 //! A save whose copy to Redis failed or was skipped leaves an older copy there, which the
 //! other servers sharing Redis would go on serving (and keeping in their near caches) until it
-//! expires. So the store notes the name of every copy it could not bring up to date, and a task
-//! invalidates them as soon as Redis answers again (trying every [`STALE_RETRY`]); Redis then
-//! reports the change to every server's near cache. Another server serves the old version
+//! expires. So the store notes the name of every copy a save could not bring up to date, and a
+//! task invalidates them (or, for a deleted session, buries them) as soon as Redis answers again
+//! (trying every [`STALE_RETRY`]); Redis then reports the change to every server's near cache. Another server serves the old version
 //! while this one cannot reach Redis, and for at most a second or two after it can; if this
 //! server dies first, for at most the copy's [`CACHE_TTL`]. This server itself never serves
 //! such a copy: every copy carries the time it was written, and copies written before Redis
 //! last failed here are read again from the database (and written over) instead of being
 //! served.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -58,14 +58,23 @@ pub struct CachedStore<S> {
     stale: Arc<Mutex<Stale>>,
 }
 
-/// Names of copies in Redis that a save could not bring up to date, and whether a task is
-/// invalidating them.
+/// Names of copies in Redis that a save could not bring up to date, what each needs, and whether
+/// a task is repairing them.
 #[derive(Debug, Default)]
 struct Stale {
-    names: HashSet<String>,
+    names: HashMap<String, Repair>,
     invalidating: bool,
     /// Names that did not fit (past [`MAX_STALE`]) since the last warning.
     dropped: u64,
+}
+
+/// What a stale copy needs once Redis answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Repair {
+    /// Dropped: the next load reads the database and copies it again.
+    Invalidate,
+    /// A tombstone: the session was deleted, and a load in flight must not copy it back.
+    Bury,
 }
 
 fn now_ms() -> i64 {
@@ -122,53 +131,74 @@ impl<S: SessionStore> CachedStore<S> {
         }
     }
 
-    /// Writes `record`, just saved in the database, to the cache unless it holds something
-    /// newer; when that fails or Redis is paused, the copy there is stale.
+    /// Writes `record`, just read from the database, to the cache unless it holds something
+    /// newer; a failure only warns (the copy there, if any, is no older than it was).
     async fn fill(&self, id: &str, record: &Record) {
-        if self.paused()
-            || self
-                .noted(self.cache.put_if_newer(id, record).await)
-                .is_none()
-        {
-            self.stale(id);
+        if !self.paused() {
+            self.noted(self.cache.put_if_newer(id, record).await);
         }
     }
 
-    /// Notes that the copy of `id` in Redis may be older than the database, and makes sure a
-    /// task invalidates it as soon as Redis answers.
-    fn stale(&self, id: &str) {
+    /// Writes `record`, just saved in the database, to the cache unless it holds something
+    /// newer; when that fails or Redis is paused, the copy there is stale.
+    async fn copy_saved(&self, id: &str, record: &Record) {
+        let copied = !self.paused()
+            && self
+                .noted(self.cache.put_if_newer(id, record).await)
+                .is_some();
+        if !copied {
+            self.stale(id, Repair::Invalidate);
+        }
+    }
+
+    /// Notes that the copy of `id` in Redis is older than the database, and makes sure a task
+    /// repairs it as soon as Redis answers.
+    fn stale(&self, id: &str, repair: Repair) {
         let Some(name) = self.cache.watched_name(id) else {
             return;
         };
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
-        if stale.names.len() < MAX_STALE {
-            stale.names.insert(name);
+        if stale.names.len() < MAX_STALE || stale.names.contains_key(&name) {
+            let needed = stale.names.entry(name).or_insert(repair);
+            if repair == Repair::Bury {
+                *needed = Repair::Bury;
+            }
         } else {
             stale.dropped += 1;
         }
         if !stale.invalidating {
             stale.invalidating = true;
-            rocket::tokio::spawn(invalidate_stale(
-                self.cache.clone(),
-                Arc::clone(&self.stale),
-            ));
+            rocket::tokio::spawn(repair_stale(self.cache.clone(), Arc::clone(&self.stale)));
         }
     }
 }
 
-/// Invalidates the stale copies, every [`STALE_RETRY`] until Redis answers, then ends.
-async fn invalidate_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
+/// Repairs the stale copies, every [`STALE_RETRY`] until Redis answers, then ends.
+async fn repair_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
     let lock = || stale.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut invalidated = 0_u64;
+    let mut repaired = 0_u64;
     loop {
         rocket::tokio::time::sleep(STALE_RETRY).await;
-        let names: Vec<String> = lock().names.iter().take(1000).cloned().collect();
-        for name in &names {
-            if cache.invalidate_at(name).await.is_err() {
+        let names: Vec<(String, Repair)> = lock()
+            .names
+            .iter()
+            .take(1000)
+            .map(|(name, repair)| (name.clone(), *repair))
+            .collect();
+        for (name, repair) in &names {
+            let outcome = match repair {
+                Repair::Invalidate => cache.invalidate_at(name).await,
+                Repair::Bury => cache.bury_at(name).await,
+            };
+            if outcome.is_err() {
                 break;
             }
-            lock().names.remove(name);
-            invalidated += 1;
+            let mut stale = lock();
+            // A delete noted meanwhile still needs its tombstone.
+            if stale.names.get(name) == Some(repair) {
+                stale.names.remove(name);
+            }
+            repaired += 1;
         }
         let mut stale = lock();
         if stale.names.is_empty() {
@@ -180,7 +210,7 @@ async fn invalidate_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
                     std::mem::take(&mut stale.dropped)
                 );
             }
-            log::info!("invalidated {invalidated} session copies that Redis missed");
+            log::info!("repaired {repaired} session copies that Redis missed");
             return;
         }
     }
@@ -202,7 +232,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
             expires,
             version,
         };
-        self.fill(&id, &record).await;
+        self.copy_saved(&id, &record).await;
         Ok((id, version))
     }
 
@@ -213,7 +243,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
                     version,
                     ..record.clone()
                 };
-                self.fill(&new_id, &stored).await;
+                self.copy_saved(&new_id, &stored).await;
                 Ok(Some((new_id, version)))
             }
             None => {
@@ -232,7 +262,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         self.db.delete(id).await?;
         // A tombstone, so that a read in flight cannot put the session back in the cache.
         if self.noted(self.cache.bury(id).await).is_none() {
-            self.stale(id);
+            self.stale(id, Repair::Bury);
         }
         Ok(())
     }
@@ -282,8 +312,8 @@ impl<S: SessionStore> Watched for CachedStore<S> {
                     if written >= self.distrust_before.load(Ordering::Relaxed) =>
                 {
                     return Ok(Some(Kept {
+                        until: until(written, &record),
                         record,
-                        until: until(written),
                     }));
                 }
                 Some(Entry::Deleted) => return Ok(None),
@@ -297,14 +327,16 @@ impl<S: SessionStore> Watched for CachedStore<S> {
             self.fill(id, record).await;
         }
         Ok(record.map(|record| Kept {
+            until: until(now_ms(), &record),
             record,
-            until: until(now_ms()),
         }))
     }
 }
 
-/// When a copy written at `written` (unix milliseconds) is dropped by Redis.
-fn until(written: i64) -> Option<OffsetDateTime> {
+/// Until when a near cache may serve `record`, copied at `written` (unix milliseconds): no
+/// later than Redis drops the copy, nor than the session expires.
+fn until(written: i64, record: &Record) -> Option<OffsetDateTime> {
     let ms = written.saturating_add(CACHE_TTL.saturating_mul(1000));
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    let dropped = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    Some(dropped.min(record.expires))
 }

@@ -621,4 +621,15 @@ async fn postgres_judges_expiry_by_the_databases_clock_in_loads_counts_and_clear
     let counts = store.count().await.expect("counts").expect("a count");
     assert_eq!((counts.live, counts.expired), (2, 0));
     assert!(store.load(&lagging).await.expect("loads").is_some());
+
+    // Through a near cache too: what it keeps, it serves by the database's clock.
+    let near = near(SqlStore::postgres(pool.clone())).await;
+    for load in ["a miss", "a hit"] {
+        let loaded = near.load(&lagging).await.expect("loads");
+        assert!(
+            loaded.is_some(),
+            "{load} of a session the database calls live"
+        );
+    }
+    assert_eq!(near.hits(), 1);
 }

@@ -47,12 +47,14 @@ pub use cache::MAX_LAG;
 pub(crate) use cache::{keep_watching, NearCache, HEARTBEAT};
 
 /// What the cache keeps of a session: the record, and until when it may be served without
-/// asking the inner store again (`None`: for as long as the watch holds).
+/// asking the inner store again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kept {
     /// The session as loaded.
     pub record: Record,
-    /// Past this date the inner store is asked again.
+    /// Past this date (on this server's clock) the inner store is asked again; before it, the
+    /// session is served as live, so a store that sets it puts the session's own expiry under
+    /// it. `None`: for as long as the watch holds and the record's `expires` is ahead.
     pub until: Option<OffsetDateTime>,
 }
 
@@ -143,8 +145,10 @@ impl<S: Watched> SessionStore for NearCached<S> {
         };
         let now = OffsetDateTime::now_utc();
         if let Some(kept) = self.cache.get(&name) {
-            if kept.until.is_none_or(|until| now < until) {
-                return Ok((kept.record.expires > now).then_some(kept.record));
+            match kept.until {
+                None => return Ok((kept.record.expires > now).then_some(kept.record)),
+                Some(until) if now < until => return Ok(Some(kept.record)),
+                Some(_) => {}
             }
         }
         // Taken before the load: a change reported meanwhile voids the fill.

@@ -329,17 +329,22 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Backend`] when Redis does not answer.
     pub async fn bury(&self, id: &str) -> Result<()> {
-        let Some(key) = SessionKey::parse(id) else {
-            return Ok(());
-        };
-        let redis_key = self.redis_key(&key);
+        match SessionKey::parse(id) {
+            Some(key) => self.bury_at(&self.redis_key(&key)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces whatever is under `redis_key` (a session's [`Watched::watched_name`]) by a
+    /// tombstone.
+    pub(crate) async fn bury_at(&self, redis_key: &str) -> Result<()> {
         let outcome = redis::pipe()
             .atomic()
-            .del(&redis_key)
+            .del(redis_key)
             .ignore()
-            .hset(&redis_key, "v", TOMBSTONE)
+            .hset(redis_key, "v", TOMBSTONE)
             .ignore()
-            .expire(&redis_key, TOMBSTONE_TTL as i64)
+            .expire(redis_key, TOMBSTONE_TTL as i64)
             .ignore()
             .query_async::<()>(&mut self.conn.clone())
             .await;

@@ -59,6 +59,11 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn discard(held: Self::Held) {
         drop(held);
     }
+
+    /// Done when the lanes must give back every connection (their pool is closing).
+    fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        std::future::pending()
+    }
 }
 
 /// Connections of the lanes' own, opened with the pool's options: for SQLite, where the pool's
@@ -113,6 +118,12 @@ impl<DB: Database> Source for Borrowed<DB> {
     /// Closed, not handed back: the pool must not give it to anyone else.
     fn discard(held: PoolConnection<DB>) {
         drop(held.detach());
+    }
+
+    /// The pool is closing (the application shuts down): it waits for every connection it
+    /// lent, so the lanes give theirs back at once.
+    fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.0.close_event()
     }
 }
 
@@ -172,7 +183,7 @@ impl<S: Source> Lanes<S> {
     pub(crate) fn new(source: S, count: usize, limit: Duration, idle: Duration) -> Self {
         let slots: Arc<Slots<S::Held>> = (0..count.max(1)).map(|_| Mutex::new(None)).collect();
         if let Ok(runtime) = rocket::tokio::runtime::Handle::try_current() {
-            runtime.spawn(let_idle_go(Arc::downgrade(&slots), idle));
+            runtime.spawn(let_idle_go(Arc::downgrade(&slots), idle, source.closing()));
         }
         Lanes {
             source,
@@ -245,14 +256,29 @@ impl<S: Source> Lanes<S> {
 }
 
 /// Every `idle / 2`, lets go of the connections that served nothing for `idle` (back to the
-/// pool they came from, which closes them when they stay idle there), until the lanes are gone.
-async fn let_idle_go<H: Send + 'static>(slots: Weak<Slots<H>>, idle: Duration) {
+/// pool they came from, which closes them when they stay idle there), until the lanes are gone;
+/// once `closing` is done, lets go of every connection as soon as its operation ends.
+async fn let_idle_go<H: Send + 'static>(
+    slots: Weak<Slots<H>>,
+    idle: Duration,
+    closing: impl Future<Output = ()> + Send,
+) {
     let mut tick = rocket::tokio::time::interval((idle / 2).max(Duration::from_millis(100)));
+    let mut closing = std::pin::pin!(closing);
     loop {
-        tick.tick().await;
+        let closed = rocket::tokio::select! {
+            _ = tick.tick() => false,
+            () = &mut closing => true,
+        };
         let Some(slots) = slots.upgrade() else {
             return;
         };
+        if closed {
+            for slot in slots.iter() {
+                slot.lock().await.take();
+            }
+            return;
+        }
         for slot in slots.iter() {
             if let Ok(mut slot) = slot.try_lock() {
                 if slot

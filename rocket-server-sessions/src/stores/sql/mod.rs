@@ -63,7 +63,8 @@ const LOAD: &str =
 /// A load on PostgreSQL: expiry judged by the database's clock, as every server sharing the
 /// database and its triggers judge it (see [`SqlStore::now`]).
 #[cfg(feature = "postgres")]
-const LOAD_POSTGRES: &str = "SELECT data, expires, version FROM session \
+const LOAD_POSTGRES: &str = "SELECT data, expires, version, \
+     CAST(expires - EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION) FROM session \
      WHERE key_hash = $1 AND expires > EXTRACT(EPOCH FROM now())";
 
 /// How many fresh keys `create` draws before it gives up.
@@ -200,10 +201,17 @@ impl SqlStore {
     /// queries always find some), takes another only when every one it keeps is busy, and
     /// gives back those that served nothing for the pool's `idle_timeout`. A near cache
     /// ([`NearCached`](crate::stores::NearCached)) adds two connections of its own. So a
-    /// server holds at most `max_connections + 2`.
+    /// server holds at most `max_connections + 2`. The pool needs at least 2 connections:
+    /// with one, the store keeps it and the application's queries wait for it.
     #[cfg(feature = "postgres")]
     pub fn postgres(pool: PgPool) -> Self {
         let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
+        if max < 2 {
+            log::warn!(
+                "a PostgreSQL pool of {max} connection for sessions: the application's own \
+                 queries will wait while the session store keeps it; allow at least 2"
+            );
+        }
         let lanes = StoreLanes::Postgres(Lanes::new(
             Borrowed(pool.clone()),
             max / 2,
@@ -261,27 +269,35 @@ impl SqlStore {
     }
 
     /// The live session of `digest`, read from the database: on SQLite on the request's own
-    /// thread if the inline reader can, else on a read lane; on PostgreSQL by its clock.
-    async fn read(&self, digest: &[u8; 32]) -> Result<Option<Record>> {
-        let row: Option<(String, i64, i64)> = match &*self.lanes {
+    /// thread if the inline reader can, else on a read lane; on PostgreSQL by its clock, with
+    /// the seconds it has left by that clock.
+    async fn read(&self, digest: &[u8; 32]) -> Result<Option<(Record, Option<f64>)>> {
+        match &*self.lanes {
             #[cfg(feature = "sqlite")]
             StoreLanes::Sqlite { inline, read, .. } => {
                 let now = OffsetDateTime::now_utc().unix_timestamp();
                 if let Some(row) = inline.as_ref().and_then(|inline| inline.load(digest, now)) {
-                    return Ok(row.map(record_of));
+                    return Ok(row.map(|row| (record_of(row), None)));
                 }
-                on_lane!(read, conn => sqlx::query_as(LOAD)
+                let row: Option<(String, i64, i64)> = on_lane!(read, conn => sqlx::query_as(LOAD)
                     .bind(&digest[..])
                     .bind(now)
                     .fetch_optional(conn))
+                .map_err(StoreError::backend)?;
+                Ok(row.map(|row| (record_of(row), None)))
             }
             #[cfg(feature = "postgres")]
-            StoreLanes::Postgres(lanes) => on_lane!(lanes, conn => sqlx::query_as(LOAD_POSTGRES)
-                .bind(&digest[..])
-                .fetch_optional(conn)),
+            StoreLanes::Postgres(lanes) => {
+                let row: Option<(String, i64, i64, f64)> =
+                    on_lane!(lanes, conn => sqlx::query_as(LOAD_POSTGRES)
+                        .bind(&digest[..])
+                        .fetch_optional(conn))
+                    .map_err(StoreError::backend)?;
+                Ok(row.map(|(data, expires, version, left)| {
+                    (record_of((data, expires, version)), Some(left))
+                }))
+            }
         }
-        .map_err(StoreError::backend)?;
-        Ok(row.map(record_of))
     }
 
     /// The time (unix seconds) that decides which sessions are expired: the host's clock on
@@ -331,9 +347,12 @@ impl Watched for SqlStore {
                 until: None,
             }));
         };
-        Ok(self.read(&digest).await?.map(|record| Kept {
+        // Kept until it expires by the database's clock, put on this server's: a server whose
+        // clock is off serves from its cache what the database calls live, no more.
+        let now = OffsetDateTime::now_utc();
+        Ok(self.read(&digest).await?.map(|(record, left)| Kept {
+            until: left.map(|left| now + time::Duration::seconds_f64(left.max(0.0))),
             record,
-            until: None,
         }))
     }
 }
@@ -355,7 +374,7 @@ impl SessionStore for SqlStore {
             log::debug!("ignored a malformed session cookie ({} bytes)", id.len());
             return Ok(None);
         };
-        self.read(&key.digest()).await
+        Ok(self.read(&key.digest()).await?.map(|(record, _)| record))
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
