@@ -77,26 +77,29 @@ impl AllowedHosts {
     }
 
     /// Whether a request whose `Host` header is `host` may be served.
+    /// Compared in any case, with no copy of the host: this runs on every request.
     pub fn allows(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        let Some((domain, _)) = split_host(&host) else {
+        let Some((domain, _)) = split_host(host) else {
             return false;
         };
         let domain = domain.strip_suffix('.').unwrap_or(domain);
         self.0.iter().any(|pattern| {
             pattern == "*"
-                || pattern == domain
+                || pattern.eq_ignore_ascii_case(domain)
                 || pattern.strip_prefix('.').is_some_and(|parent| {
-                    domain == parent
-                        || domain
-                            .strip_suffix(parent)
-                            .is_some_and(|sub| sub.ends_with('.'))
+                    // `domain` is ASCII (split_host checked it), so any byte index is a boundary.
+                    let sub = domain.len().checked_sub(parent.len() + 1);
+                    domain.eq_ignore_ascii_case(parent)
+                        || sub.is_some_and(|dot| {
+                            domain.as_bytes()[dot] == b'.'
+                                && domain[dot + 1..].eq_ignore_ascii_case(parent)
+                        })
                 })
         })
     }
 }
 
-/// The host of a `Host` value (lower case) and whether it had a port; `None` when it is not a
+/// The host of a `Host` value (ASCII, in any case) and whether it had a port; `None` when it is not a
 /// host name, an IPv4 address or a bracketed IPv6 address, with an optional numeric port.
 fn split_host(value: &str) -> Option<(&str, bool)> {
     let (host, port) = if value.starts_with('[') {
@@ -117,7 +120,7 @@ fn split_host(value: &str) -> Option<(&str, bool)> {
             Some((host, port)) => (host, Some(port)),
             None => (value, None),
         };
-        let name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+        let name = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
         if host.is_empty() || !host.chars().all(name) {
             return None;
         }
@@ -162,18 +165,21 @@ impl Fairing for HostCheck {
         };
         // HTTP/1 names the host in `Host`; HTTP/2 in `:authority`, which Rocket keeps as the
         // request's host.
+        let authority;
         let host = match req.headers().get_one("Host") {
-            Some(host) => host.to_owned(),
+            Some(host) => host,
             None => match req.host() {
-                Some(host) => host.to_string(),
+                Some(host) => {
+                    authority = host.to_string();
+                    authority.as_str()
+                }
                 None => return,
             },
         };
-        if hosts.allows(&host) {
+        if hosts.allows(host) {
             return;
         }
-        let refused = host;
-        REFUSALS.note(&refused);
+        REFUSALS.note(host);
         req.set_method(Method::Get);
         req.set_uri(Origin::const_new(REFUSED, None));
     }
