@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark of the session layer (issue 6): what a session costs on the index page, per store,
-# against the same page with the session layer off.
+# Benchmark of the session layer (issues 6 and 14): what a session costs on the index page and on
+# the light about page, per store, against the same page with the session layer off.
 #
 #   bench/run.sh [SECONDS] [CONNECTIONS] [ROUNDS]    (defaults 5, 16 and 2)
 #
@@ -12,22 +12,28 @@
 # the other, and each case reports its best round (other work on the machine only ever slows a
 # case down; interleaved rounds give every case the same chances).
 #
-# Cases, for each store (SQLite, PostgreSQL, Redis, Redis in front of SQLite):
+# Cases, for each store (SQLite, PostgreSQL, Redis, Redis in front of SQLite, sealed cookies):
 #   ceiling  `session.enabled = false`: the same page and the same queries, no store I/O
 #   read     an existing session within its visit interval: a load, no write
 #   write    no cookie: a new session saved by every request
 #   update   existing sessions with `visit_interval = 0`: a load and a save per request
+# each on the index page (two queries and a table: about 200 µs of server time) and, as
+# about_ceiling, about_read, about_write and about_update, on the about page (no query, a light
+# render: about 25 µs), where the session layer's own cost shows. On SQLite the about page's
+# read and update paths also run with sessions padded to 100 B, 4 KB and 64 KB of data
+# (about_read_100b, about_update_4k, ...: the sessions are made by requests, then padded by
+# `sqlite3` with a string under a key the site does not use, which its saves keep).
 # and on each store the read path three ways (`sliding_expiry` off, on as Rango ships, and
 # `save_every_request`), and on SQLite the read and write paths over a session table of
 # 1,000,000 live rows. Cases that save existing sessions rotate over 4 × CONNECTIONS sessions
 # made beforehand (a wrk Lua script), so that no two requests in flight save the same session:
 # many concurrent saves of one session measure the merge on conflict instead.
 #
-# Environment: BENCH_STORES (default "sqlite postgres redis cached_db"), BENCH_PORT (8766),
+# Environment: BENCH_STORES (default "sqlite postgres redis cached_db cookie"), BENCH_PORT (8766),
 # BENCH_PG_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL
 # (redis://127.0.0.1:6379/0), BENCH_BIG_ROWS (1000000; 0 skips that part), BENCH_WRITE (1:
-# replace the "sessions" section of BENCHMARKS.md; 0: print only), BENCH_CASES (default
-# "ceiling read write update read_plain read_every_request read_uncached"), BENCH_BIN (another build of
+# replace the "sessions" section of BENCHMARKS.md; 0: print only), BENCH_CASES (default: all of
+# the above, see CASES below), BENCH_BIN (another build of
 # rango to measure instead of this tree's, e.g. to compare two versions; nothing is written to
 # BENCHMARKS.md then).
 #
@@ -37,7 +43,7 @@
 # Instruction counts hardly move with the machine's other load (well under 1 % between runs of
 # 10 s; only through how concurrent requests happen to interleave), so they show the cost of
 # the session layer without the run-to-run noise of req/s; they leave out the kernel's work
-# (system calls, context switches), which req/s includes. Runs much shorter than 10 s move more. The cases default to "ceiling read",
+# (system calls, context switches), which req/s includes. Runs much shorter than 10 s move more. The cases default to "ceiling read read_uncached about_ceiling about_read",
 # one round, no big table; the result goes to the "instructions" section of BENCHMARKS.md.
 # Needs valgrind (apt-get install valgrind).
 #
@@ -53,7 +59,7 @@ SECS=${1:-5}
 CONNS=${2:-16}
 ROUNDS=${3:-2}
 PORT=${BENCH_PORT:-8766}
-STORES=${BENCH_STORES:-sqlite postgres redis cached_db}
+STORES=${BENCH_STORES:-sqlite postgres redis cached_db cookie}
 PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 BIG_ROWS=${BENCH_BIG_ROWS:-1000000}
@@ -65,7 +71,7 @@ case $COUNT in
     instructions)
         BIG_ROWS=0
         ROUNDS=1
-        BENCH_CASES=${BENCH_CASES:-ceiling read read_uncached}
+        BENCH_CASES=${BENCH_CASES:-ceiling read read_uncached about_ceiling about_read}
         command -v valgrind >/dev/null || { echo "needs valgrind" >&2; exit 1; }
         ;;
     *) echo "BENCH_COUNT is time or instructions" >&2; exit 1 ;;
@@ -81,7 +87,10 @@ fi
 SERVER_CPU=0
 WRK_CPU=1
 
-CASES=${BENCH_CASES:-ceiling read write update read_plain read_every_request read_uncached}
+SIZES="100b 4k 64k"
+CASES=${BENCH_CASES:-ceiling read write update read_plain read_every_request read_uncached
+    about_ceiling about_read about_write about_update
+    $(for size in $SIZES; do echo "about_read_$size about_update_$size"; done)}
 
 if [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release --quiet
@@ -119,7 +128,12 @@ RANGO=$WORK/rango
 export ROCKET_LOG_LEVEL=off
 export ROCKET_ADDRESS=127.0.0.1
 export ROCKET_PORT=$PORT
-URL="http://127.0.0.1:$PORT/rango/"
+# The sealed-cookie store needs a key in the release profile; the others ignore it.
+ROCKET_SECRET_KEY=$(head -c 32 /dev/urandom | base64)
+export ROCKET_SECRET_KEY
+INDEX_URL="http://127.0.0.1:$PORT/rango/"
+ABOUT_URL="${INDEX_URL}about/"
+URL=$INDEX_URL
 if curl -s -o /dev/null "$URL"; then
     echo "something already answers on port $PORT: set BENCH_PORT" >&2
     exit 1
@@ -137,10 +151,19 @@ end
 LUA
 export BENCH_KEYS="$WORK/keys"
 
-# The session key a fresh visit gets.
+# The session cookie's value a fresh visit gets (a key, or a sealed session).
 new_session() {
     curl -fs -D - -o /dev/null "$URL" |
-        sed -n 's/^[Ss]et-[Cc]ookie: sessionid=\([a-z0-9]*\).*/\1/p'
+        sed -n 's/^[Ss]et-[Cc]ookie: sessionid=\([^;]*\).*/\1/p'
+}
+
+# pad_sessions BYTES: pads every session in the SQLite file of this case to about BYTES of
+# data, with a string under a key the site does not use.
+pad_sessions() {
+    local file=${ROCKET_DATABASES#*sqlite://}
+    file=${file%%\?*}
+    sqlite3 "$file" "UPDATE session SET data = json_set(data, '\$.pad',
+        substr(hex(zeroblob($1)), 1, max(0, $1 - length(data) - 9)))" >/dev/null
 }
 
 # Starts the server with the settings in the environment and waits until it answers.
@@ -169,11 +192,12 @@ stop_server() {
     SERVER=
 }
 
-# run_case STORE CASE COOKIES SESSION_SETTINGS RANGO_SETTINGS DATABASES
+# run_case STORE CASE COOKIES SESSION_SETTINGS RANGO_SETTINGS DATABASES [PAD_BYTES]
 # COOKIES: none (no cookie), one (one session, -H), rotate (4 × CONNECTIONS sessions).
+# PAD_BYTES (SQLite only): the sessions' data padded to about that size before the run.
 # Appends "store case req/s p50 p99 rss_kB errors" to $WORK/results.
 run_case() {
-    local store=$1 case=$2 cookies=$3
+    local store=$1 case=$2 cookies=$3 pad=${7:-0}
     export ROCKET_SESSION=$4 ROCKET_RANGO=$5 ROCKET_DATABASES=$6
     start_server
     local args=(-t1 -c"$CONNS" --latency)
@@ -185,6 +209,7 @@ run_case() {
             args+=(-s "$WORK/rotate.lua")
             ;;
     esac
+    if [ "$pad" -gt 0 ]; then pad_sessions "$pad"; fi
     taskset -c "$WRK_CPU" wrk "${args[@]}" -d1s "$URL" >/dev/null
     if [ "$COUNT" = instructions ]; then
         callgrind_control -z "$SERVER" >/dev/null
@@ -229,31 +254,50 @@ sqlite_db() {
 # backend), $3: databases setting.
 run_store() {
     local store=$1 base=$2 dbs=$3
-    local day='{visit_interval=86400}' always='{visit_interval=0}' case
+    local day='{visit_interval=86400}' always='{visit_interval=0}' case page pad
     for case in $CASES; do
-        case $case in
-            ceiling) run_case "$store" ceiling none "{${base}enabled=false}" "$day" "$dbs" ;;
-            read) run_case "$store" read one "{${base}sliding_expiry=true}" "$day" "$dbs" ;;
-            write) run_case "$store" write none "{${base}sliding_expiry=true}" "$day" "$dbs" ;;
+        # about_X is case X on the about page; about_read_4k is about_read on 4 KB sessions.
+        page=${case#about_}
+        URL=$INDEX_URL
+        [ "$page" != "$case" ] && URL=$ABOUT_URL
+        pad=0
+        case $page in
+            *_100b | *_4k | *_64k)
+                [ "$store" = sqlite ] || continue
+                pad=${page##*_}
+                pad=${pad%b}
+                pad=${pad/k/*1024}
+                pad=$((pad))
+                page=${page%_*}
+                ;;
+        esac
+        case $page in
+            ceiling) run_case "$store" "$case" none "{${base}enabled=false}" "$day" "$dbs" ;;
+            read)
+                run_case "$store" "$case" one "{${base}sliding_expiry=true}" "$day" "$dbs" "$pad"
+                ;;
+            write) run_case "$store" "$case" none "{${base}sliding_expiry=true}" "$day" "$dbs" ;;
             update)
-                run_case "$store" update rotate "{${base}sliding_expiry=true}" "$always" "$dbs"
+                run_case "$store" "$case" rotate "{${base}sliding_expiry=true}" "$always" "$dbs" \
+                    "$pad"
                 ;;
             read_plain)
-                run_case "$store" read_plain one "{${base}sliding_expiry=false}" "$day" "$dbs"
+                run_case "$store" "$case" one "{${base}sliding_expiry=false}" "$day" "$dbs"
                 ;;
             read_every_request)
-                run_case "$store" read_every_request rotate \
+                run_case "$store" "$case" rotate \
                     "{${base}sliding_expiry=true,save_every_request=true}" "$day" "$dbs"
                 ;;
             read_uncached)
-                # SQLite keeps no near cache: its loads cost no round trip.
-                [ "$store" = sqlite ] && continue
-                run_case "$store" read_uncached one \
+                # SQLite keeps no near cache: its loads cost no round trip; cookies none at all.
+                [ "$store" = sqlite ] || [ "$store" = cookie ] && continue
+                run_case "$store" "$case" one \
                     "{${base}sliding_expiry=true,near_cache={enabled=false}}" "$day" "$dbs"
                 ;;
             *) echo "unknown case $case" >&2; exit 1 ;;
         esac
     done
+    URL=$INDEX_URL
 }
 
 SQLITE_DBS=$(sqlite_db sqlite)
@@ -297,6 +341,7 @@ for round in $(seq "$ROUNDS"); do
             postgres) run_store postgres 'backend="db",' "$PG_DBS" ;;
             redis) run_store redis "$REDIS_BASE" "$(sqlite_db redis)" ;;
             cached_db) run_store cached_db "$CACHED_BASE" "$(sqlite_db cached_db)" ;;
+            cookie) run_store cookie 'backend="cookie",' "$(sqlite_db cookie)" ;;
             *) echo "unknown store $store" >&2; exit 1 ;;
         esac
     done
@@ -323,6 +368,12 @@ verdict() { # ratio target
 }
 targets() { # store case -> target ratio or empty
     case "$1/$2" in
+        sqlite/about_read) echo 0.85 ;;
+        sqlite/about_write | sqlite/about_update) echo 0.50 ;;
+        redis/about_read | postgres/about_read) echo 0.90 ;;
+        redis/about_write) echo 0.75 ;;
+        cookie/about_write) echo 0.85 ;;
+        */about_*) ;;
         */read) echo 0.90 ;;
         sqlite/write | sqlite/update) echo 0.50 ;;
         redis/write | redis/update) echo 0.60 ;;
@@ -334,24 +385,43 @@ main_table() {
     echo "| store | case | req/s | p50 ms | p99 ms | peak RSS MB | ÷ ceiling (target) |"
     echo "|---|---|---:|---:|---:|---:|---|"
     local store case rps ceil r target rss errors
+    local prefix=${1:-}
     for store in $STORES; do
-        ceil=$(figure "$store" ceiling 3)
-        for case in ceiling read write update; do
+        ceil=$(figure "$store" "${prefix}ceiling" 3)
+        for case in "${prefix}"ceiling "${prefix}"read "${prefix}"write "${prefix}"update; do
             rps=$(figure "$store" "$case" 3)
             [ -n "$rps" ] || continue
             rss=$(figure "$store" "$case" 6)
             errors=$(figure "$store" "$case" 7)
             r=$(ratio "$rps" "$ceil")
             target=$(targets "$store" "$case")
-            if [ "$case" = ceiling ]; then
+            if [ "$case" = "${prefix}ceiling" ]; then
                 r="1 (ceiling)"
             elif [ -n "$target" ]; then
                 r=$(verdict "$r" "$target")
             fi
             [ "$errors" -gt 0 ] && r="$r, $errors errors"
-            printf '| %s | %s | %s | %s | %s | %.1f | %s |\n' "$store" "$case" "$rps" \
+            printf '| %s | %s | %s | %s | %s | %.1f | %s |\n' "$store" "${case#"$prefix"}" "$rps" \
                 "$(figure "$store" "$case" 4)" "$(figure "$store" "$case" 5)" \
                 "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$r"
+        done
+    done
+}
+size_table() {
+    echo "| about page, SQLite | req/s | p50 ms | p99 ms | ÷ ceiling | ÷ the 100 B figure |"
+    echo "|---|---:|---:|---:|---|---|"
+    local case size ceil small
+    ceil=$(figure sqlite about_ceiling 3)
+    for case in read update; do
+        small=$(figure sqlite "about_${case}_100b" 3)
+        for size in $SIZES; do
+            [ -n "$(figure sqlite "about_${case}_$size" 3)" ] || continue
+            printf '| %s, %s session | %s | %s | %s | %s | %s |\n' "$case" \
+                "$(echo "$size" | sed 's/b$/ B/; s/k$/ KB/')" \
+                "$(figure sqlite "about_${case}_$size" 3)" "$(figure sqlite "about_${case}_$size" 4)" \
+                "$(figure sqlite "about_${case}_$size" 5)" \
+                "$(ratio "$(figure sqlite "about_${case}_$size" 3)" "$ceil")" \
+                "$(ratio "$(figure sqlite "about_${case}_$size" 3)" "$small")"
         done
     done
 }
@@ -427,25 +497,30 @@ publish() {
 
 if [ "$COUNT" = instructions ]; then
     instructions_table() {
-        echo "| store | ceiling | read | ÷ ceiling (read path, in instructions) | read, \`near_cache.enabled = false\` | ÷ ceiling |"
-        echo "|---|---:|---:|---|---:|---|"
-        local store ceil read uncached
-        for store in $STORES; do
-            ceil=$(figure "$store" ceiling 3)
-            read=$(figure "$store" read 3)
-            uncached=$(figure "$store" read_uncached 3)
-            # Fewer instructions is faster: the ratio is ceiling ÷ read.
-            printf '| %s | %s | %s | %s | %s | %s |\n' "$store" "$ceil" "$read" \
-                "$(ratio "$ceil" "$read")" "${uncached:--}" \
-                "$( [ -n "$uncached" ] && ratio "$ceil" "$uncached" || echo -)"
+        echo "| store | page | ceiling | read | read over the ceiling | write | write over the ceiling | read, \`near_cache.enabled = false\` | over the ceiling |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        local store prefix ceil read write uncached
+        over() { [ -n "$1" ] && echo $(($1 - ceil)) || echo -; }
+        for prefix in "" about_; do
+            for store in $STORES; do
+                ceil=$(figure "$store" "${prefix}ceiling" 3)
+                [ -n "$ceil" ] || continue
+                read=$(figure "$store" "${prefix}read" 3)
+                write=$(figure "$store" "${prefix}write" 3)
+                uncached=$(figure "$store" "${prefix}read_uncached" 3)
+                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$store" \
+                    "$([ -n "$prefix" ] && echo about || echo index)" "$ceil" "${read:--}" \
+                    "$(over "$read")" "${write:--}" "$(over "$write")" "${uncached:--}" \
+                    "$(over "$uncached")"
+            done
         done
     }
     RESULT=$(cat <<EOF
 <!-- instructions:begin (written by BENCH_COUNT=instructions bench/run.sh) -->
 ## Instructions per request, without the noise
 
-\`BENCH_COUNT=instructions bench/run.sh $SECS $CONNS\` on $(date -u +%Y-%m-%d), $(nproc) cores
-($CPU), release build: the ceiling, read and read_uncached cases and settings of the table above, but each
+\`BENCH_COUNT=instructions BENCH_CASES="$(echo $CASES)" bench/run.sh $SECS $CONNS\` on $(date -u +%Y-%m-%d), $(nproc) cores
+($CPU), release build: those cases and settings of the tables above, but each
 server runs under \`valgrind --tool=callgrind\`, and the figure is the instructions the server
 process executed (all threads, user space) divided by the requests wrk made in ${SECS} s at
 $CONNS connections, counted from after the warm-up. The counts hardly move with whatever else the
@@ -463,13 +538,14 @@ fi
 
 RESULT=$(cat <<EOF
 <!-- sessions:begin (written by bench/run.sh) -->
-## Sessions: the index page per store, against no sessions
+## Sessions: the index and about pages per store, against no sessions
 
 \`bench/run.sh $SECS $CONNS $ROUNDS\` on $(date -u +%Y-%m-%d), $(nproc) cores ($CPU), release build,
 load average $LOAD_BEFORE before and $LOAD_AFTER after ($ELAPSED s in all). Each case starts
 \`target/release/rango\` on 127.0.0.1 pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`, so one
 Rocket worker and a pool of 4), with \`ROCKET_LOG_LEVEL=off\` and its settings in
-\`ROCKET_SESSION\`, \`ROCKET_RANGO\` and \`ROCKET_DATABASES\`, and drives \`GET /rango/\` with
+\`ROCKET_SESSION\`, \`ROCKET_RANGO\` and \`ROCKET_DATABASES\`, and drives \`GET /rango/\` (below it,
+\`GET /rango/about/\`) with
 \`taskset -c $WRK_CPU wrk -t1 -c$CONNS -d${SECS}s --latency\` after a 1 s warm-up. PostgreSQL and
 Redis are the machine's own services, unpinned. Peak RSS is the server's \`VmHWM\` after the run.
 Every case ran $ROUNDS times, in $ROUNDS rounds of all the cases one after the other; the
@@ -485,11 +561,27 @@ tables give each case's best round (req/s, and that round's latencies).
 Stores: SQLite (\`backend="db"\`, a fresh file, WAL); PostgreSQL (\`backend="db"\`, the site and
 its sessions in a schema of their own, \`?options=-c%20search_path%3D…\`, dropped after);
 Redis (\`backend="cache"\`, own key prefix, keys deleted after; the site's tables in SQLite);
-cached_db (Redis in front of SQLite).
+cached_db (Redis in front of SQLite); cookie (\`backend="cookie"\`, the session sealed into
+the cookie, no server I/O).
 
 $(main_table)
 
 Peak RSS of any case: $MAX_RSS MB (target < 64 MB). Failed requests in all cases: $ERRORS.
+
+### The light page: the about page per store, against no sessions
+
+The same cases on \`GET /rango/about/\`: no query and a light render, so the session layer's
+own cost shows (issue 14's targets; the write path's p99 on SQLite: ≤ 5 ms).
+
+$(main_table about_)
+
+### How the cost grows with the session (about page, SQLite)
+
+The read and update paths with each session's data padded by \`sqlite3\` to about 100 B, 4 KB
+and 64 KB (a string under a key the site does not use; the update path's saves keep it). The
+target: a 4 KB session's read path within 10 % of a 100 B one's.
+
+$(size_table)
 
 ### Sliding expiry on the read path
 

@@ -1,5 +1,6 @@
 //! The `Session` request guard: loads the session at most once per request, on first use.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use rocket::http::{Cookie, Status};
@@ -50,7 +51,8 @@ impl Slot {
         for value in candidates(req, &manager.config.cookie_name) {
             match manager.store.load(&value).await {
                 Ok(Some(record)) => {
-                    return Slot::Loaded(Mutex::new(SessionState::new(Some((value, record)))))
+                    let incoming = Some((value.into_owned(), record));
+                    return Slot::Loaded(Mutex::new(SessionState::new(incoming)));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -75,25 +77,41 @@ const MAX_CANDIDATES: usize = 4;
 /// So the `Cookie` headers are read again; the jar is the answer only when they have none (a
 /// local client's cookies are only in the jar). A `__Host-` cookie name is what keeps other
 /// hosts from planting one at all.
-fn candidates(req: &Request<'_>, name: &str) -> Vec<String> {
-    let mut values: Vec<String> = Vec::new();
+fn candidates<'a>(req: &'a Request<'_>, name: &str) -> Vec<Cow<'a, str>> {
+    let mut values: Vec<Cow<'a, str>> = Vec::new();
     let sent = req
         .headers()
         .get("Cookie")
         .filter(|header| header.contains(name));
     for pair in sent.flat_map(|header| header.split(';')) {
-        let Ok(cookie) = Cookie::parse_encoded(pair.trim()) else {
+        let Some(value) = value_of(pair, name) else {
             continue;
         };
-        if cookie.name() == name && !values.iter().any(|value| value == cookie.value()) {
-            values.push(cookie.value().to_owned());
+        if !values.contains(&value) {
+            values.push(value);
         }
     }
     if values.is_empty() {
-        values.extend(req.cookies().get(name).map(|c| c.value().to_owned()));
+        values.extend(req.cookies().get(name).map(|c| Cow::Borrowed(c.value())));
     }
     values.truncate(MAX_CANDIDATES);
     values
+}
+
+/// The value of one `name=value` pair of a `Cookie` header if it is the cookie `name`'s:
+/// borrowed from the header when it needs no decoding (a session key, a sealed session), else
+/// decoded as Rocket decodes cookies (percent-encoding, quotes).
+fn value_of<'a>(pair: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    let (pair_name, value) = pair.split_once('=')?;
+    if pair_name.trim() != name {
+        return None;
+    }
+    let value = value.trim();
+    if !value.contains(['%', '"']) {
+        return Some(Cow::Borrowed(value));
+    }
+    let cookie = Cookie::parse_encoded(pair.trim()).ok()?;
+    Some(Cow::Owned(cookie.value().to_owned()))
 }
 
 #[rocket::async_trait]
@@ -122,5 +140,47 @@ impl Sentinel for Session<'_> {
             return true;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cookie_pair_gives_its_value_only_under_its_exact_name() {
+        assert_eq!(
+            value_of("sessionid=abc", "sessionid").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            value_of(" sessionid = abc ", "sessionid").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(value_of("xsessionid=abc", "sessionid"), None);
+        assert_eq!(value_of("sessionidx=abc", "sessionid"), None);
+        assert_eq!(value_of("sessionid", "sessionid"), None);
+        assert_eq!(value_of("other=sessionid", "sessionid"), None);
+        // A sealed session's base64 keeps its '=' padding.
+        assert_eq!(
+            value_of("sessionid=ab+/c==", "sessionid").as_deref(),
+            Some("ab+/c==")
+        );
+        assert!(matches!(
+            value_of("sessionid=abc", "sessionid"),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn encoded_and_quoted_values_are_read_as_rocket_reads_them() {
+        for pair in [
+            "sessionid=a%2Fb",
+            "sessionid=\"a%2Fb\"",
+            "sessionid=\"abc\"",
+        ] {
+            let rocket = Cookie::parse_encoded(pair).expect("a cookie");
+            assert_eq!(value_of(pair, "sessionid").as_deref(), Some(rocket.value()));
+        }
     }
 }

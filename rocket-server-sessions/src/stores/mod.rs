@@ -28,6 +28,8 @@ pub use memory::MemoryStore;
 pub use near::{Cache, Kept, NearCacheConfig, NearCached, Watched, MAX_LAG};
 #[cfg(feature = "redis")]
 pub use redis::{watcher_name, Entry, RedisConfig, RedisStore, CACHE_TTL};
+#[cfg(feature = "sqlite")]
+pub use sql::GroupCommits;
 #[cfg(feature = "postgres")]
 pub use sql::CHANNEL;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -11,9 +11,9 @@
 //! through the pool, whose ping on every checkout and every return tripled the round trips of
 //! each statement. On SQLite, a load first runs on the request's own thread (`inline.rs`):
 //! sqlx's connections run on threads of their own, and that hop was most of a load's cost.
-//! Saves go through one writer connection: this process's writers queue in order behind an
-//! async mutex instead of colliding on SQLite's write lock, whose busy handler backs off in
-//! sleeps of milliseconds. On PostgreSQL, [`SqlStore::with_near_cache`] keeps recently loaded
+//! Saves go through one writer, never colliding on SQLite's write lock (whose busy handler
+//! backs off in sleeps of milliseconds): on a file, a thread that commits the saves waiting
+//! for it together (`group.rs`); else one connection that they take in turn. On PostgreSQL, [`SqlStore::with_near_cache`] keeps recently loaded
 //! sessions in the process, watched through `LISTEN` (`listen.rs`).
 //!
 //! Expired sessions are cleared by a sweep of the table in key order, a short window at a time
@@ -22,6 +22,8 @@
 //! to date cost a random page write per deleted row (and two more per save). Deleting a million
 //! expired sessions took 31 s with it, 1.4 s without.
 
+#[cfg(feature = "sqlite")]
+mod group;
 #[cfg(feature = "sqlite")]
 mod inline;
 pub(crate) mod lanes;
@@ -42,6 +44,11 @@ use crate::record::{self, Data, Record};
 use crate::store::{Result, SessionCounts, SessionStore, StoreError};
 #[cfg(feature = "postgres")]
 use crate::stores::near::{Cache, Kept, Watched};
+
+#[cfg(feature = "sqlite")]
+pub use group::GroupCommits;
+#[cfg(feature = "sqlite")]
+use group::GroupWriter;
 
 #[cfg(feature = "sqlite")]
 use inline::InlineReader;
@@ -66,6 +73,38 @@ const LOAD: &str =
 const LOAD_POSTGRES: &str = "SELECT data, expires, version, \
      CAST(expires - EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION) FROM session \
      WHERE key_hash = $1 AND expires > EXTRACT(EPOCH FROM now())";
+
+/// A new session: `$1` digest, `$2` data, `$3` expiry (no row changed when the digest is taken).
+const INSERT: &str = "INSERT INTO session (key_hash, data, expires, version) \
+     VALUES ($1, $2, $3, 1) ON CONFLICT (key_hash) DO NOTHING";
+
+/// A save over a version: `$1` data, `$2` expiry, `$3` digest, `$4` the version it read (no
+/// row changed when another save came first).
+const UPDATE: &str = "UPDATE session SET data = $1, expires = $2, version = version + 1 \
+     WHERE key_hash = $3 AND version = $4";
+
+/// A deletion: `$1` digest.
+const DELETE: &str = "DELETE FROM session WHERE key_hash = $1";
+
+/// A save: what [`SqlStore::write`] runs.
+#[derive(Debug)]
+enum Write {
+    /// A new session (`rows` 0 when the digest is taken).
+    Insert {
+        digest: [u8; 32],
+        data: String,
+        expires: i64,
+    },
+    /// A save over `version` (`rows` 0 when another save came first).
+    Update {
+        digest: [u8; 32],
+        data: String,
+        expires: i64,
+        version: i64,
+    },
+    /// A deletion.
+    Delete { digest: [u8; 32] },
+}
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -125,11 +164,13 @@ pub struct SqlStore {
 #[derive(Debug)]
 enum StoreLanes {
     /// Loads on up to one connection per core (WAL readers never wait), first on the
-    /// request's own thread when the database is a file; saves on one.
+    /// request's own thread when the database is a file; saves on one, in group commits when
+    /// the database is a file.
     #[cfg(feature = "sqlite")]
     Sqlite {
         inline: Option<InlineReader>,
         read: Lanes<Own<SqliteConnection>>,
+        group: Option<Box<GroupWriter>>,
         write: Lanes<Own<SqliteConnection>>,
     },
     /// Loads and saves alike on up to as many connections as the pool may open.
@@ -176,12 +217,10 @@ impl SqlStore {
         let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
         let limit = pool.options().get_acquire_timeout();
         let readers = cores.min(max);
+        let file = pool.connect_options().as_ref().clone().get_filename();
         let lanes = StoreLanes::Sqlite {
-            inline: InlineReader::new(
-                &pool.connect_options().as_ref().clone().get_filename(),
-                readers,
-                LOAD,
-            ),
+            inline: InlineReader::new(&file, readers, LOAD),
+            group: GroupWriter::new(&file, limit).map(Box::new),
             read: Lanes::new(Own(pool.connect_options()), readers, limit, idle(&pool)),
             write: Lanes::new(Own(pool.connect_options()), 1, limit, idle(&pool)),
         };
@@ -300,6 +339,61 @@ impl SqlStore {
         }
     }
 
+    /// Runs a save and says how many rows it changed: on a SQLite file in the next group
+    /// commit (`group.rs`), else as one statement on the write lanes.
+    async fn write(&self, write: Write) -> Result<u64> {
+        #[cfg(feature = "sqlite")]
+        let write = match (&*self.lanes, &self.pool) {
+            (
+                StoreLanes::Sqlite {
+                    group: Some(group), ..
+                },
+                Pool::Sqlite(pool),
+            ) => match group.run(pool, write).await {
+                Ok(result) => return result,
+                Err(write) => write,
+            },
+            #[allow(unreachable_patterns)]
+            _ => write,
+        };
+        let rows = on_store_lane!(self, write, conn => async {
+            match &write {
+                Write::Insert { digest, data, expires } => sqlx::query(INSERT)
+                    .bind(&digest[..])
+                    .bind(data)
+                    .bind(expires)
+                    .execute(conn)
+                    .await,
+                Write::Update { digest, data, expires, version } => sqlx::query(UPDATE)
+                    .bind(data)
+                    .bind(expires)
+                    .bind(&digest[..])
+                    .bind(version)
+                    .execute(conn)
+                    .await,
+                Write::Delete { digest } => sqlx::query(DELETE)
+                    .bind(&digest[..])
+                    .execute(conn)
+                    .await,
+            }
+            .map(|done| done.rows_affected())
+        });
+        rows.map_err(StoreError::backend)
+    }
+
+    /// How this store's saves were committed so far: `None` unless it runs on a SQLite file,
+    /// whose saves go in group commits (saves that arrive while a commit is under way are
+    /// committed together in the next one). For monitoring and benchmarks.
+    #[cfg(feature = "sqlite")]
+    pub fn group_commits(&self) -> Option<GroupCommits> {
+        match &*self.lanes {
+            StoreLanes::Sqlite {
+                group: Some(group), ..
+            } => Some(group.counts()),
+            _ => None,
+        }
+    }
+
     /// The time (unix seconds) that decides which sessions are expired: the host's clock on
     /// SQLite (one machine), the database's on PostgreSQL, so that servers whose clocks
     /// disagree still agree on which sessions are live, and one whose clock runs ahead never
@@ -378,24 +472,15 @@ impl SessionStore for SqlStore {
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
-        let encoded = record::encode(data);
+        let data = record::encode(data);
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
-            let digest = key.digest();
-            let inserted = on_store_lane!(self, write, conn => async {
-                sqlx::query(
-                    "INSERT INTO session (key_hash, data, expires, version) \
-                     VALUES ($1, $2, $3, 1) ON CONFLICT (key_hash) DO NOTHING",
-                )
-                .bind(&digest[..])
-                .bind(&encoded)
-                .bind(expires.unix_timestamp())
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected())
-            })
-            .map_err(StoreError::backend)?;
-            if inserted == 1 {
+            let insert = Write::Insert {
+                digest: key.digest(),
+                data: data.clone(),
+                expires: expires.unix_timestamp(),
+            };
+            if self.write(insert).await? == 1 {
                 return Ok((key.as_str().to_owned(), 1));
             }
         }
@@ -406,22 +491,13 @@ impl SessionStore for SqlStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
-        let encoded = record::encode(&record.data);
-        let digest = key.digest();
-        let updated = on_store_lane!(self, write, conn => async {
-            sqlx::query(
-                "UPDATE session SET data = $1, expires = $2, version = version + 1 \
-                 WHERE key_hash = $3 AND version = $4",
-            )
-            .bind(&encoded)
-            .bind(record.expires.unix_timestamp())
-            .bind(&digest[..])
-            .bind(record.version)
-            .execute(conn)
-            .await
-            .map(|r| r.rows_affected())
-        });
-        let updated = updated.map_err(StoreError::backend)?;
+        let update = Write::Update {
+            digest: key.digest(),
+            data: record::encode(&record.data),
+            expires: record.expires.unix_timestamp(),
+            version: record.version,
+        };
+        let updated = self.write(update).await?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
     }
 
@@ -429,15 +505,11 @@ impl SessionStore for SqlStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
-        let digest = key.digest();
-        let deleted = on_store_lane!(self, write, conn => async {
-            sqlx::query("DELETE FROM session WHERE key_hash = $1")
-                .bind(&digest[..])
-                .execute(conn)
-                .await
-                .map(drop)
-        });
-        deleted.map_err(StoreError::backend)
+        self.write(Write::Delete {
+            digest: key.digest(),
+        })
+        .await
+        .map(drop)
     }
 
     async fn clear_expired(&self) -> Result<u64> {
@@ -573,6 +645,181 @@ mod tests {
                 ..
             }
         )
+    }
+
+    /// A store on a fresh SQLite file in `dir`, migrated, with a busy timeout of `busy`.
+    async fn file_store(dir: &tempfile::TempDir, busy: Duration) -> (SqlStore, String) {
+        let path = dir.path().join("group.sqlite3");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(busy);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .expect("connect");
+        let store = SqlStore::sqlite(pool);
+        store.migrate().await.expect("migrate");
+        (store, path.display().to_string())
+    }
+
+    /// A connection of its own holding the file's write lock until it is dropped.
+    fn hold_write_lock(path: &str) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM session WHERE 0;")
+            .expect("lock");
+        conn
+    }
+
+    fn data(text: &str) -> Data {
+        let mut data = Data::new();
+        data.insert("v".into(), text.into());
+        data
+    }
+
+    /// `count` creates at once, the `poisoned`-th (if any) with data a trigger refuses; each
+    /// create's answer, in order.
+    async fn creates_at_once(
+        store: &SqlStore,
+        count: usize,
+        poisoned: Option<usize>,
+    ) -> Vec<Result<(String, i64)>> {
+        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let tasks: Vec<_> = (0..count)
+            .map(|i| {
+                let store = store.clone();
+                let text = if Some(i) == poisoned {
+                    "poison"
+                } else {
+                    "fine"
+                };
+                rocket::tokio::spawn(async move { store.create(&data(text), expires).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("no panic"));
+        }
+        answers
+    }
+
+    #[rocket::async_test]
+    async fn saves_that_wait_for_the_writer_share_one_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, path) = file_store(&dir, Duration::from_secs(5)).await;
+        // The writer's first save waits for the lock; the others queue behind it meanwhile.
+        let lock = hold_write_lock(&path);
+        let answers = rocket::tokio::spawn({
+            let store = store.clone();
+            async move { creates_at_once(&store, 32, None).await }
+        });
+        rocket::tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(lock);
+        let answers = answers.await.expect("no panic");
+        let reader = rusqlite::Connection::open(&path).expect("open");
+        for answer in answers {
+            // Committed when answered: another connection sees it.
+            let (id, _) = answer.expect("saved");
+            let digest = SessionKey::parse(&id).expect("a key").digest();
+            let found: i64 = reader
+                .query_row(
+                    "SELECT COUNT(*) FROM session WHERE key_hash = ?1",
+                    (&digest[..],),
+                    |row| row.get(0),
+                )
+                .expect("read");
+            assert_eq!(found, 1);
+        }
+        let commits = store.group_commits().expect("a file");
+        assert_eq!(commits.writes, 32);
+        assert!(commits.commits < 32, "{commits:?}");
+        assert!(commits.largest > 1, "{commits:?}");
+        assert_eq!(commits.by_size.iter().sum::<u64>(), commits.commits);
+    }
+
+    #[rocket::async_test]
+    async fn a_save_that_fails_fails_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, path) = file_store(&dir, Duration::from_secs(5)).await;
+        rusqlite::Connection::open(&path)
+            .expect("open")
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON session WHEN NEW.data LIKE '%poison%' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+            )
+            .expect("trigger");
+        let lock = hold_write_lock(&path);
+        let answers = rocket::tokio::spawn({
+            let store = store.clone();
+            async move { creates_at_once(&store, 16, Some(7)).await }
+        });
+        rocket::tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(lock);
+        let answers = answers.await.expect("no panic");
+        for (i, answer) in answers.iter().enumerate() {
+            if i == 7 {
+                let e = answer.as_ref().expect_err("the poisoned save fails");
+                assert!(e.to_string().contains("poisoned"), "{e}");
+            } else {
+                let (id, _) = answer.as_ref().expect("its neighbours are saved");
+                assert!(store.load(id).await.expect("load").is_some());
+            }
+        }
+        assert_eq!(
+            store.count().await.expect("count").map(|c| c.live),
+            Some(15)
+        );
+    }
+
+    #[rocket::async_test]
+    async fn a_lock_held_past_the_busy_timeout_fails_the_saves_and_then_lets_them_through() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, path) = file_store(&dir, Duration::from_millis(100)).await;
+        let lock = hold_write_lock(&path);
+        let answers = creates_at_once(&store, 4, None).await;
+        assert!(answers.iter().all(Result::is_err), "{answers:?}");
+        drop(lock);
+        let answers = creates_at_once(&store, 4, None).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(store.count().await.expect("count").map(|c| c.live), Some(4));
+    }
+
+    #[rocket::async_test]
+    async fn the_writer_keeps_the_wal_checkpointed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, path) = file_store(&dir, Duration::from_secs(5)).await;
+        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let commits: u64 = 1_500;
+        for _ in 0..commits {
+            store.create(&data("x"), expires).await.expect("create");
+        }
+        // SQLite's checkpoint at 1,000 pages starts the WAL over; without it the WAL would
+        // hold a frame (a page and its header) per commit at the least.
+        let wal = std::fs::metadata(format!("{path}-wal"))
+            .expect("a WAL")
+            .len();
+        assert!(
+            wal < commits * 4096,
+            "WAL of {wal} bytes after {commits} commits"
+        );
+        assert_eq!(store.group_commits().map(|c| c.writes), Some(commits));
+    }
+
+    #[rocket::async_test]
+    async fn saves_to_a_database_in_memory_go_through_sqlx() {
+        let store = store("sqlite::memory:").await;
+        store.migrate().await.expect("migrate");
+        let (id, _) = store
+            .create(
+                &data("x"),
+                OffsetDateTime::now_utc() + time::Duration::hours(1),
+            )
+            .await
+            .expect("create");
+        assert!(store.load(&id).await.expect("load").is_some());
+        assert_eq!(store.group_commits(), None);
     }
 
     #[rocket::async_test]
