@@ -76,8 +76,9 @@ struct Job {
 /// per dozen saves, so another process that writes to the file waits no longer than that.
 const MAX_GROUP: usize = 64;
 
-/// How many commits held how many saves, in powers of two: 1, 2–3, 4–7, … 128 and more.
-pub(crate) const GROUP_SIZES: usize = 8;
+/// How many commits held how many saves, in powers of two up to [`MAX_GROUP`]: 1, 2–3, 4–7,
+/// 8–15, 16–31, 32–63, 64.
+pub(crate) const GROUP_SIZES: usize = (usize::BITS - MAX_GROUP.leading_zeros()) as usize;
 
 /// What the writer did so far.
 #[derive(Debug, Default)]
@@ -108,7 +109,8 @@ pub struct GroupCommits {
     pub writes: u64,
     /// The most saves one commit held.
     pub largest: u64,
-    /// How many commits held 1, 2–3, 4–7, 8–15, 16–31, 32–63, 64–127 and 128 or more saves.
+    /// How many commits held 1, 2–3, 4–7, 8–15, 16–31, 32–63 and 64 saves (the most a
+    /// commit holds).
     pub by_size: [u64; GROUP_SIZES],
 }
 
