@@ -236,7 +236,12 @@ async fn two_servers_keep_to_one_connection_budget_under_load() {
 
     // Idle, each lets its connections go (idle_timeout = 1 s).
     wait_for_idle(&mut admin, &role.name, &["server_a", "server_b"]).await;
-    drop((a, b));
+    // Shut both down (their pools closed) before the runtime ends: a pool left open to the end
+    // once kept sqlx's idle reaper spinning through the runtime's shutdown, and the test hung.
+    for app in [a, b] {
+        let app = Arc::try_unwrap(app).unwrap_or_else(|_| panic!("a client is still in use"));
+        app.client.terminate().await;
+    }
 }
 
 #[tokio::test]
