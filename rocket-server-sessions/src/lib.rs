@@ -73,5 +73,5 @@ pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;
 pub use key::{SessionKey, KEY_LEN};
-pub use record::{decode, encode, Data, Expiry, Record, EXPIRY_KEY};
-pub use store::{Result, SessionCounts, SessionStore, StoreError};
+pub use record::{decode, encode, user_of, Data, Expiry, Record, EXPIRY_KEY, USER_KEY};
+pub use store::{Result, SessionCounts, SessionStore, StoreError, UserSession};

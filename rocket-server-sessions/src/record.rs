@@ -13,6 +13,19 @@ pub type Data = Map<String, Value>;
 /// `_session_expiry`: an integer of seconds (0 = at browser close) or an RFC 3339 date.
 pub const EXPIRY_KEY: &str = "_session_expiry";
 
+/// The data key that names the user a session is signed in as (Django's `_auth_user_id`): a
+/// string. Stores that list a user's sessions ([`SessionStore::user_sessions`]) index it.
+///
+/// [`SessionStore::user_sessions`]: crate::SessionStore::user_sessions
+pub const USER_KEY: &str = "_auth_user_id";
+
+/// The user `data` is signed in as: the string under [`USER_KEY`], if there is one.
+pub fn user_of(data: &Data) -> Option<&str> {
+    data.get(USER_KEY)
+        .and_then(Value::as_str)
+        .filter(|user| !user.is_empty())
+}
+
 /// `now + age`, held to the dates `time` can represent: an absurd age (a huge
 /// `set_expiry` or a tampered `_session_expiry`) means "never" or "already", not a panic.
 pub fn after(now: OffsetDateTime, age: Duration) -> OffsetDateTime {

@@ -174,6 +174,39 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn inspect(&self, id: &str) -> Result<Option<Record>> {
         self.load(id).await
     }
+
+    /// The live sessions signed in as `user` (whose data hold it under
+    /// [`USER_KEY`](crate::USER_KEY)), in no order, or `None` (the default) when the store
+    /// cannot list them. A store that can keeps an index from each user to their sessions,
+    /// exact through saves, cycled keys, deletions, expiry and clearing.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+        let _ = user;
+        Ok(None)
+    }
+
+    /// Deletes the session that [`SessionStore::user_sessions`] listed under `handle`, if it
+    /// is still signed in as `user`; returns whether one was deleted. By default (a store that
+    /// cannot list) nothing is deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
+        let _ = (user, handle);
+        Ok(false)
+    }
+}
+
+/// A session of a user, as [`SessionStore::user_sessions`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSession {
+    /// What the store names the session by (the SHA-256 of its key, in hex): never its key,
+    /// and not to be shown to anyone; [`SessionStore::end_user_session`] takes it.
+    pub handle: String,
+    /// The session.
+    pub record: Record,
 }
 
 /// How many sessions a store holds, by state.

@@ -31,6 +31,8 @@ pub async fn run(context: &Context, args: &Args) -> Result {
     let config = context.session_config()?;
     let store = context.store(&config).await?;
     if store.expires_by_itself() {
+        // What such a store may still tidy: its index of users' sessions (Redis's user sets).
+        store.clear_expired().await?;
         println!(
             "session.backend = \"{}\": this store drops expired sessions itself; nothing to clear.",
             config.backend

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use super::near::{Cache, Kept, Watched};
 use super::redis::{unix_ms, Entry, RedisStore, CACHE_TTL};
 use crate::record::{Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore};
+use crate::store::{Result, SessionCounts, SessionStore, UserSession};
 
 /// How long the store leaves Redis alone after it failed.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -154,9 +154,13 @@ impl<S: SessionStore> CachedStore<S> {
     /// Notes that the copy of `id` in Redis is older than the database, and makes sure a task
     /// repairs it as soon as Redis answers.
     fn stale(&self, id: &str, repair: Repair) {
-        let Some(name) = self.cache.watched_name(id) else {
-            return;
-        };
+        if let Some(name) = self.cache.watched_name(id) {
+            self.stale_name(name, repair);
+        }
+    }
+
+    /// [`CachedStore::stale`] of the copy under `name` (its [`Watched::watched_name`]).
+    fn stale_name(&self, name: String, repair: Repair) {
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
         if stale.names.len() < MAX_STALE || stale.names.contains_key(&name) {
             let needed = stale.names.entry(name).or_insert(repair);
@@ -288,6 +292,22 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn inspect(&self, id: &str) -> Result<Option<Record>> {
         self.db.inspect(id).await
     }
+
+    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+        self.db.user_sessions(user).await
+    }
+
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
+        if !self.db.end_user_session(user, handle).await? {
+            return Ok(false);
+        }
+        // As `delete`: a tombstone over the copy.
+        let name = self.cache.handle_name(handle);
+        if self.noted(self.cache.bury_at(&name).await).is_none() {
+            self.stale_name(name, Repair::Bury);
+        }
+        Ok(true)
+    }
 }
 
 /// Redis reports every change to its copies (`redis/watch.rs`), and every change to a session
@@ -299,6 +319,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 impl<S: SessionStore> Watched for CachedStore<S> {
     fn watched_name(&self, id: &str) -> Option<String> {
         self.cache.watched_name(id)
+    }
+
+    fn handle_name(&self, handle: &str) -> String {
+        self.cache.handle_name(handle)
     }
 
     fn watch(&self, cache: Weak<Cache>) {

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
 
 use crate::key::SessionKey;
-use crate::record::{Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore, StoreError};
+use crate::record::{user_of, Data, Record};
+use crate::store::{Result, SessionCounts, SessionStore, StoreError, UserSession};
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -114,5 +114,31 @@ impl SessionStore for MemoryStore {
             live,
             expired: records.len() as u64 - live,
         }))
+    }
+
+    // The memory store holds few sessions: it finds a user's by looking at every one.
+    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+        let now = OffsetDateTime::now_utc();
+        let sessions = self
+            .records()
+            .iter()
+            .filter(|(_, record)| record.expires > now && user_of(&record.data) == Some(user))
+            .map(|(digest, record)| UserSession {
+                handle: SessionKey::hex(digest),
+                record: record.clone(),
+            })
+            .collect();
+        Ok(Some(sessions))
+    }
+
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
+        let Some(digest) = SessionKey::digest_of_hex(handle) else {
+            return Ok(false);
+        };
+        let mut records = self.records();
+        let theirs = records
+            .get(&digest)
+            .is_some_and(|record| user_of(&record.data) == Some(user));
+        Ok(theirs && records.remove(&digest).is_some())
     }
 }

@@ -68,6 +68,14 @@ store_suite!(cookie, new_cookie_store(), skip {
         "no stored version to compare with: both saves succeed",
     concurrent_saves_of_different_keys_all_survive_by_reload_and_retry =>
         "concurrent requests cannot be merged: the last response's cookie wins",
+    user_sessions_lists_exactly_the_live_sessions_of_the_user =>
+        "sessions live only in their cookies: there is nothing to list",
+    the_user_index_follows_saves_cycled_keys_and_deletions =>
+        "sessions live only in their cookies: there is nothing to list",
+    end_user_session_ends_only_a_session_of_that_user =>
+        "sessions live only in their cookies: a site signs them out by a generation number",
+    expired_and_cleared_sessions_leave_the_user_index =>
+        "sessions live only in their cookies: there is nothing to list",
 });
 
 /// A cookie store with a fresh key; nothing to keep alive.
@@ -632,4 +640,160 @@ async fn postgres_judges_expiry_by_the_databases_clock_in_loads_counts_and_clear
         );
     }
     assert_eq!(near.hits(), 1);
+}
+
+/// The session table as it was before sessions had users (before the `user_id` column).
+const TABLE_BEFORE_USERS: &str = "CREATE TABLE session (key_hash BYTEA PRIMARY KEY, \
+     data TEXT NOT NULL, expires BIGINT NOT NULL, version BIGINT NOT NULL DEFAULT 1)";
+
+/// A session in a table made before users: its key, stored by hand as that version did.
+fn session_before_users() -> (SessionKey, Vec<u8>, i64) {
+    let key = SessionKey::generate();
+    let digest = key.digest().to_vec();
+    (key, digest, in_an_hour().unix_timestamp())
+}
+
+/// After `migrate` of a table made before users: the old session still loads, a session
+/// signed in is listed, and a second `migrate` changes nothing.
+async fn assert_migrated_from_before_users(store: &SqlStore, old: &SessionKey) {
+    for _ in 0..2 {
+        store
+            .migrate()
+            .await
+            .expect("migrates a table made before users");
+    }
+    let loaded = store.load(old.as_str()).await.expect("loads");
+    assert_eq!(
+        loaded.map(|record| record.data),
+        Some(data(json!({"visits": 3})))
+    );
+    let data = data(json!({ rocket_server_sessions::USER_KEY: "ann" }));
+    store.create(&data, in_an_hour()).await.expect("creates");
+    let listed = store
+        .user_sessions("ann")
+        .await
+        .expect("lists")
+        .expect("can list");
+    assert_eq!(listed.len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_migrate_adds_users_to_a_table_made_before_them() {
+    let dir = TempDir::new().expect("a temporary directory");
+    let pool = sqlite_pool(&dir.path().join("old.sqlite3")).await;
+    let (key, digest, expires) = session_before_users();
+    sqlx::query(&format!(
+        "{} WITHOUT ROWID",
+        TABLE_BEFORE_USERS.replace("BYTEA", "BLOB")
+    ))
+    .execute(&pool)
+    .await
+    .expect("the old table");
+    sqlx::query("INSERT INTO session (key_hash, data, expires) VALUES ($1, '{\"visits\": 3}', $2)")
+        .bind(&digest)
+        .bind(expires)
+        .execute(&pool)
+        .await
+        .expect("an old session");
+    assert_migrated_from_before_users(&SqlStore::sqlite(pool), &key).await;
+}
+
+#[tokio::test]
+async fn postgres_migrate_adds_users_to_a_table_made_before_them() {
+    let Some(schema) = PgSchema::create("migrate a table made before users").await else {
+        return;
+    };
+    let pool = postgres_pool(&schema.url()).await;
+    let (key, digest, expires) = session_before_users();
+    sqlx::query(TABLE_BEFORE_USERS)
+        .execute(&pool)
+        .await
+        .expect("the old table");
+    sqlx::query("INSERT INTO session (key_hash, data, expires) VALUES ($1, '{\"visits\": 3}', $2)")
+        .bind(&digest)
+        .bind(expires)
+        .execute(&pool)
+        .await
+        .expect("an old session");
+    assert_migrated_from_before_users(&SqlStore::postgres(pool), &key).await;
+}
+
+/// Redis keeps a set per user: it lives as long as the user's longest session, loses a
+/// session's member when the session is deleted, and `clear_expired` drops the members of
+/// sessions Redis expired (`rango clearsessions`), so no entry outlives its session.
+#[tokio::test]
+async fn redis_user_sets_follow_their_sessions_and_clearing_leaves_no_member_behind() {
+    let Some((store, prefix)) = new_redis_store_without_near_cache().await else {
+        return;
+    };
+    let mut conn = prefix.connection().expect("Redis answers");
+    let set = format!("{}user:gus", prefix.prefix);
+    let members = |conn: &mut ::redis::Connection| -> usize {
+        ::redis::cmd("SCARD").arg(&set).query(conn).expect("SCARD")
+    };
+    let ttl = |conn: &mut ::redis::Connection| -> i64 {
+        ::redis::cmd("TTL").arg(&set).query(conn).expect("TTL")
+    };
+    let signed = data(json!({ rocket_server_sessions::USER_KEY: "gus" }));
+    let short = store
+        .create(&signed, in_an_hour())
+        .await
+        .expect("creates")
+        .0;
+    assert!(
+        (3590..=3600).contains(&ttl(&mut conn)),
+        "the set lives as its session"
+    );
+    let long = store
+        .create(&signed, OffsetDateTime::now_utc() + Duration::days(14))
+        .await
+        .expect("creates")
+        .0;
+    assert!(ttl(&mut conn) > 13 * 86_400, "as its longest session");
+    store.create(&signed, in_an_hour()).await.expect("creates");
+    assert_eq!(members(&mut conn), 3);
+
+    store.delete(&long).await.expect("deletes");
+    assert_eq!(members(&mut conn), 2, "a deleted session leaves its set");
+    // Saved with an expiry in the past: gone at once, and out of its set.
+    let record = store.load(&short).await.expect("loads").expect("live");
+    let expired = Record {
+        expires: OffsetDateTime::now_utc() - Duration::seconds(1),
+        ..record
+    };
+    store
+        .update(&short, &expired)
+        .await
+        .expect("updates")
+        .expect("applies");
+    assert_eq!(members(&mut conn), 1);
+    // Expired by Redis (its TTL ran out, here a DEL as Redis does it): the member stays until
+    // a listing or a clearing.
+    let third = store
+        .create(&signed, in_an_hour())
+        .await
+        .expect("creates")
+        .0;
+    let name = store.watched_name(&third).expect("a name");
+    let _: () = ::redis::cmd("DEL")
+        .arg(&name)
+        .query(&mut conn)
+        .expect("DEL");
+    assert_eq!(members(&mut conn), 2);
+    assert_eq!(store.clear_expired().await.expect("clears"), 0);
+    assert_eq!(
+        members(&mut conn),
+        1,
+        "clearing dropped the expired session's member"
+    );
+    let listed = store
+        .user_sessions("gus")
+        .await
+        .expect("lists")
+        .expect("can list");
+    assert_eq!(listed.len(), 1);
+    let last = &listed[0].handle;
+    assert!(store.end_user_session("gus", last).await.expect("ends"));
+    let keys = prefix.keys_on(&mut conn).expect("KEYS");
+    assert!(keys.is_empty(), "nothing left: {keys:?}");
 }

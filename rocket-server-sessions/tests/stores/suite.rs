@@ -26,7 +26,9 @@ use std::time::Duration as StdDuration;
 
 use rocket::futures::future::join_all;
 use rocket::tokio::sync::Barrier;
-use rocket_server_sessions::{Data, Record, SessionKey, SessionStore, KEY_LEN};
+use rocket_server_sessions::{
+    Data, Record, SessionKey, SessionStore, UserSession, KEY_LEN, USER_KEY,
+};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
@@ -88,6 +90,10 @@ macro_rules! store_suite {
             case!(concurrent_updates_over_one_version_have_exactly_one_winner);
             case!(concurrent_saves_of_different_keys_all_survive_by_reload_and_retry);
             case!(concurrent_loads_of_many_sessions_each_get_their_own);
+            case!(user_sessions_lists_exactly_the_live_sessions_of_the_user);
+            case!(the_user_index_follows_saves_cycled_keys_and_deletions);
+            case!(end_user_session_ends_only_a_session_of_that_user);
+            case!(expired_and_cleared_sessions_leave_the_user_index);
         }
     };
 }
@@ -649,4 +655,190 @@ pub async fn concurrent_loads_of_many_sessions_each_get_their_own(store: &dyn Se
             "round {round}"
         );
     }
+}
+
+/// A session's data signed in as `user`, with a `tag` to tell sessions apart.
+fn signed_in(user: &str, tag: &str) -> Data {
+    data(json!({ USER_KEY: user, "tag": tag }))
+}
+
+/// The sessions the store lists for `user`, which it must be able to list.
+async fn listed(store: &dyn SessionStore, user: &str) -> Vec<UserSession> {
+    store
+        .user_sessions(user)
+        .await
+        .expect("user_sessions answers")
+        .expect("the store lists a user's sessions")
+}
+
+/// The tags of `user`'s listed sessions, sorted.
+async fn listed_tags(store: &dyn SessionStore, user: &str) -> Vec<String> {
+    let mut tags: Vec<String> = listed(store, user)
+        .await
+        .iter()
+        .map(|session| {
+            session.record.data["tag"]
+                .as_str()
+                .expect("a tag")
+                .to_owned()
+        })
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// Rule: `user_sessions` lists the live sessions signed in as the user, each once, with its
+/// record, under a handle that is not its key; no one else's, no visitor's, no expired one.
+pub async fn user_sessions_lists_exactly_the_live_sessions_of_the_user(store: &dyn SessionStore) {
+    let a1 = create(store, &signed_in("ann", "a1"), in_an_hour()).await;
+    let a2 = create(store, &signed_in("ann", "a2"), now() + Duration::days(30)).await;
+    create(store, &signed_in("bob", "b1"), in_an_hour()).await;
+    create(store, &data(json!({"tag": "visitor"})), in_an_hour()).await;
+    create(
+        store,
+        &signed_in("ann", "gone"),
+        now() - Duration::seconds(5),
+    )
+    .await;
+    // A user is matched whole: no prefix, no case folding.
+    create(store, &signed_in("Ann", "other"), in_an_hour()).await;
+    create(store, &signed_in("anne", "other"), in_an_hour()).await;
+
+    let sessions = listed(store, "ann").await;
+    assert_eq!(listed_tags(store, "ann").await, ["a1", "a2"]);
+    for session in &sessions {
+        assert_ne!(session.handle, a1);
+        assert_ne!(session.handle, a2);
+        assert!(!session.handle.contains(&a1) && !session.handle.contains(&a2));
+        let tag = session.record.data["tag"].as_str().expect("a tag");
+        let key = if tag == "a1" { &a1 } else { &a2 };
+        assert_eq!(
+            session.record,
+            live(store, key).await,
+            "the record as loaded"
+        );
+    }
+    assert_ne!(sessions[0].handle, sessions[1].handle);
+    assert_eq!(listed_tags(store, "bob").await, ["b1"]);
+    assert!(listed(store, "nobody").await.is_empty());
+    assert!(listed(store, "").await.is_empty());
+}
+
+/// Rule: the index follows the session's data through every save: a visitor's session that
+/// signs in is listed, one that moves to another user moves, a cycled key (a new session with
+/// the data, the old one deleted) is listed once under its new handle, a signed-out or deleted
+/// one is gone.
+pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn SessionStore) {
+    let id = create(store, &data(json!({"tag": "s"})), in_an_hour()).await;
+    assert!(listed(store, "cyd").await.is_empty());
+
+    let record = live(store, &id).await;
+    let signed = Record {
+        data: signed_in("cyd", "s"),
+        ..record
+    };
+    let (id, _) = update(store, &id, &signed).await.expect("signs in");
+    assert_eq!(listed_tags(store, "cyd").await, ["s"]);
+
+    // Login cycles the key: a new session with the data, then the old one deleted.
+    let cycled = create(store, &signed.data, in_an_hour()).await;
+    store.delete(&id).await.expect("delete answers");
+    let sessions = listed(store, "cyd").await;
+    assert_eq!(sessions.len(), 1, "listed once after its key was cycled");
+    assert_eq!(sessions[0].record, live(store, &cycled).await);
+
+    // Another user signs in on it.
+    let moved = Record {
+        data: signed_in("dee", "s"),
+        expires: in_an_hour(),
+        version: live(store, &cycled).await.version,
+    };
+    let (cycled, _) = update(store, &cycled, &moved).await.expect("saves");
+    assert!(listed(store, "cyd").await.is_empty(), "left its old user");
+    assert_eq!(listed_tags(store, "dee").await, ["s"]);
+
+    // Signed out, the data kept.
+    let out = Record {
+        data: data(json!({"tag": "s"})),
+        expires: in_an_hour(),
+        version: live(store, &cycled).await.version,
+    };
+    update(store, &cycled, &out).await.expect("saves");
+    assert!(listed(store, "dee").await.is_empty(), "signed out");
+
+    // Signed in again, then deleted.
+    let again = Record {
+        data: signed_in("dee", "s"),
+        expires: in_an_hour(),
+        version: live(store, &cycled).await.version,
+    };
+    update(store, &cycled, &again).await.expect("saves");
+    assert_eq!(listed_tags(store, "dee").await, ["s"]);
+    store.delete(&cycled).await.expect("delete answers");
+    assert!(listed(store, "dee").await.is_empty(), "deleted");
+}
+
+/// Rule: `end_user_session` deletes the session listed under a handle only if it is still
+/// signed in as that user, and says whether it did; another user's handle, a made-up or a
+/// malformed one, or one already ended delete nothing.
+pub async fn end_user_session_ends_only_a_session_of_that_user(store: &dyn SessionStore) {
+    let mine = create(store, &signed_in("eve", "mine"), in_an_hour()).await;
+    let other = create(store, &signed_in("eve", "other"), in_an_hour()).await;
+    let bobs = create(store, &signed_in("bo", "bobs"), in_an_hour()).await;
+    let handle_of = |sessions: &[UserSession], tag: &str| {
+        sessions
+            .iter()
+            .find(|session| session.record.data["tag"] == tag)
+            .map(|session| session.handle.clone())
+            .expect("listed")
+    };
+    let bobs_handle = handle_of(&listed(store, "bo").await, "bobs");
+    let other_handle = handle_of(&listed(store, "eve").await, "other");
+
+    let end = |user: &'static str, handle: String| async move {
+        store
+            .end_user_session(user, &handle)
+            .await
+            .expect("end_user_session answers")
+    };
+    assert!(
+        !end("eve", bobs_handle.clone()).await,
+        "another user's session"
+    );
+    assert!(load(store, &bobs).await.is_some());
+    for forged in [
+        SessionKey::generate().as_str().to_owned(),
+        "0".repeat(64),
+        "zz".repeat(32),
+        String::new(),
+        mine.clone(),
+        format!("{other_handle}' OR '1'='1"),
+    ] {
+        assert!(!end("eve", forged.clone()).await, "{forged:?}");
+    }
+    assert_eq!(listed_tags(store, "eve").await, ["mine", "other"]);
+
+    assert!(end("eve", other_handle.clone()).await);
+    assert_eq!(load(store, &other).await, None, "ended");
+    assert!(load(store, &mine).await.is_some(), "the other one stays");
+    assert_eq!(listed_tags(store, "eve").await, ["mine"]);
+    assert!(!end("eve", other_handle).await, "already ended");
+}
+
+/// Rule: a session that expires leaves its user's list at once, and clearing expired sessions
+/// leaves no entry behind: a later list holds only live sessions, and the user's other
+/// sessions stay listed.
+pub async fn expired_and_cleared_sessions_leave_the_user_index(store: &dyn SessionStore) {
+    let staying = create(store, &signed_in("fay", "staying"), in_an_hour()).await;
+    let going = create(store, &signed_in("fay", "going"), in_an_hour()).await;
+    let record = live(store, &going).await;
+    let expired = Record {
+        expires: now() - Duration::seconds(1),
+        ..record
+    };
+    update(store, &going, &expired).await.expect("saves");
+    assert_eq!(listed_tags(store, "fay").await, ["staying"]);
+    store.clear_expired().await.expect("clear_expired answers");
+    assert_eq!(listed_tags(store, "fay").await, ["staying"]);
+    assert!(load(store, &staying).await.is_some());
 }

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::config::{store_settings, ConfigError};
 use crate::record::{Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore};
+use crate::store::{Result, SessionCounts, SessionStore, UserSession};
 
 #[cfg(test)]
 pub(crate) use cache::filled;
@@ -68,6 +68,12 @@ pub trait Watched: SessionStore {
     /// The name under which the watcher reports changes to the session `id`; `None` for an id
     /// that names no stored session (a malformed one).
     fn watched_name(&self, id: &str) -> Option<String>;
+
+    /// The name under which the watcher reports changes to the session that
+    /// [`SessionStore::user_sessions`] listed under `handle`. By default the handle itself.
+    fn handle_name(&self, handle: &str) -> String {
+        handle.to_owned()
+    }
 
     /// Starts watching the store for `cache`: a task that evicts what changes and confirms
     /// the watch with heartbeats (see `cache.rs`), and ends when the cache is dropped. A store
@@ -200,6 +206,16 @@ impl<S: Watched> SessionStore for NearCached<S> {
 
     async fn inspect(&self, id: &str) -> Result<Option<Record>> {
         self.inner.inspect(id).await
+    }
+
+    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+        self.inner.user_sessions(user).await
+    }
+
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
+        let ended = self.inner.end_user_session(user, handle).await;
+        self.cache.evict([self.inner.handle_name(handle).as_str()]);
+        ended
     }
 }
 

@@ -7,6 +7,12 @@
 //! *tombstone* (`v` = -1, short TTL) so that a cache in front of SQL never brings it back from
 //! a read that was in flight when it was deleted.
 //!
+//! A session signed in as a user also holds field `u` (the user), and its digest is a member of
+//! the set `<prefix>user:<user>`, which lives as long as the user's longest session. The save
+//! and delete scripts keep the set exact as sessions move between users or go; a member whose
+//! session expired is dropped by the next listing of the set, and by `clear_expired`, which
+//! goes over every set (`rango clearsessions`).
+//!
 //! Loads that arrive together go to Redis as one pipeline (`batch.rs`). Redis reports every
 //! change to a session to a watcher (`watch.rs`), so a [`NearCached`](super::NearCached) store
 //! can keep what this one loads.
@@ -27,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{redact_password, store_settings, ConfigError};
 use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
-use crate::store::{Result, SessionStore, StoreError};
+use crate::store::{Result, SessionStore, StoreError, UserSession};
 use crate::stores::near::{Cache, Kept, Watched};
 
 use batch::Reads;
@@ -42,20 +48,95 @@ const TOMBSTONE: i64 = -1;
 /// How long a tombstone lives: longer than any request that could still hold the session.
 const TOMBSTONE_TTL: u64 = 600;
 
-/// Creates the hash unless the key exists. ARGV: data, expiry.
-const CREATE: &str = r"
+/// The Lua function the save scripts share: adds `member` to the user set `set`, which lives
+/// until the latest `expiry` of its sessions.
+macro_rules! index_lua {
+    () => {
+        r"
+local function index(set, member, expiry)
+    redis.call('SADD', set, member)
+    if redis.call('EXPIRETIME', set) < tonumber(expiry) then
+        redis.call('EXPIREAT', set, expiry)
+    end
+end
+"
+    };
+}
+
+/// Creates the hash unless the key exists. ARGV: data, expiry, user ('' for none), the user
+/// sets' prefix, the session's member name (its digest).
+const CREATE: &str = concat!(
+    index_lua!(),
+    r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1], 'e', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
 redis.call('EXPIREAT', KEYS[1], ARGV[2])
-return 1";
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+    index(ARGV[4] .. ARGV[3], ARGV[5], ARGV[2])
+end
+return 1"
+);
 
-/// Replaces the hash if its version is ARGV[1]. ARGV: expected version, data, expiry.
-const UPDATE: &str = r"
+/// Replaces the hash if its version is ARGV[1], moving it between user sets if its user
+/// changed. ARGV: expected version, data, expiry, user ('' for none), the user sets' prefix,
+/// the session's member name.
+const UPDATE: &str = concat!(
+    index_lua!(),
+    r"
 if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+local old = redis.call('HGET', KEYS[1], 'u')
 redis.call('HSET', KEYS[1], 'v', ARGV[1] + 1, 'd', ARGV[2], 'e', ARGV[3])
+if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'u', ARGV[4])
+elseif old then
+    redis.call('HDEL', KEYS[1], 'u')
+end
+-- An expiry in the past deletes the session here and now.
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
-return 1";
+local live = redis.call('EXISTS', KEYS[1]) == 1
+if old and (old ~= ARGV[4] or not live) then redis.call('SREM', ARGV[5] .. old, ARGV[6]) end
+if live and ARGV[4] ~= '' then index(ARGV[5] .. ARGV[4], ARGV[6], ARGV[3]) end
+return 1"
+);
+
+/// Deletes the hash and its entry in its user's set. ARGV: the user sets' prefix, the
+/// session's member name.
+const DELETE: &str = r"
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then
+    local user = redis.call('HGET', KEYS[1], 'u')
+    if user then redis.call('SREM', ARGV[1] .. user, ARGV[2]) end
+end
+return redis.call('DEL', KEYS[1])";
+
+/// Deletes the hash if it is signed in as ARGV[1]. ARGV: user, the user sets' prefix, the
+/// session's member name.
+const END_USER_SESSION: &str = r"
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
+if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
+redis.call('SREM', ARGV[2] .. ARGV[1], ARGV[3])
+return redis.call('DEL', KEYS[1])";
+
+/// The live sessions in the user set KEYS[1], as `{member, version, data, expiry}`, dropping
+/// members whose session is gone, expired or no longer the user's. ARGV: the key prefix, now
+/// (unix seconds), the user.
+const USER_SESSIONS: &str = r"
+local live = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    local key = ARGV[1] .. member
+    local f = {}
+    if redis.call('TYPE', key).ok == 'hash' then
+        f = redis.call('HMGET', key, 'v', 'd', 'e', 'u')
+    end
+    local version, expires = tonumber(f[1]), tonumber(f[3])
+    if f[4] == ARGV[3] and version and version >= 0 and expires and expires > tonumber(ARGV[2]) then
+        table.insert(live, {member, f[1], f[2], f[3]})
+    else
+        redis.call('SREM', KEYS[1], member)
+    end
+end
+return live";
 
 /// Writes the hash unless what is there is newer or a tombstone (the same version is written
 /// again, with its new write time); what does not decode is written over. ARGV: version,
@@ -160,6 +241,9 @@ pub struct RedisStore {
     prefix: String,
     create: Script,
     update: Script,
+    delete: Script,
+    end_user_session: Script,
+    user_sessions: Script,
     put: Script,
     invalidate: Script,
 }
@@ -213,16 +297,52 @@ impl RedisStore {
             prefix: settings.key_prefix.clone(),
             create: Script::new(CREATE),
             update: Script::new(UPDATE),
+            delete: Script::new(DELETE),
+            end_user_session: Script::new(END_USER_SESSION),
+            user_sessions: Script::new(USER_SESSIONS),
             put: Script::new(PUT_IF_NEWER),
             invalidate: Script::new(INVALIDATE),
         })
     }
 
     fn redis_key(&self, key: &SessionKey) -> String {
-        let mut redis_key = String::with_capacity(self.prefix.len() + 64);
+        self.redis_key_of(&key.digest_hex())
+    }
+
+    /// The Redis key of the session whose digest in hex is `member`.
+    fn redis_key_of(&self, member: &str) -> String {
+        let mut redis_key = String::with_capacity(self.prefix.len() + member.len());
         redis_key.push_str(&self.prefix);
-        redis_key.push_str(&key.digest_hex());
+        redis_key.push_str(member);
         redis_key
+    }
+
+    /// What the names of the user sets begin with.
+    fn user_set_prefix(&self) -> String {
+        format!("{}user:", self.prefix)
+    }
+
+    /// The live sessions in the user set `set` of `user`, pruning the set of the others.
+    async fn list_user_set(&self, set: &str, user: &str) -> Result<Vec<UserSession>> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let mut invocation = self.user_sessions.prepare_invoke();
+        invocation.key(set).arg(&self.prefix).arg(now).arg(user);
+        let rows: Vec<(String, i64, String, i64)> = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(handle, version, data, expires)| UserSession {
+                handle,
+                record: Record {
+                    data: record::decode(&data),
+                    expires: OffsetDateTime::from_unix_timestamp(expires)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    version,
+                },
+            })
+            .collect())
     }
 
     /// What Redis holds for `id`, tombstones included.
@@ -363,13 +483,19 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
         let encoded = record::encode(data);
+        let user = record::user_of(data).unwrap_or_default();
+        let sets = self.user_set_prefix();
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
+            let member = key.digest_hex();
             let mut invocation = self.create.prepare_invoke();
             invocation
-                .key(self.redis_key(&key))
+                .key(self.redis_key_of(&member))
                 .arg(&encoded)
-                .arg(expires.unix_timestamp());
+                .arg(expires.unix_timestamp())
+                .arg(user)
+                .arg(&sets)
+                .arg(&member);
             let created: i64 = invocation
                 .invoke_async(&mut self.conn.clone())
                 .await
@@ -385,13 +511,16 @@ impl SessionStore for RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
-        let redis_key = self.redis_key(&key);
+        let member = key.digest_hex();
         let mut invocation = self.update.prepare_invoke();
         invocation
-            .key(&redis_key)
+            .key(self.redis_key_of(&member))
             .arg(record.version)
             .arg(record::encode(&record.data))
-            .arg(record.expires.unix_timestamp());
+            .arg(record.expires.unix_timestamp())
+            .arg(record::user_of(&record.data).unwrap_or_default())
+            .arg(self.user_set_prefix())
+            .arg(&member);
         let updated = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
         Ok((updated.map_err(backend)? == 1).then(|| (id.to_owned(), record.version + 1)))
     }
@@ -400,14 +529,58 @@ impl SessionStore for RedisStore {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(());
         };
-        let redis_key = self.redis_key(&key);
-        let outcome = self.conn.clone().del::<_, ()>(&redis_key).await;
-        outcome.map_err(backend)
+        let member = key.digest_hex();
+        let mut invocation = self.delete.prepare_invoke();
+        invocation
+            .key(self.redis_key_of(&member))
+            .arg(self.user_set_prefix())
+            .arg(&member);
+        let outcome = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
+        outcome.map(drop).map_err(backend)
     }
 
+    /// Redis drops a session when its TTL runs out: nothing to clear but the user sets'
+    /// members whose sessions are gone.
     async fn clear_expired(&self) -> Result<u64> {
-        // Redis drops a session when its TTL runs out.
+        let sets = self.user_set_prefix();
+        let pattern = format!("{}*", escape_glob(&sets));
+        let names: Vec<String> = {
+            let mut conn = self.conn.clone();
+            let mut iter = conn
+                .scan_match::<_, String>(&pattern)
+                .await
+                .map_err(backend)?;
+            let mut names = Vec::new();
+            while let Some(name) = rocket::futures::StreamExt::next(&mut iter).await {
+                names.push(name.map_err(backend)?);
+            }
+            names
+        };
+        for set in &names {
+            if let Some(user) = set.strip_prefix(&sets) {
+                self.list_user_set(set, user).await?;
+            }
+        }
         Ok(0)
+    }
+
+    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+        let set = format!("{}{user}", self.user_set_prefix());
+        self.list_user_set(&set, user).await.map(Some)
+    }
+
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
+        if SessionKey::digest_of_hex(handle).is_none() {
+            return Ok(false);
+        }
+        let mut invocation = self.end_user_session.prepare_invoke();
+        invocation
+            .key(self.redis_key_of(handle))
+            .arg(user)
+            .arg(self.user_set_prefix())
+            .arg(handle);
+        let ended = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
+        Ok(ended.map_err(backend)? == 1)
     }
 
     fn expires_by_itself(&self) -> bool {
@@ -420,6 +593,10 @@ impl SessionStore for RedisStore {
 impl Watched for RedisStore {
     fn watched_name(&self, id: &str) -> Option<String> {
         SessionKey::parse(id).map(|key| self.redis_key(&key))
+    }
+
+    fn handle_name(&self, handle: &str) -> String {
+        self.redis_key_of(handle)
     }
 
     fn watch(&self, cache: Weak<Cache>) {
@@ -452,4 +629,16 @@ impl Watched for RedisStore {
             Entry::Missing | Entry::Deleted => None,
         })
     }
+}
+
+/// `text` with the characters Redis's glob patterns give a meaning to escaped.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

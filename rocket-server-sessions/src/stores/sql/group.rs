@@ -50,17 +50,23 @@ impl Write {
                 digest,
                 data,
                 expires,
+                user,
             } => conn
                 .prepare_cached(super::INSERT)?
-                .execute((&digest[..], data, expires)),
+                .execute((&digest[..], data, expires, user)),
             Write::Update {
                 digest,
                 data,
                 expires,
                 version,
-            } => conn
-                .prepare_cached(super::UPDATE)?
-                .execute((data, expires, &digest[..], version)),
+                user,
+            } => conn.prepare_cached(super::UPDATE)?.execute((
+                data,
+                expires,
+                user,
+                &digest[..],
+                version,
+            )),
             Write::Delete { digest } => conn.prepare_cached(super::DELETE)?.execute((&digest[..],)),
         }
     }

@@ -41,7 +41,7 @@ use time::OffsetDateTime;
 
 use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore, StoreError};
+use crate::store::{Result, SessionCounts, SessionStore, StoreError, UserSession};
 #[cfg(feature = "postgres")]
 use crate::stores::near::{Cache, Kept, Watched};
 
@@ -74,14 +74,16 @@ const LOAD_POSTGRES: &str = "SELECT data, expires, version, \
      CAST(expires - EXTRACT(EPOCH FROM now()) AS DOUBLE PRECISION) FROM session \
      WHERE key_hash = $1 AND expires > EXTRACT(EPOCH FROM now())";
 
-/// A new session: `$1` digest, `$2` data, `$3` expiry (no row changed when the digest is taken).
-const INSERT: &str = "INSERT INTO session (key_hash, data, expires, version) \
-     VALUES ($1, $2, $3, 1) ON CONFLICT (key_hash) DO NOTHING";
+/// A new session: `$1` digest, `$2` data, `$3` expiry, `$4` its user (no row changed when the
+/// digest is taken).
+const INSERT: &str = "INSERT INTO session (key_hash, data, expires, version, user_id) \
+     VALUES ($1, $2, $3, 1, $4) ON CONFLICT (key_hash) DO NOTHING";
 
-/// A save over a version: `$1` data, `$2` expiry, `$3` digest, `$4` the version it read (no
-/// row changed when another save came first).
-const UPDATE: &str = "UPDATE session SET data = $1, expires = $2, version = version + 1 \
-     WHERE key_hash = $3 AND version = $4";
+/// A save over a version: `$1` data, `$2` expiry, `$3` its user, `$4` digest, `$5` the version
+/// it read (no row changed when another save came first). The parameters appear in the order
+/// of their numbers: SQLite numbers `$N` parameters by their first appearance.
+const UPDATE: &str = "UPDATE session SET data = $1, expires = $2, version = version + 1, \
+     user_id = $3 WHERE key_hash = $4 AND version = $5";
 
 /// A deletion: `$1` digest.
 const DELETE: &str = "DELETE FROM session WHERE key_hash = $1";
@@ -94,6 +96,7 @@ enum Write {
         digest: [u8; 32],
         data: String,
         expires: i64,
+        user: Option<String>,
     },
     /// A save over `version` (`rows` 0 when another save came first).
     Update {
@@ -101,6 +104,7 @@ enum Write {
         data: String,
         expires: i64,
         version: i64,
+        user: Option<String>,
     },
     /// A deletion.
     Delete { digest: [u8; 32] },
@@ -203,6 +207,11 @@ fn idle<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Duration {
 #[cfg(feature = "sqlite")]
 const SQLITE_SCHEMA: &str = include_str!("schema/sqlite.sql");
 
+/// The index from users to their sessions on SQLite, made after the `user_id` column.
+#[cfg(feature = "sqlite")]
+const SQLITE_USER_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS session_by_user ON session (user_id) WHERE user_id IS NOT NULL";
+
 /// The session table on PostgreSQL, with the triggers that report its changes to near caches.
 #[cfg(feature = "postgres")]
 const POSTGRES_SCHEMA: &str = include_str!("schema/postgres.sql");
@@ -283,7 +292,30 @@ impl SqlStore {
     pub async fn migrate(&self) -> Result<()> {
         match &self.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlx::Executor::execute(pool, SQLITE_SCHEMA).await.map(drop),
+            Pool::Sqlite(pool) => {
+                async {
+                    sqlx::Executor::execute(pool, SQLITE_SCHEMA).await?;
+                    let has_users: bool = sqlx::query_scalar(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('session') WHERE name = 'user_id'",
+                )
+                .fetch_one(pool)
+                .await?;
+                    if !has_users {
+                        // A table made before sessions had users. Another process migrating at
+                        // the same moment may add the column first: then it is there.
+                        if let Err(e) = sqlx::query("ALTER TABLE session ADD COLUMN user_id TEXT")
+                            .execute(pool)
+                            .await
+                        {
+                            if !e.to_string().contains("duplicate column") {
+                                return Err(e);
+                            }
+                        }
+                    }
+                    sqlx::query(SQLITE_USER_INDEX).execute(pool).await.map(drop)
+                }
+                .await
+            }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
@@ -358,15 +390,17 @@ impl SqlStore {
         };
         let rows = on_store_lane!(self, write, conn => async {
             match &write {
-                Write::Insert { digest, data, expires } => sqlx::query(INSERT)
+                Write::Insert { digest, data, expires, user } => sqlx::query(INSERT)
                     .bind(&digest[..])
                     .bind(data)
                     .bind(expires)
+                    .bind(user)
                     .execute(conn)
                     .await,
-                Write::Update { digest, data, expires, version } => sqlx::query(UPDATE)
+                Write::Update { digest, data, expires, version, user } => sqlx::query(UPDATE)
                     .bind(data)
                     .bind(expires)
+                    .bind(user)
                     .bind(&digest[..])
                     .bind(version)
                     .execute(conn)
@@ -472,6 +506,7 @@ impl SessionStore for SqlStore {
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+        let user = record::user_of(data).map(str::to_owned);
         let data = record::encode(data);
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
@@ -479,6 +514,7 @@ impl SessionStore for SqlStore {
                 digest: key.digest(),
                 data: data.clone(),
                 expires: expires.unix_timestamp(),
+                user: user.clone(),
             };
             if self.write(insert).await? == 1 {
                 return Ok((key.as_str().to_owned(), 1));
@@ -496,6 +532,7 @@ impl SessionStore for SqlStore {
             data: record::encode(&record.data),
             expires: record.expires.unix_timestamp(),
             version: record.version,
+            user: record::user_of(&record.data).map(str::to_owned),
         };
         let updated = self.write(update).await?;
         Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
@@ -620,6 +657,46 @@ impl SessionStore for SqlStore {
                 .fetch_optional(pool).await)
                 .map_err(StoreError::backend)?;
         Ok(row.map(record_of))
+    }
+
+    /// The user's live sessions: one read of the `user_id` index.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database fails.
+    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+        let now = self.now().await?;
+        let rows: Vec<(Vec<u8>, String, i64, i64)> = on_pool!(&self.pool, pool => sqlx::query_as(
+            "SELECT key_hash, data, expires, version FROM session \
+             WHERE user_id = $1 AND expires > $2",
+        )
+        .bind(user)
+        .bind(now)
+        .fetch_all(pool).await)
+        .map_err(StoreError::backend)?;
+        let sessions = rows
+            .into_iter()
+            .filter_map(|(digest, data, expires, version)| {
+                Some(UserSession {
+                    handle: SessionKey::hex(&<[u8; 32]>::try_from(digest).ok()?),
+                    record: record_of((data, expires, version)),
+                })
+            })
+            .collect();
+        Ok(Some(sessions))
+    }
+
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
+        let Some(digest) = SessionKey::digest_of_hex(handle) else {
+            return Ok(false);
+        };
+        let deleted = on_pool!(&self.pool, pool => sqlx::query(
+            "DELETE FROM session WHERE key_hash = $1 AND user_id = $2",
+        )
+        .bind(&digest[..])
+        .bind(user)
+        .execute(pool).await.map(|done| done.rows_affected()))
+        .map_err(StoreError::backend)?;
+        Ok(deleted == 1)
     }
 }
 

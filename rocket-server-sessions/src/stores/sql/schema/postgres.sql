@@ -7,11 +7,13 @@ SELECT pg_advisory_xact_lock(7526353065616936531);
 
 -- The primary key is the SHA-256 digest of the session key, never the key itself, so a copy of
 -- this table cannot be replayed as cookies. `expires` is unix seconds.
+-- `user_id` is the user the session is signed in as (NULL for a visitor), indexed where set.
 CREATE TABLE IF NOT EXISTS session (
     key_hash BYTEA PRIMARY KEY,
     data TEXT NOT NULL,
     expires BIGINT NOT NULL,
-    version BIGINT NOT NULL DEFAULT 1
+    version BIGINT NOT NULL DEFAULT 1,
+    user_id TEXT
 );
 
 -- For the near caches of the servers that use the table (listen.rs): every update, and every
@@ -25,6 +27,15 @@ DO $migrate$
 BEGIN
     IF to_regclass('session_expires') IS NULL THEN
         CREATE INDEX session_expires ON session (expires);
+    END IF;
+    -- A table made before sessions had users.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = 'session'::regclass AND attname = 'user_id'
+                     AND NOT attisdropped) THEN
+        ALTER TABLE session ADD COLUMN user_id TEXT;
+    END IF;
+    IF to_regclass('session_by_user') IS NULL THEN
+        CREATE INDEX session_by_user ON session (user_id) WHERE user_id IS NOT NULL;
     END IF;
     -- A function that notifies another channel (a store whose channel changed) is replaced.
     IF NOT EXISTS (SELECT 1 FROM pg_proc
