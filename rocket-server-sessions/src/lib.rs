@@ -59,6 +59,7 @@
 
 mod commit;
 mod config;
+pub mod csrf;
 mod fairing;
 mod guard;
 mod handle;
@@ -69,6 +70,7 @@ mod store;
 pub mod stores;
 
 pub use config::{redact_in, redact_password, store_settings, ConfigError, SessionConfig};
+pub use csrf::{rotate_csrf_token, Csrf, CsrfToken};
 pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;

@@ -6,6 +6,7 @@
 
 mod common;
 mod cookie;
+mod csrf;
 mod framework;
 mod harness;
 mod properties;
