@@ -15,6 +15,12 @@ pub enum Error {
     /// A timestamp could not be formatted.
     #[error("formatting a timestamp: {0}")]
     Time(#[from] time::error::Format),
+    /// The session store failed (listing or ending a user's sessions).
+    #[error("session store: {0}")]
+    Store(#[from] rocket_server_sessions::StoreError),
+    /// A password could not be hashed.
+    #[error("hashing a password: {0}")]
+    Password(String),
 }
 
 impl<'r> Responder<'r, 'static> for Error {
@@ -26,6 +32,9 @@ impl<'r> Responder<'r, 'static> for Error {
             Error::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
             ) => Status::ServiceUnavailable,
+            Error::Store(rocket_server_sessions::StoreError::Backend(_)) => {
+                Status::ServiceUnavailable
+            }
             _ => Status::InternalServerError,
         })
     }
@@ -33,7 +42,20 @@ impl<'r> Responder<'r, 'static> for Error {
 
 /// The catchers that render error pages from templates.
 pub fn catchers() -> Vec<Catcher> {
-    catchers![not_found, internal_error, any_error]
+    catchers![
+        not_found,
+        forbidden,
+        internal_error,
+        any_error,
+        crate::accounts::login_required
+    ]
+}
+
+/// A refused CSRF check (the site's only 403), as Django words it.
+#[catch(403)]
+fn forbidden(req: &Request<'_>) -> Template {
+    let reason = rocket_server_sessions::csrf::csrf_failure(req).map(|reason| reason.to_string());
+    Template::render("error/403", context! { reason })
 }
 
 #[catch(404)]

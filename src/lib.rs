@@ -1,6 +1,7 @@
 //! Rango: the site of *Tango with Django*, chapter 10 (cookies and sessions), on Rocket 0.5,
 //! with its sessions from the `rocket-server-sessions` crate of this workspace.
 
+pub mod accounts;
 pub mod cli;
 pub mod db;
 pub mod error;
@@ -37,6 +38,7 @@ pub fn rocket_with(figment: Figment) -> Rocket<Build> {
         .attach(Template::fairing())
         .attach(AdHoc::try_on_ignite("Static files", mount_static_files))
         .mount("/", rango::routes())
+        .mount("/", accounts::routes())
         .register("/", error::catchers())
 }
 

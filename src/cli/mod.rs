@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod populate;
 pub mod serve;
 pub mod session;
+pub mod user;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,24 @@ pub enum Command {
     Session(SessionCommand),
     /// Delete expired sessions, in short batches, and say how many (run it from cron).
     Clearsessions(clearsessions::Args),
+    /// Inspect users and their sessions.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `rango user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Print every user.
+    List,
+    /// Print a user's signed-in sessions, newest first.
+    Sessions {
+        /// The username (in any case).
+        username: String,
+        /// Sign every one of them out.
+        #[arg(long)]
+        end_all: bool,
+    },
 }
 
 /// `rango session ...`.
@@ -78,6 +97,10 @@ impl Cli {
             }
             Some(Command::Session(SessionCommand::Stats)) => session::stats(&Context::new()).await,
             Some(Command::Clearsessions(args)) => clearsessions::run(&Context::new(), &args).await,
+            Some(Command::User(UserCommand::List)) => user::list(&Context::new()).await,
+            Some(Command::User(UserCommand::Sessions { username, end_all })) => {
+                user::sessions(&Context::new(), &username, end_all).await
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -136,6 +159,9 @@ pub enum Error {
     /// Session data could not be printed as JSON.
     #[error("printing the session data failed: {0}")]
     Json(#[from] serde_json::Error),
+    /// No user has this name.
+    #[error("no user is named {0:?}")]
+    NoSuchUser(String),
     /// The server failed.
     #[error("{0}")]
     Serve(String),

@@ -16,6 +16,7 @@ use rocket_dyn_templates::{context, Template};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::accounts::auth::Nav;
 use crate::db::Db;
 use crate::error::Error;
 use rocket_server_sessions::Session;
@@ -103,8 +104,9 @@ async fn home(
     db: Connection<Db>,
     session: Session<'_>,
     config: &State<RangoConfig>,
+    account: Nav,
 ) -> Result<Template, Error> {
-    index_page(db, session, config).await
+    index_page(db, session, config, account).await
 }
 
 /// "Rango says...": the most liked categories, the most viewed pages and the visit count.
@@ -114,14 +116,16 @@ async fn index(
     db: Connection<Db>,
     session: Session<'_>,
     config: &State<RangoConfig>,
+    account: Nav,
 ) -> Result<Template, Error> {
-    index_page(db, session, config).await
+    index_page(db, session, config, account).await
 }
 
 async fn index_page(
     db: Connection<Db>,
     session: Session<'_>,
     config: &State<RangoConfig>,
+    account: Nav,
 ) -> Result<Template, Error> {
     let categories = models::most_liked_categories(&db, 5).await?;
     let pages = models::most_viewed_pages(&db, 5).await?;
@@ -129,7 +133,7 @@ async fn index_page(
         visits::record_visit(&session, config.visit_interval(), OffsetDateTime::now_utc())?;
     Ok(Template::render(
         "rango/index",
-        context! { categories, pages, visits, nav: "index" },
+        context! { categories, pages, visits, account, nav: "index" },
     ))
 }
 
@@ -139,18 +143,19 @@ fn about(
     _slash: Slashed,
     session: Session<'_>,
     config: &State<RangoConfig>,
+    account: Nav,
 ) -> Result<Template, Error> {
     let visits =
         visits::record_visit(&session, config.visit_interval(), OffsetDateTime::now_utc())?;
     Ok(Template::render(
         "rango/about",
-        context! { visits, nav: "about" },
+        context! { visits, account, nav: "about" },
     ))
 }
 
 /// A guard that passes only requests whose path ends with a slash. Rocket matches `/rango` and
 /// `/rango/` alike; the pages are at the slashed URLs, as Django's are.
-struct Slashed;
+pub struct Slashed;
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Slashed {
@@ -168,12 +173,17 @@ impl<'r> FromRequest<'r> for Slashed {
 /// The pages served at slashed URLs, without their slash.
 const SLASHED_PAGES: &[&str] = &["/rango", "/rango/about"];
 
+/// Whether `path` is a page served at its slashed URL.
+fn slashed_page(path: &str) -> bool {
+    SLASHED_PAGES.contains(&path) || crate::accounts::SLASHED_PAGES.contains(&path)
+}
+
 /// Django's `APPEND_SLASH`: a page's URL without its slash redirects permanently to the
 /// slashed one, query kept; anything else is not found.
 #[get("/<_..>", rank = 20)]
 fn append_slash(uri: &Origin<'_>) -> Option<Redirect> {
     let path = uri.path();
-    if !SLASHED_PAGES.contains(&path.as_str()) {
+    if !slashed_page(path.as_str()) {
         return None;
     }
     let target = match uri.query() {

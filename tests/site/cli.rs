@@ -393,7 +393,7 @@ fn subcommands_refuse_invalid_session_settings() {
 fn migrate_applies_every_migration_then_nothing() {
     let site = Site::new();
     let first = site.rango(&["migrate"]).success();
-    assert_eq!(first, "Applied 0001_rango\n");
+    assert_eq!(first, "Applied 0001_rango\nApplied 0004_users\n");
     let second = site.rango(&["migrate"]).success();
     assert_eq!(second, "No migrations to apply.\n");
 }
@@ -656,4 +656,131 @@ fn no_database_secret_reaches_the_launch_log_or_the_command_line() {
             );
         }
     }
+}
+
+/// The CSRF token in a page's first form.
+fn csrf_token(page: &str) -> String {
+    let marker = "name=\"csrfmiddlewaretoken\" value=\"";
+    let start = page.find(marker).expect("a CSRF token") + marker.len();
+    page[start..start + 64].to_owned()
+}
+
+/// A browser (a tracked client of its own on the site's database) that registers `username`
+/// if it is new and signs in with `agent`.
+async fn signed_in_browser(site: &Site, username: &str, agent: &'static str) -> Client {
+    let client = Client::tracked(rango::rocket_with(site.figment()))
+        .await
+        .expect("the site launches");
+    for (form, fields) in [
+        (
+            "/rango/register/",
+            format!("username={username}&email=a%40example.com&password=a+long+password"),
+        ),
+        (
+            "/rango/login/",
+            format!("username={username}&password=a+long+password"),
+        ),
+    ] {
+        let page = client
+            .get(form)
+            .dispatch()
+            .await
+            .into_string()
+            .await
+            .expect("a page");
+        let response = client
+            .post(form)
+            .header(rocket::http::ContentType::Form)
+            .header(rocket::http::Header::new("User-Agent", agent))
+            .body(format!(
+                "csrfmiddlewaretoken={}&{fields}",
+                csrf_token(&page)
+            ))
+            .dispatch()
+            .await;
+        assert!(
+            response.status().code < 400,
+            "{form}: {}",
+            response.status()
+        );
+    }
+    client
+}
+
+#[tokio::test]
+async fn user_list_and_user_sessions_show_the_accounts_and_end_all_signs_them_out() {
+    let site = Site::migrated();
+    assert_eq!(site.rango(&["user", "list"]).success(), "No users.\n");
+    let laptop = signed_in_browser(
+        &site,
+        "ann",
+        "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0.0.0 Safari/537.36",
+    )
+    .await;
+    let phone = signed_in_browser(
+        &site,
+        "ann",
+        "Mozilla/5.0 (Windows NT 10.0; rv:121.0) Gecko/20100101 Firefox/121.0",
+    )
+    .await;
+    let bob = signed_in_browser(&site, "bob", "curl/8").await;
+
+    let listed = site.rango(&["user", "list"]).success();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed
+        .lines()
+        .next()
+        .is_some_and(|line| line.contains("\tann\ta@example.com\t")));
+
+    let sessions = site.rango(&["user", "sessions", "ANN"]).success();
+    assert_eq!(sessions.lines().count(), 2, "{sessions}");
+    assert!(
+        sessions
+            .lines()
+            .next()
+            .is_some_and(|line| line.contains("Firefox 121")),
+        "newest first: {sessions}"
+    );
+    for client in [&laptop, &phone] {
+        let key = client
+            .cookies()
+            .get("sessionid")
+            .expect("a session")
+            .value()
+            .to_owned();
+        assert!(!sessions.contains(&key), "a session key printed");
+    }
+
+    let ended = site
+        .rango(&["user", "sessions", "ann", "--end-all"])
+        .success();
+    assert!(
+        ended.contains("Signed out every session of ann (2 deleted from the store)."),
+        "{ended}"
+    );
+    for client in [&laptop, &phone] {
+        let response = client.get("/rango/restricted/").dispatch().await;
+        assert_eq!(response.status().code, 303, "still signed in");
+    }
+    assert_eq!(
+        bob.get("/rango/restricted/").dispatch().await.status().code,
+        200
+    );
+    assert_eq!(
+        site.rango(&["user", "sessions", "ann"]).success(),
+        "ann has no session.\n"
+    );
+
+    let stderr = site.rango(&["user", "sessions", "nobody"]).failure();
+    assert!(stderr.contains("no user is named \"nobody\""), "{stderr}");
+    let cookie = site
+        .rango_with(
+            &["user", "sessions", "bob"],
+            &[("ROCKET_SESSION", "{backend=\"cookie\"}")],
+        )
+        .success();
+    assert!(
+        cookie.contains("this store cannot list sessions"),
+        "{cookie}"
+    );
 }

@@ -5,6 +5,7 @@
 //! session framework's own tests are the crate's (`rocket-server-sessions/tests/`); outages,
 //! restarts and load are `tests/faults/`.
 
+mod accounts;
 mod browser;
 mod cli;
 mod common;
@@ -14,5 +15,8 @@ mod config;
 mod harness;
 mod hostile;
 mod security;
+// The PostgreSQL schemas and Redis prefixes of the crate's store tests, shared.
+#[path = "../../rocket-server-sessions/tests/stores/services.rs"]
+mod services;
 mod sessions;
 mod views;

@@ -1,0 +1,434 @@
+//! Accounts (Tango with Django, chapter 9): register, log in, log out, a page for signed-in
+//! users only, a password change, and "your sessions", where a user sees the sessions signed
+//! in as them and signs any other out. Every form is CSRF-protected by the session crate's
+//! `Csrf` guard.
+
+pub mod auth;
+pub mod devices;
+pub mod users;
+
+use rocket::form::FromForm;
+use rocket::http::uri::Origin;
+use rocket::http::{RawStr, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::Redirect;
+use rocket::{catch, get, post, routes, Either, Route, State};
+use rocket_db_pools::Connection;
+use rocket_dyn_templates::{context, Template};
+use rocket_server_sessions::csrf::NoFields;
+use rocket_server_sessions::{Csrf, CsrfToken, Session, SessionManager};
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::rango::Slashed;
+use auth::{Nav, SignedIn};
+use users::{CreateError, MIN_PASSWORD_LEN};
+
+/// The pages.
+pub fn routes() -> Vec<Route> {
+    routes![
+        register_form,
+        register,
+        login_form,
+        login,
+        logout_form,
+        logout,
+        restricted,
+        password_form,
+        password,
+        sessions,
+        end_session,
+        end_other_sessions,
+    ]
+}
+
+/// The pages served at slashed URLs (for `APPEND_SLASH`).
+pub const SLASHED_PAGES: &[&str] = &[
+    "/rango/register",
+    "/rango/login",
+    "/rango/logout",
+    "/rango/restricted",
+    "/rango/password",
+    "/rango/sessions",
+];
+
+/// A page or a redirect.
+type Reply = Either<Template, Redirect>;
+
+/// The `User-Agent` of a request.
+struct UserAgent(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for UserAgent {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let agent = req.headers().get_one("User-Agent").map(str::to_owned);
+        Outcome::Success(UserAgent(agent))
+    }
+}
+
+/// `next` if it is a path on this site (Django's `url_has_allowed_host_and_scheme`): it starts
+/// with one `/`, names no host or scheme, holds no backslash or control character, and parses.
+pub fn local_path(next: Option<&str>) -> Option<&str> {
+    let next = next?;
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && Origin::parse(next).is_ok();
+    local.then_some(next)
+}
+
+/// Where the login page sends a visitor of a page that needs a signed-in user (Django's
+/// `login_required`): the login page, with the page as `next`.
+#[catch(401)]
+pub fn login_required(req: &Request<'_>) -> Redirect {
+    let next = req.uri().to_string();
+    Redirect::to(format!(
+        "/rango/login/?next={}",
+        RawStr::new(&next).percent_encode()
+    ))
+}
+
+#[derive(Debug, FromForm)]
+struct RegisterForm {
+    username: String,
+    email: String,
+    password: String,
+}
+
+/// A form's errors by field, as the templates show them.
+#[derive(Debug, Default, Serialize)]
+struct FieldErrors {
+    username: Vec<&'static str>,
+    email: Vec<&'static str>,
+    password: Vec<&'static str>,
+    old_password: Vec<&'static str>,
+    new_password1: Vec<&'static str>,
+    new_password2: Vec<&'static str>,
+    form: Vec<&'static str>,
+}
+
+impl FieldErrors {
+    fn any(&self) -> bool {
+        [
+            &self.username,
+            &self.email,
+            &self.password,
+            &self.old_password,
+            &self.new_password1,
+            &self.new_password2,
+            &self.form,
+        ]
+        .iter()
+        .any(|errors| !errors.is_empty())
+    }
+}
+
+const REQUIRED: &str = "This field is required.";
+const TOO_SHORT: &str = "This password is too short. It must contain at least 8 characters.";
+
+/// The problems of a new password, if any.
+fn password_problem(password: &str) -> Option<&'static str> {
+    if password.is_empty() {
+        Some(REQUIRED)
+    } else if password.chars().count() < MIN_PASSWORD_LEN {
+        Some(TOO_SHORT)
+    } else {
+        None
+    }
+}
+
+#[get("/rango/register")]
+fn register_form(_slash: Slashed, account: Nav, csrf_token: CsrfToken) -> Template {
+    Template::render(
+        "accounts/register",
+        context! { account, csrf_token, errors: FieldErrors::default(), nav: "register" },
+    )
+}
+
+#[post("/rango/register", data = "<form>")]
+async fn register(
+    _slash: Slashed,
+    form: Csrf<RegisterForm>,
+    db: Connection<Db>,
+    account: Nav,
+    csrf_token: CsrfToken,
+) -> Result<Template, Error> {
+    let RegisterForm {
+        username,
+        email,
+        password,
+    } = form.into_inner();
+    let username = username.trim().to_owned();
+    let email = email.trim().to_owned();
+    let mut errors = FieldErrors::default();
+    errors.username.extend(users::username_problem(&username));
+    if email.is_empty() {
+        errors.email.push(REQUIRED);
+    } else if !matches!(email.split_once('@'), Some((user, host)) if !user.is_empty() && host.contains('.'))
+    {
+        errors.email.push("Enter a valid email address.");
+    }
+    errors.password.extend(password_problem(&password));
+    if !errors.any() {
+        match users::create(&db, &username, &email, &password).await {
+            Ok(user) => {
+                log::info!("registered user {}", user.id);
+                return Ok(Template::render(
+                    "accounts/registered",
+                    context! { account, username: user.username, nav: "register" },
+                ));
+            }
+            Err(CreateError::Taken) => {
+                errors
+                    .username
+                    .push("A user with that username already exists.");
+            }
+            Err(CreateError::Database(e)) => return Err(e.into()),
+            Err(CreateError::Hash(e)) => return Err(Error::Password(e.to_string())),
+        }
+    }
+    Ok(Template::render(
+        "accounts/register",
+        context! { account, csrf_token, errors, username, email, nav: "register" },
+    ))
+}
+
+#[derive(Debug, FromForm)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+#[get("/rango/login?<next>")]
+fn login_form(
+    _slash: Slashed,
+    next: Option<&str>,
+    account: Nav,
+    csrf_token: CsrfToken,
+) -> Template {
+    let next = local_path(next);
+    Template::render(
+        "accounts/login",
+        context! { account, csrf_token, next, nav: "login" },
+    )
+}
+
+#[post("/rango/login", data = "<form>")]
+async fn login(
+    _slash: Slashed,
+    form: Csrf<LoginForm>,
+    db: Connection<Db>,
+    session: Session<'_>,
+    user_agent: UserAgent,
+    account: Nav,
+    csrf_token: CsrfToken,
+) -> Result<Reply, Error> {
+    let LoginForm {
+        username,
+        password,
+        next,
+    } = form.into_inner();
+    let user = users::by_username(&db, username.trim()).await?;
+    let checked = match &user {
+        Some(user) => user.check_password(&password),
+        None => {
+            users::waste_a_password_check(&password);
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| checked) else {
+        let next = local_path(next.as_deref());
+        return Ok(Either::Left(Template::render(
+            "accounts/login",
+            context! {
+                account, csrf_token, next, username,
+                error: "Invalid login details", nav: "login",
+            },
+        )));
+    };
+    auth::login(&session, &user, user_agent.0.as_deref());
+    let target = local_path(next.as_deref()).unwrap_or("/rango/").to_owned();
+    Ok(Either::Right(Redirect::to(target)))
+}
+
+#[get("/rango/logout")]
+fn logout_form(_slash: Slashed, account: Nav, csrf_token: CsrfToken) -> Template {
+    Template::render(
+        "accounts/logout",
+        context! { account, csrf_token, nav: "logout" },
+    )
+}
+
+#[post("/rango/logout", data = "<form>")]
+fn logout(_slash: Slashed, form: Csrf<NoFields>, session: Session<'_>) -> Redirect {
+    let _ = form;
+    auth::logout(&session);
+    Redirect::to("/rango/")
+}
+
+#[get("/rango/restricted")]
+fn restricted(_slash: Slashed, _user: SignedIn, account: Nav) -> Template {
+    Template::render(
+        "accounts/restricted",
+        context! { account, nav: "restricted" },
+    )
+}
+
+#[derive(Debug, FromForm)]
+struct PasswordForm {
+    old_password: String,
+    new_password1: String,
+    new_password2: String,
+}
+
+#[get("/rango/password")]
+fn password_form(
+    _slash: Slashed,
+    _user: SignedIn,
+    account: Nav,
+    csrf_token: CsrfToken,
+) -> Template {
+    Template::render(
+        "accounts/password",
+        context! { account, csrf_token, errors: FieldErrors::default(), nav: "password" },
+    )
+}
+
+#[post("/rango/password", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // a handler's guards
+async fn password(
+    _slash: Slashed,
+    form: Csrf<PasswordForm>,
+    signed_in: SignedIn,
+    db: Connection<Db>,
+    session: Session<'_>,
+    manager: &State<SessionManager>,
+    account: Nav,
+    csrf_token: CsrfToken,
+) -> Result<Template, Error> {
+    let SignedIn(user) = signed_in;
+    let form = form.into_inner();
+    let mut errors = FieldErrors::default();
+    if !user.check_password(&form.old_password) {
+        errors
+            .old_password
+            .push("Your old password was entered incorrectly. Please enter it again.");
+    }
+    if form.new_password1 != form.new_password2 {
+        errors
+            .new_password2
+            .push("The two password fields didn’t match.");
+    }
+    errors
+        .new_password1
+        .extend(password_problem(&form.new_password1));
+    if errors.any() {
+        return Ok(Template::render(
+            "accounts/password",
+            context! { account, csrf_token, errors, nav: "password" },
+        ));
+    }
+    let user = match users::set_password(&db, &user, &form.new_password1).await {
+        Ok(user) => user,
+        Err(CreateError::Hash(e)) => return Err(Error::Password(e.to_string())),
+        Err(CreateError::Database(e)) => return Err(e.into()),
+        Err(CreateError::Taken) => return Err(Error::Password("unexpected".into())),
+    };
+    // This session stays signed in under a new key; the others hold the old hash, so each is
+    // signed out on its next request, and the stores that list sessions delete them now.
+    auth::update_session_auth_hash(&session, &user);
+    let current = auth::public_id_of(&session);
+    let ended = devices::end_others(manager.store.as_ref(), &user, current.as_deref()).await?;
+    log::info!(
+        "user {} changed their password; {ended} other sessions ended",
+        user.id
+    );
+    Ok(Template::render(
+        "accounts/password_done",
+        context! { account, nav: "password" },
+    ))
+}
+
+#[get("/rango/sessions")]
+async fn sessions(
+    _slash: Slashed,
+    signed_in: SignedIn,
+    session: Session<'_>,
+    manager: &State<SessionManager>,
+    account: Nav,
+    csrf_token: CsrfToken,
+) -> Result<Template, Error> {
+    let SignedIn(user) = signed_in;
+    let current = auth::public_id_of(&session);
+    let devices = devices::devices(
+        manager.store.as_ref(),
+        &manager.config,
+        &user,
+        current.as_deref(),
+    )
+    .await?;
+    let listed = devices.is_some();
+    Ok(Template::render(
+        "accounts/sessions",
+        context! {
+            account, csrf_token, listed,
+            devices: devices.unwrap_or_default(),
+            backend: &manager.config.backend,
+            nav: "sessions",
+        },
+    ))
+}
+
+#[post("/rango/sessions/<id>/end", data = "<form>")]
+async fn end_session(
+    id: &str,
+    form: Csrf<NoFields>,
+    signed_in: SignedIn,
+    session: Session<'_>,
+    manager: &State<SessionManager>,
+) -> Result<Either<Redirect, Status>, Error> {
+    let SignedIn(user) = signed_in;
+    let _ = form;
+    let current = auth::public_id_of(&session);
+    let store = manager.store.as_ref();
+    let listed = devices::devices(store, &manager.config, &user, current.as_deref()).await?;
+    // Only one of the user's own sessions, named by its public id: anything else is not found.
+    let Some(device) = listed
+        .unwrap_or_default()
+        .into_iter()
+        .find(|device| device.public_id == id)
+    else {
+        return Ok(Either::Right(Status::NotFound));
+    };
+    if device.current {
+        auth::logout(&session);
+        return Ok(Either::Left(Redirect::to("/rango/")));
+    }
+    store.end_user_session(&user.key(), &device.handle).await?;
+    Ok(Either::Left(Redirect::to("/rango/sessions/")))
+}
+
+#[post("/rango/sessions/end-others", data = "<form>")]
+async fn end_other_sessions(
+    form: Csrf<NoFields>,
+    signed_in: SignedIn,
+    db: Connection<Db>,
+    session: Session<'_>,
+    manager: &State<SessionManager>,
+) -> Result<Redirect, Error> {
+    let SignedIn(user) = signed_in;
+    let _ = form;
+    // A new generation signs out every session of the old one, on every store; this one is
+    // given the new hash, and the stores that list sessions delete the others now.
+    let user = users::next_generation(&db, &user).await?;
+    auth::update_session_auth_hash(&session, &user);
+    let current = auth::public_id_of(&session);
+    let ended = devices::end_others(manager.store.as_ref(), &user, current.as_deref()).await?;
+    log::info!("user {} signed out {ended} other sessions", user.id);
+    Ok(Redirect::to("/rango/sessions/"))
+}

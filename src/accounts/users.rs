@@ -1,0 +1,295 @@
+//! The `users` table (migration 0004) and passwords: Argon2id hashes in PHC format, never the
+//! password itself, and never logged.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::db::DbPool;
+use crate::on_pool;
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// The longest username accepted (Django's 150).
+pub const MAX_USERNAME_LEN: usize = 150;
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct User {
+    /// Its id: what a session stores (as a string) to name its user.
+    pub id: i64,
+    /// The name as registered (its case kept).
+    pub username: String,
+    /// The e-mail address given.
+    pub email: String,
+    /// The Argon2id hash of the password.
+    #[serde(skip)]
+    pub password: String,
+    /// Raised when the user signs out their other sessions.
+    pub session_generation: i64,
+    /// When the user registered (RFC 3339).
+    pub date_joined: String,
+}
+
+impl User {
+    /// The id as a session stores it.
+    pub fn key(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// Whether `password` is the user's.
+    pub fn check_password(&self, password: &str) -> bool {
+        PasswordHash::new(&self.password).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+    }
+
+    /// What a session signed in as this user stores to prove it (Django's
+    /// `get_session_auth_hash`): a digest of the password hash and the session generation, so
+    /// a new password or a "sign out everywhere else" signs out every session holding an old
+    /// one. It reveals neither: the password hash is salted and never leaves the server.
+    pub fn session_auth_hash(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"rango.session_auth_hash\0")
+            .chain_update(self.password.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(self.session_generation.to_string().as_bytes())
+            .finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The Argon2id hash of `password`, with a fresh salt.
+///
+/// # Errors
+/// Argon2 refused the input (a password past its limit of 4 GiB).
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Spends the time checking a password takes, for a login whose username is unknown: the
+/// answer's timing does not tell which usernames exist.
+pub fn waste_a_password_check(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| hash_password("not anyone's password").unwrap_or_default());
+    if let Ok(hash) = PasswordHash::new(hash) {
+        let _ = Argon2::default().verify_password(password.as_bytes(), &hash);
+    }
+}
+
+/// The form of a username that is unique: lower case.
+pub fn username_key(username: &str) -> String {
+    username.to_lowercase()
+}
+
+/// Why a username is refused, if it is (Django's rule: letters, digits and `@.+-_`).
+pub fn username_problem(username: &str) -> Option<&'static str> {
+    if username.is_empty() {
+        return Some("This field is required.");
+    }
+    if username.chars().count() > MAX_USERNAME_LEN {
+        return Some("Ensure this value has at most 150 characters.");
+    }
+    let allowed = |c: char| c.is_alphanumeric() || "@.+-_".contains(c);
+    if !username.chars().all(allowed) {
+        return Some(
+            "Enter a valid username. This value may contain only letters, numbers, and \
+             @/./+/-/_ characters.",
+        );
+    }
+    None
+}
+
+const COLUMNS: &str = "id, username, email, password, session_generation, date_joined";
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The username is taken, in any case.
+    #[error("A user with that username already exists.")]
+    Taken,
+    /// Hashing the password failed.
+    #[error("the password could not be hashed: {0}")]
+    Hash(argon2::password_hash::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Registers a user.
+///
+/// # Errors
+/// [`CreateError::Taken`] when the username is taken in any case; else a database or hashing
+/// failure.
+pub async fn create(
+    db: &DbPool,
+    username: &str,
+    email: &str,
+    password: &str,
+) -> Result<User, CreateError> {
+    let hash = hash_password(password).map_err(CreateError::Hash)?;
+    let joined = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let inserted = on_pool!(db, pool => sqlx::query_as(&format!(
+        "INSERT INTO users (username, username_key, email, password, date_joined) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username_key) DO NOTHING RETURNING {COLUMNS}"
+    ))
+    .bind(username)
+    .bind(username_key(username))
+    .bind(email)
+    .bind(&hash)
+    .bind(&joined)
+    .fetch_optional(pool)
+    .await)?;
+    inserted.ok_or(CreateError::Taken)
+}
+
+/// The user named `username`, in any case.
+///
+/// # Errors
+/// The query fails.
+pub async fn by_username(db: &DbPool, username: &str) -> Result<Option<User>, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE username_key = $1"
+    ))
+    .bind(username_key(username))
+    .fetch_optional(pool)
+    .await)
+}
+
+/// The user whose id a session stores (`key`, a string).
+///
+/// # Errors
+/// The query fails.
+pub async fn by_key(db: &DbPool, key: &str) -> Result<Option<User>, sqlx::Error> {
+    let Ok(id) = key.parse::<i64>() else {
+        return Ok(None);
+    };
+    on_pool!(db, pool => sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
+}
+
+/// Every user, by username.
+///
+/// # Errors
+/// The query fails.
+pub async fn all(db: &DbPool) -> Result<Vec<User>, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users ORDER BY username_key"
+    ))
+    .fetch_all(pool)
+    .await)
+}
+
+/// Sets the user's password; returns the user as stored now.
+///
+/// # Errors
+/// Hashing or the query fails.
+pub async fn set_password(db: &DbPool, user: &User, password: &str) -> Result<User, CreateError> {
+    let hash = hash_password(password).map_err(CreateError::Hash)?;
+    on_pool!(db, pool => sqlx::query("UPDATE users SET password = $1 WHERE id = $2")
+        .bind(&hash)
+        .bind(user.id)
+        .execute(pool)
+        .await
+        .map(drop))?;
+    Ok(User {
+        password: hash,
+        ..user.clone()
+    })
+}
+
+/// Raises the user's session generation (signing out every session of an older one); returns
+/// the user as stored now.
+///
+/// # Errors
+/// The query fails.
+pub async fn next_generation(db: &DbPool, user: &User) -> Result<User, sqlx::Error> {
+    let generation: i64 = on_pool!(db, pool => sqlx::query_scalar(
+        "UPDATE users SET session_generation = session_generation + 1 WHERE id = $1 \
+         RETURNING session_generation",
+    )
+    .bind(user.id)
+    .fetch_one(pool)
+    .await)?;
+    Ok(User {
+        session_generation: generation,
+        ..user.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(password: &str) -> User {
+        User {
+            id: 1,
+            username: "ann".into(),
+            email: String::new(),
+            password: hash_password(password).expect("hashes"),
+            session_generation: 0,
+            date_joined: String::new(),
+        }
+    }
+
+    #[test]
+    fn passwords_are_stored_as_argon2id_hashes_and_checked() {
+        let ann = user("correct horse");
+        assert!(ann.password.starts_with("$argon2id$"));
+        assert!(!ann.password.contains("correct horse"));
+        assert!(ann.check_password("correct horse"));
+        assert!(!ann.check_password("correct hors"));
+        assert!(!ann.check_password(""));
+        assert_ne!(
+            hash_password("same").expect("hashes"),
+            hash_password("same").expect("hashes"),
+            "salted"
+        );
+    }
+
+    #[test]
+    fn the_session_auth_hash_changes_with_the_password_and_the_generation() {
+        let ann = user("one password");
+        let hash = ann.session_auth_hash();
+        assert_eq!(hash, ann.session_auth_hash());
+        let moved = User {
+            session_generation: 1,
+            ..ann.clone()
+        };
+        assert_ne!(moved.session_auth_hash(), hash);
+        let new_password = User {
+            password: hash_password("one password").expect("hashes"),
+            ..ann
+        };
+        assert_ne!(
+            new_password.session_auth_hash(),
+            hash,
+            "a new salt, a new hash"
+        );
+    }
+
+    #[test]
+    fn usernames_follow_djangos_rule() {
+        for good in ["ann", "Ann.B", "a+b@c-d_e", "Zoë", "user1"] {
+            assert_eq!(username_problem(good), None, "{good}");
+        }
+        for bad in ["", "a b", "a/b", "<script>", "a\u{0}b", &"a".repeat(151)] {
+            assert!(username_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(username_key("AnN"), "ann");
+    }
+}

@@ -1,0 +1,71 @@
+//! `rango user list` and `rango user sessions USERNAME [--end-all]`: the accounts and their
+//! signed-in sessions, as the "your sessions" page shows them, for an operator.
+
+use super::{Context, Error, Result};
+use crate::accounts::{devices, users};
+
+/// Prints every user: id, username, e-mail, when they registered.
+///
+/// # Errors
+/// The database cannot be opened or is not migrated.
+pub async fn list(context: &Context) -> Result {
+    let db = context.migrated_pool().await?;
+    let all = users::all(&db).await?;
+    if all.is_empty() {
+        println!("No users.");
+    }
+    for user in all {
+        println!(
+            "{}\t{}\t{}\tjoined {}",
+            user.id, user.username, user.email, user.date_joined
+        );
+    }
+    Ok(())
+}
+
+/// Prints the signed-in sessions of `username` (newest first), and with `end_all` signs every
+/// one of them out: on every store by a new session generation, and on the stores that list
+/// sessions by deleting them too.
+///
+/// # Errors
+/// No such user; the database or the store cannot be reached.
+pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Result {
+    let db = context.migrated_pool().await?;
+    let user = users::by_username(&db, username)
+        .await?
+        .ok_or_else(|| Error::NoSuchUser(username.to_owned()))?;
+    let config = context.session_config()?;
+    let store = context.store(&config).await?;
+    match devices::devices(store.as_ref(), &config, &user, None).await? {
+        Some(devices) if devices.is_empty() => println!("{} has no session.", user.username),
+        Some(devices) => {
+            for device in devices {
+                println!(
+                    "{}\tsigned in {}\tlast active {}\t{} on {}",
+                    device.public_id,
+                    device.started,
+                    if device.last_active.is_empty() {
+                        "-"
+                    } else {
+                        &device.last_active
+                    },
+                    device.browser,
+                    device.system
+                );
+            }
+        }
+        None => println!(
+            "session.backend = \"{}\": this store cannot list sessions.",
+            config.backend
+        ),
+    }
+    if end_all {
+        users::next_generation(&db, &user).await?;
+        let ended = devices::end_others(store.as_ref(), &user, None).await?;
+        println!(
+            "Signed out every session of {} ({ended} deleted from the store).",
+            user.username
+        );
+    }
+    Ok(())
+}

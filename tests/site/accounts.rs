@@ -1,0 +1,799 @@
+//! Accounts through the local client: register, log in, log out, the restricted page, the
+//! password change and "your sessions", their CSRF checks, on every session store (SQLite and
+//! PostgreSQL tables, Redis, Redis in front of SQLite, sealed cookies).
+//!
+//! A [`Device`] is one browser: its own session cookie and `User-Agent` on a shared app, so
+//! that two devices of one user can sign each other out.
+
+use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::local::asynchronous::LocalResponse;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::common::*;
+use crate::services::{PgSchema, RedisPrefix};
+
+const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                      Chrome/120.0.6099.71 Safari/537.36";
+const FIREFOX: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
+const PASSWORD: &str = "correct horse battery";
+
+/// What a test keeps alive beside its app: the database's directory, the services' schema or
+/// prefix.
+#[allow(dead_code)] // held for their Drop
+struct Keep {
+    dir: TempDir,
+    service: Service,
+}
+
+#[allow(dead_code)] // held for their Drop
+enum Service {
+    Nothing,
+    Schema(PgSchema),
+    Prefix(RedisPrefix),
+}
+
+/// The site on one session store: SQLite's table, PostgreSQL's, Redis, Redis in front of
+/// SQLite, sealed cookies. `None` for a service this run does not have (a failure under CI).
+async fn site_on(store: &str) -> Option<(TestApp, Keep)> {
+    let dir = TempDir::new().expect("temp dir");
+    let mut settings: Vec<(&str, Value)> = vec![];
+    let mut service = Service::Nothing;
+    match store {
+        "sqlite" => {}
+        "postgres" => {
+            let schema = PgSchema::create("accounts on PostgreSQL").await?;
+            settings.push(("databases.rango.url", json!(schema.url())));
+            service = Service::Schema(schema);
+        }
+        "redis" | "cached_db" => {
+            let prefix = RedisPrefix::create("accounts on Redis")?;
+            let backend = if store == "redis" {
+                "cache"
+            } else {
+                "cached_db"
+            };
+            settings.push(("session.backend", json!(backend)));
+            settings.push((
+                "session.redis",
+                json!({"url": prefix.url, "key_prefix": prefix.prefix}),
+            ));
+            service = Service::Prefix(prefix);
+        }
+        "cookie" => {
+            settings.push(("session.backend", json!("cookie")));
+            settings.push((
+                "secret_key",
+                json!("hPrLE9UkbMmvNmOXpSZdFgXR4jWvVYiX1qk4oUCsXk0="),
+            ));
+        }
+        other => panic!("no store {other}"),
+    }
+    let app = TestApp::on(figment(&dir, &settings)).await;
+    Some((app, Keep { dir, service }))
+}
+
+/// Every store that lists a user's sessions.
+const LISTING: [&str; 4] = ["sqlite", "postgres", "redis", "cached_db"];
+/// And the one that does not.
+const ALL: [&str; 5] = ["sqlite", "postgres", "redis", "cached_db", "cookie"];
+
+/// A page as a device saw it.
+struct Page {
+    status: Status,
+    location: Option<String>,
+    body: String,
+    set_cookie: bool,
+}
+
+impl Page {
+    /// The CSRF token in the page's first form.
+    fn token(&self) -> String {
+        let marker = "name=\"csrfmiddlewaretoken\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no CSRF token in: {}", self.body))
+            + marker.len();
+        self.body[start..start + 64].to_owned()
+    }
+
+    /// Whether the page holds `text` (the page's `&#x2F;`, Tera's escape of `/`, read as `/`).
+    fn has(&self, text: &str) -> bool {
+        self.body.contains(text) || self.body.replace("&#x2F;", "/").contains(text)
+    }
+}
+
+/// One browser on the app: its session cookie and its `User-Agent`.
+struct Device<'a> {
+    app: &'a TestApp,
+    cookie: Option<String>,
+    agent: &'static str,
+}
+
+impl<'a> Device<'a> {
+    fn new(app: &'a TestApp, agent: &'static str) -> Self {
+        Device {
+            app,
+            cookie: None,
+            agent,
+        }
+    }
+
+    async fn read(&mut self, response: LocalResponse<'_>) -> Page {
+        let set = response
+            .cookies()
+            .get("sessionid")
+            .map(|c| c.value().to_owned());
+        let set_cookie = set.is_some();
+        if let Some(value) = set {
+            self.cookie = (!value.is_empty()).then_some(value);
+        }
+        Page {
+            status: response.status(),
+            location: response.headers().get_one("Location").map(str::to_owned),
+            body: response.into_string().await.unwrap_or_default(),
+            set_cookie,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let mut request = self
+            .app
+            .client
+            .get(path.to_owned())
+            .header(Header::new("User-Agent", self.agent));
+        if let Some(cookie) = &self.cookie {
+            request = request.cookie(Cookie::new("sessionid", cookie.clone()));
+        }
+        let response = request.dispatch().await;
+        self.read(response).await
+    }
+
+    /// Posts `fields` (form-encoded) to `path`.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{name}={}",
+                    rocket::http::RawStr::new(value).percent_encode()
+                )
+            })
+            .collect();
+        let mut request = self
+            .app
+            .client
+            .post(path.to_owned())
+            .header(ContentType::Form)
+            .header(Header::new("User-Agent", self.agent))
+            .body(body.join("&"));
+        if let Some(cookie) = &self.cookie {
+            request = request.cookie(Cookie::new("sessionid", cookie.clone()));
+        }
+        let response = request.dispatch().await;
+        self.read(response).await
+    }
+
+    /// Gets the form at `form_path`, then posts `fields` and its token to `action`.
+    async fn submit(&mut self, form_path: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.get(form_path).await.token();
+        let mut all = vec![("csrfmiddlewaretoken", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(action, &all).await
+    }
+
+    async fn register(&mut self, username: &str, password: &str) -> Page {
+        let email = format!("{username}@example.com");
+        self.submit(
+            "/rango/register/",
+            "/rango/register/",
+            &[
+                ("username", username),
+                ("email", &email),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    async fn login(&mut self, username: &str, password: &str) -> Page {
+        self.submit(
+            "/rango/login/",
+            "/rango/login/",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+
+    /// Whether the device is signed in, by the restricted page.
+    async fn signed_in(&mut self) -> bool {
+        let page = self.get("/rango/restricted/").await;
+        match page.status {
+            Status::Ok => true,
+            Status::SeeOther => false,
+            other => panic!("restricted page: {other}"),
+        }
+    }
+}
+
+/// A device registered and signed in as `username`.
+async fn signed_in_device<'a>(app: &'a TestApp, username: &str, agent: &'static str) -> Device<'a> {
+    let mut device = Device::new(app, agent);
+    if device
+        .register(username, PASSWORD)
+        .await
+        .has("already exists")
+    {
+        // Registered by another device of this test.
+    }
+    let page = device.login(username, PASSWORD).await;
+    assert_eq!(page.status, Status::SeeOther, "login: {}", page.body);
+    device
+}
+
+/// The public ids of the rows of "your sessions" (in order), and that of "this device".
+fn listed_sessions(page: &Page) -> (Vec<String>, Option<String>) {
+    let mut ids = Vec::new();
+    let mut current = None;
+    let table = page.body.split("</table>").next().unwrap_or_default();
+    for row in table.split("<tr").skip(2) {
+        if let Some(start) = row.find("/rango/sessions/") {
+            let rest = &row[start + "/rango/sessions/".len()..];
+            ids.push(rest[..rest.find('/').expect("an id")].to_owned());
+        } else if row.contains("This device") {
+            ids.push("this".into());
+            current = Some(ids.len() - 1);
+        }
+    }
+    (ids.clone(), current.map(|i| ids[i].clone()))
+}
+
+#[tokio::test]
+async fn register_shows_each_problem_in_the_form_and_makes_the_user_once() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let mut visitor = Device::new(&app, CHROME);
+    let form = visitor.get("/rango/register/").await;
+    assert_eq!(form.status, Status::Ok);
+    for field in ["username", "email", "password"] {
+        assert!(form.has(&format!("name=\"{field}\"")), "{field}");
+    }
+    let cases: [(&str, &str, &str, &str); 5] = [
+        ("", "a@example.com", PASSWORD, "This field is required."),
+        ("ann", "", PASSWORD, "This field is required."),
+        ("ann", "a@example.com", "", "This field is required."),
+        (
+            "ann",
+            "a@example.com",
+            "short",
+            "This password is too short",
+        ),
+        (
+            "ann smith",
+            "a@example.com",
+            PASSWORD,
+            "Enter a valid username",
+        ),
+    ];
+    for (username, email, password, error) in cases {
+        let page = visitor
+            .submit(
+                "/rango/register/",
+                "/rango/register/",
+                &[
+                    ("username", username),
+                    ("email", email),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, Status::Ok);
+        assert!(
+            page.has(error),
+            "{username:?} {email:?} {password:?}: {}",
+            page.body
+        );
+        assert!(page.has("id=\"user_form\""), "the form again");
+    }
+    let page = visitor.register("Ann", PASSWORD).await;
+    assert!(page.has("thank you for registering"), "{}", page.body);
+    assert!(page.has("href=\"/rango/login/\""));
+    for taken in ["Ann", "ann", "ANN"] {
+        let page = visitor.register(taken, PASSWORD).await;
+        assert!(
+            page.has("A user with that username already exists."),
+            "{taken}"
+        );
+    }
+    // Without a token: refused, no user made.
+    let page = visitor
+        .post(
+            "/rango/register/",
+            &[
+                ("username", "bob"),
+                ("email", "b@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, Status::Forbidden);
+    assert!(page.has("CSRF verification failed"));
+    assert!(visitor.register("bob", PASSWORD).await.has("thank you"));
+    // The password is stored as an Argon2id hash.
+    let stored: String =
+        sqlx::query_scalar("SELECT password FROM users WHERE username_key = 'bob'")
+            .fetch_one(app.pool())
+            .await
+            .expect("bob");
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn login_cycles_the_key_keeps_the_visits_and_goes_only_to_a_local_next() {
+    for store in ALL {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let mut device = Device::new(&app, CHROME);
+        device.register("ann", PASSWORD).await;
+        let visits_before = visits(&device.get("/rango/").await.body);
+        let before = device.cookie.clone().expect("a session");
+
+        // Wrong password, unknown user: one message, a 200, no session change.
+        for (username, password) in [("ann", "wrong password"), ("nobody", PASSWORD)] {
+            let page = device.login(username, password).await;
+            assert_eq!(page.status, Status::Ok, "{store}");
+            assert!(page.has("Invalid login details"), "{store}: {}", page.body);
+            assert!(
+                !page.set_cookie,
+                "{store}: a failed login changed the session"
+            );
+        }
+        assert_eq!(device.cookie.as_deref(), Some(before.as_str()));
+
+        let page = device.login("ANN", PASSWORD).await;
+        assert_eq!(page.status, Status::SeeOther, "{store}");
+        assert_eq!(page.location.as_deref(), Some("/rango/"), "{store}");
+        let after = device.cookie.clone().expect("a session");
+        assert_ne!(after, before, "{store}: the key was not cycled");
+        let index = device.get("/rango/").await;
+        assert_eq!(
+            visits(&index.body),
+            visits_before,
+            "{store}: the visits went on"
+        );
+        assert!(index.has("id=\"nav-username\">ann<"), "{store}");
+        // The old key opens nothing.
+        let mut old = Device::new(&app, CHROME);
+        old.cookie = Some(before);
+        if store != "cookie" {
+            assert!(
+                !old.signed_in().await,
+                "{store}: the key before login still works"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn next_is_followed_only_to_a_path_on_the_site() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let mut device = Device::new(&app, CHROME);
+    device.register("ann", PASSWORD).await;
+    for (next, expected) in [
+        ("/rango/about/", "/rango/about/"),
+        ("/rango/restricted/?a=1", "/rango/restricted/?a=1"),
+        ("//evil.example/", "/rango/"),
+        ("https://evil.example/", "/rango/"),
+        ("/\\evil.example/", "/rango/"),
+        ("javascript:alert(1)", "/rango/"),
+        ("rango/about/", "/rango/"),
+        ("/rango/\n", "/rango/"),
+        ("", "/rango/"),
+    ] {
+        let page = device
+            .submit(
+                "/rango/login/",
+                "/rango/login/",
+                &[("username", "ann"), ("password", PASSWORD), ("next", next)],
+            )
+            .await;
+        assert_eq!(page.location.as_deref(), Some(expected), "{next:?}");
+    }
+    // The login page carries a local `next` into its form, and drops any other.
+    let form = device.get("/rango/login/?next=%2Frango%2Fabout%2F").await;
+    assert!(
+        form.has("name=\"next\" value=\"/rango/about/\""),
+        "{}",
+        form.body
+    );
+    let form = device
+        .get("/rango/login/?next=https%3A%2F%2Fevil.example%2F")
+        .await;
+    assert!(!form.has("name=\"next\""));
+}
+
+#[tokio::test]
+async fn the_restricted_page_sends_visitors_to_login_and_back() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let mut device = Device::new(&app, CHROME);
+    let page = device.get("/rango/restricted/").await;
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/rango/login/?next=%2Frango%2Frestricted%2F")
+    );
+    let form = device
+        .get(page.location.as_deref().expect("a location"))
+        .await;
+    assert!(form.has("name=\"next\" value=\"/rango/restricted/\""));
+    device.register("ann", PASSWORD).await;
+    let page = device
+        .submit(
+            "/rango/login/?next=%2Frango%2Frestricted%2F",
+            "/rango/login/",
+            &[
+                ("username", "ann"),
+                ("password", PASSWORD),
+                ("next", "/rango/restricted/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location.as_deref(), Some("/rango/restricted/"));
+    let page = device.get("/rango/restricted/").await;
+    assert!(page.has("Since you're logged in, you can see this text!"));
+    // The other signed-in pages too.
+    for path in ["/rango/sessions/", "/rango/password/"] {
+        assert_eq!(
+            Device::new(&app, CHROME).get(path).await.status,
+            Status::SeeOther
+        );
+        assert_eq!(device.get(path).await.status, Status::Ok, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn logout_is_a_csrf_checked_post_that_flushes_the_session() {
+    for store in ALL {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let mut device = signed_in_device(&app, "ann", CHROME).await;
+        let signed_in_key = device.cookie.clone();
+        // The navigation's button posts with a token; GET only shows a form.
+        let page = device.get("/rango/logout/").await;
+        assert!(page.has("id=\"logout\""));
+        assert!(device.signed_in().await, "{store}: GET signed out");
+        let refused = device.post("/rango/logout/", &[]).await;
+        assert_eq!(refused.status, Status::Forbidden, "{store}");
+        assert!(device.signed_in().await, "{store}");
+
+        let token = device.get("/rango/").await.token();
+        let page = device
+            .post("/rango/logout/", &[("csrfmiddlewaretoken", &token)])
+            .await;
+        assert_eq!(page.status, Status::SeeOther, "{store}");
+        assert_eq!(page.location.as_deref(), Some("/rango/"));
+        assert!(!device.signed_in().await, "{store}: still signed in");
+        let index = device.get("/rango/").await;
+        assert!(index.has("id=\"nav-login\""), "{store}");
+        if store != "cookie" {
+            let mut old = Device::new(&app, CHROME);
+            old.cookie = signed_in_key;
+            assert!(
+                !old.signed_in().await,
+                "{store}: the old cookie still signs in"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn csrf_tokens_from_nowhere_or_another_session_change_nothing_and_rotate_on_login() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let mut ann = Device::new(&app, CHROME);
+    ann.register("ann", PASSWORD).await;
+    let mut other = Device::new(&app, FIREFOX);
+    let others_token = other.get("/rango/login/").await.token();
+    let own_token = ann.get("/rango/login/").await.token();
+    let before = ann.cookie.clone();
+    for (case, token) in [
+        ("missing", None),
+        ("wrong", Some("x".repeat(64))),
+        ("another session's", Some(others_token)),
+    ] {
+        let mut fields = vec![("username", "ann"), ("password", PASSWORD)];
+        if let Some(token) = &token {
+            fields.push(("csrfmiddlewaretoken", token));
+        }
+        let page = ann.post("/rango/login/", &fields).await;
+        assert_eq!(page.status, Status::Forbidden, "{case}");
+        assert!(page.has("CSRF verification failed"), "{case}");
+        assert!(!page.set_cookie, "{case}");
+        assert_eq!(ann.cookie, before);
+        assert!(!ann.signed_in().await, "{case}: signed in");
+    }
+    // The header works as the field does; login rotates the secret.
+    let page = ann
+        .post(
+            "/rango/login/",
+            &[("username", "ann"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, Status::Forbidden);
+    let mut request = app
+        .client
+        .post("/rango/login/")
+        .header(ContentType::Form)
+        .header(Header::new("X-CSRFToken", own_token.clone()))
+        .body(format!(
+            "username=ann&password={}",
+            PASSWORD.replace(' ', "+")
+        ));
+    request = request.cookie(Cookie::new(
+        "sessionid",
+        ann.cookie.clone().expect("a session"),
+    ));
+    let response = request.dispatch().await;
+    let page = ann.read(response).await;
+    assert_eq!(page.status, Status::SeeOther, "by the header");
+    let token = own_token;
+    let page = ann
+        .post("/rango/logout/", &[("csrfmiddlewaretoken", &token)])
+        .await;
+    assert_eq!(page.status, Status::Forbidden, "a token from before login");
+    assert!(ann.signed_in().await);
+}
+
+#[tokio::test]
+async fn a_password_change_keeps_this_session_and_signs_out_the_others() {
+    for store in ALL {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let mut laptop = signed_in_device(&app, "ann", CHROME).await;
+        let mut phone = signed_in_device(&app, "ann", FIREFOX).await;
+        let mut bob = signed_in_device(&app, "bob", FIREFOX).await;
+
+        for (old, new1, new2, error) in [
+            (
+                "wrong",
+                "new password 1",
+                "new password 1",
+                "Your old password was entered incorrectly",
+            ),
+            (PASSWORD, "new password 1", "new password 2", "didn’t match"),
+            (PASSWORD, "short", "short", "This password is too short"),
+        ] {
+            let page = laptop
+                .submit(
+                    "/rango/password/",
+                    "/rango/password/",
+                    &[
+                        ("old_password", old),
+                        ("new_password1", new1),
+                        ("new_password2", new2),
+                    ],
+                )
+                .await;
+            assert!(page.has(error), "{store}: {error}: {}", page.body);
+        }
+        assert!(
+            phone.signed_in().await,
+            "{store}: a refused change signed out"
+        );
+
+        let key = laptop.cookie.clone();
+        let page = laptop
+            .submit(
+                "/rango/password/",
+                "/rango/password/",
+                &[
+                    ("old_password", PASSWORD),
+                    ("new_password1", "a new password"),
+                    ("new_password2", "a new password"),
+                ],
+            )
+            .await;
+        assert!(
+            page.has("id=\"password-changed\""),
+            "{store}: {}",
+            page.body
+        );
+        if store != "cookie" {
+            assert_ne!(laptop.cookie, key, "{store}: the key was not cycled");
+        }
+        assert!(
+            laptop.signed_in().await,
+            "{store}: this session was signed out"
+        );
+        assert!(
+            !phone.signed_in().await,
+            "{store}: the other session is still signed in"
+        );
+        assert!(
+            bob.signed_in().await,
+            "{store}: another user was signed out"
+        );
+        let mut fresh = Device::new(&app, CHROME);
+        assert!(fresh
+            .login("ann", PASSWORD)
+            .await
+            .has("Invalid login details"));
+        assert_eq!(
+            fresh.login("ann", "a new password").await.status,
+            Status::SeeOther
+        );
+    }
+}
+
+#[tokio::test]
+async fn your_sessions_lists_this_users_devices_and_ends_one_or_all_others() {
+    for store in LISTING {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let mut laptop = signed_in_device(&app, "ann", CHROME).await;
+        let mut phone = signed_in_device(&app, "ann", FIREFOX).await;
+        let mut tablet = signed_in_device(&app, "ann", FIREFOX).await;
+        let mut bob = signed_in_device(&app, "bob", CHROME).await;
+        let mut visitor = Device::new(&app, CHROME);
+        visitor.get("/rango/").await;
+
+        let page = laptop.get("/rango/sessions/").await;
+        assert_eq!(page.status, Status::Ok, "{store}");
+        let (ids, current) = listed_sessions(&page);
+        assert_eq!(ids.len(), 3, "{store}: {ids:?}\n{}", page.body);
+        assert_eq!(
+            ids[2], "this",
+            "{store}: the laptop signed in first, listed last"
+        );
+        assert_eq!(current.as_deref(), Some("this"));
+        assert!(page.has("Chrome 120") && page.has("Firefox 121") && page.has("Linux"));
+        // No session key on the page, anyone's.
+        for device in [&laptop, &phone, &tablet, &bob, &visitor] {
+            let key = device.cookie.as_deref().expect("a key");
+            assert!(!page.has(key), "{store}: a session key on the page");
+        }
+        let token = page.token();
+
+        // Forged ids, another user's, and the id in another form: not found, nothing ended.
+        let bobs_page = bob.get("/rango/sessions/").await;
+        let bob_id = listed_sessions(&bobs_page).0;
+        assert_eq!(bob_id, ["this"]);
+        let bobs_public = {
+            // Bob's own id is not a link on his page (it is "this device"): read it from the
+            // store through ann's view of a second bob device.
+            let mut bob2 = signed_in_device(&app, "bob", FIREFOX).await;
+            let page = bob2.get("/rango/sessions/").await;
+            let ids = listed_sessions(&page).0;
+            ids.into_iter()
+                .find(|id| id != "this")
+                .expect("bob's first device")
+        };
+        for forged in [
+            "AAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            bobs_public.clone(),
+            laptop.cookie.clone().expect("a key"),
+            "..".into(),
+        ] {
+            let path = format!("/rango/sessions/{forged}/end/");
+            let page = laptop.post(&path, &[("csrfmiddlewaretoken", &token)]).await;
+            assert_eq!(page.status, Status::NotFound, "{store}: {forged}");
+        }
+        assert!(bob.signed_in().await && phone.signed_in().await && tablet.signed_in().await);
+        // Without a token: refused.
+        let path = format!("/rango/sessions/{}/end/", ids[0]);
+        assert_eq!(laptop.post(&path, &[]).await.status, Status::Forbidden);
+        assert!(tablet.signed_in().await, "{store}");
+
+        // Ending the newest (the tablet) signs it out, and only it.
+        let page = laptop.post(&path, &[("csrfmiddlewaretoken", &token)]).await;
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/rango/sessions/"),
+            "{store}"
+        );
+        assert!(
+            !tablet.signed_in().await,
+            "{store}: the tablet is still signed in"
+        );
+        assert!(tablet.get("/rango/login/").await.status == Status::Ok);
+        assert!(
+            phone.signed_in().await && laptop.signed_in().await,
+            "{store}"
+        );
+        let (ids, _) = listed_sessions(&laptop.get("/rango/sessions/").await);
+        assert_eq!(ids.len(), 2, "{store}: {ids:?}");
+
+        // Sign out all others: the phone goes, the laptop and bob stay.
+        let page = laptop.get("/rango/sessions/").await;
+        let page = laptop
+            .post(
+                "/rango/sessions/end-others/",
+                &[("csrfmiddlewaretoken", &page.token())],
+            )
+            .await;
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/rango/sessions/"),
+            "{store}"
+        );
+        assert!(
+            !phone.signed_in().await,
+            "{store}: the phone is still signed in"
+        );
+        assert!(
+            laptop.signed_in().await,
+            "{store}: this device was signed out"
+        );
+        assert!(bob.signed_in().await, "{store}");
+        let (ids, _) = listed_sessions(&laptop.get("/rango/sessions/").await);
+        assert_eq!(ids, ["this"], "{store}");
+    }
+}
+
+#[tokio::test]
+async fn the_cookie_store_cannot_list_but_signs_out_all_others_by_generation() {
+    let Some((app, _keep)) = site_on("cookie").await else {
+        return;
+    };
+    let mut laptop = signed_in_device(&app, "ann", CHROME).await;
+    let mut phone = signed_in_device(&app, "ann", FIREFOX).await;
+    let page = laptop.get("/rango/sessions/").await;
+    assert!(page.has("id=\"not-listed\""), "{}", page.body);
+    let page = laptop
+        .post(
+            "/rango/sessions/end-others/",
+            &[("csrfmiddlewaretoken", &page.token())],
+        )
+        .await;
+    assert_eq!(page.status, Status::SeeOther);
+    assert!(!phone.signed_in().await, "the phone is still signed in");
+    assert!(laptop.signed_in().await, "this device was signed out");
+    // A copy of the phone's old cookie stays signed out too.
+    let mut copy = Device::new(&app, FIREFOX);
+    copy.cookie = phone.cookie.clone();
+    assert!(!copy.signed_in().await);
+}
+
+#[tokio::test]
+async fn the_navigation_shows_who_is_signed_in() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let mut device = Device::new(&app, CHROME);
+    for path in ["/rango/", "/rango/about/"] {
+        let page = device.get(path).await;
+        assert!(
+            page.has("id=\"nav-register\"") && page.has("id=\"nav-login\""),
+            "{path}"
+        );
+        assert!(!page.has("nav-logout"), "{path}");
+    }
+    device.register("ann", PASSWORD).await;
+    device.login("ann", PASSWORD).await;
+    for path in [
+        "/rango/",
+        "/rango/about/",
+        "/rango/restricted/",
+        "/rango/sessions/",
+    ] {
+        let page = device.get(path).await;
+        assert!(page.has("id=\"nav-username\">ann<"), "{path}");
+        assert!(
+            page.has("id=\"nav-sessions\"") && page.has("id=\"nav-logout\""),
+            "{path}"
+        );
+        assert!(!page.has("id=\"nav-login\""), "{path}");
+    }
+}
