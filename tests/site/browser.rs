@@ -6,8 +6,12 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-test-tools.sh`). Without them
 //! the tests say they were skipped and pass, unless `CI` is set: then they fail.
 //!
+//! A third test walks the accounts pages with two browsers signed in as one user: the first
+//! signs the second out from "Your sessions", and the second's next page asks it to log in.
+//!
 //! The persistent test also saves screenshots of the index and about pages under
-//! `target/screenshots/`; with `RANGO_UPDATE_DOCS=1` it writes the small ones to `docs/` too.
+//! `target/screenshots/`, and the accounts test of the register, login and "Your sessions"
+//! pages; with `RANGO_UPDATE_DOCS=1` they write the small ones to `docs/` too.
 
 use std::fs;
 use std::io::Write;
@@ -69,6 +73,98 @@ async fn browser_close_session_ends_with_browser() {
     if browser_installed("browser_close_session_ends_with_browser") {
         run(Mode::BrowserClose).await;
     }
+}
+
+#[tokio::test]
+async fn browser_one_device_signs_another_out_from_your_sessions() {
+    if browser_installed("browser_one_device_signs_another_out_from_your_sessions") {
+        sign_another_device_out().await;
+    }
+}
+
+/// Issue 15's walk: two browser profiles sign in as one user; the first signs the second out
+/// from "Your sessions", and the second's next page asks it to log in.
+async fn sign_another_device_out() {
+    let scratch = TempDir::new().expect("scratch dir");
+    let (first_profile, second_profile) = (
+        TempDir::new().expect("a profile"),
+        TempDir::new().expect("a profile"),
+    );
+    let server = Server::start(Mode::Persistent, scratch.path());
+    let driver = ChromeDriver::start(scratch.path());
+
+    let first = driver.browser(first_profile.path()).await;
+    first.goto(&server.url("/rango/register/")).await;
+    first
+        .fill(&[
+            ("id_username", "ann"),
+            ("id_email", "ann@example.com"),
+            ("id_password", "a long password"),
+        ])
+        .await;
+    let register_page = first.submit("#user_form").await;
+    assert!(
+        first
+            .text("#registered")
+            .await
+            .contains("thank you for registering"),
+        "{register_page}"
+    );
+    first.sign_in(&server, "ann", "a long password").await;
+    let second = driver.browser(second_profile.path()).await;
+    second.sign_in(&server, "ann", "a long password").await;
+    assert_eq!(second.text("#nav-username").await, "ann");
+
+    // The first lists both, itself as "This device", and signs the other out.
+    first.goto(&server.url("/rango/sessions/")).await;
+    assert_eq!(first.count("#sessions tbody tr").await, 2);
+    assert_eq!(
+        first.text("#sessions .current .this-device").await,
+        "This device"
+    );
+    screenshots_of(&first, &server, &[("sessions", "/rango/sessions/")]).await;
+    first
+        .client
+        .find(Locator::Css("#sessions .end-session"))
+        .await
+        .expect("a sign-out button")
+        .click()
+        .await
+        .expect("click");
+    first.wait_for("#sessions").await;
+    assert_eq!(
+        first.count("#sessions tbody tr").await,
+        1,
+        "the other one is gone"
+    );
+
+    // The second's next page asks it to log in.
+    second.goto(&server.url("/rango/restricted/")).await;
+    second.wait_for("#login_form").await;
+    let url = second.client.current_url().await.expect("a URL");
+    assert_eq!(url.path(), "/rango/login/");
+    assert_eq!(url.query(), Some("next=%2Frango%2Frestricted%2F"));
+    assert!(
+        second.count("#nav-login").await == 1,
+        "the navigation offers to log in"
+    );
+    // The first is still signed in.
+    first.goto(&server.url("/rango/restricted/")).await;
+    assert!(first
+        .text("#restricted")
+        .await
+        .contains("you can see this text"));
+
+    // The screenshots of README's walk-through.
+    second.goto(&server.url("/rango/register/")).await;
+    screenshots_of(
+        &second,
+        &server,
+        &[("register", "/rango/register/"), ("login", "/rango/login/")],
+    )
+    .await;
+    first.quit().await;
+    second.quit().await;
 }
 
 /// Whether Chromium and chromedriver are installed. Without them: a failure when `CI` is set,
@@ -466,6 +562,74 @@ impl Browser {
         png.len()
     }
 
+    /// Types `value` into the field with each id.
+    async fn fill(&self, fields: &[(&str, &str)]) {
+        for (id, value) in fields {
+            self.client
+                .find(Locator::Id(id))
+                .await
+                .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+                .send_keys(value)
+                .await
+                .expect("typing");
+        }
+    }
+
+    /// Submits the form `css` by its button and returns the page it leads to.
+    async fn submit(&self, css: &str) -> String {
+        let before = self.client.current_url().await.expect("a URL");
+        self.client
+            .find(Locator::Css(&format!("{css} button[type=submit]")))
+            .await
+            .unwrap_or_else(|e| panic!("no submit button in {css}: {e}"))
+            .click()
+            .await
+            .expect("click");
+        // Wait for the next page: the form element goes stale once it has loaded.
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            let gone = self.client.find(Locator::Css(css)).await.is_err();
+            let moved = self
+                .client
+                .current_url()
+                .await
+                .is_ok_and(|url| url != before);
+            if gone || moved {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.client.source().await.expect("the page")
+    }
+
+    /// Logs in as `username` from the login page.
+    async fn sign_in(&self, server: &Server, username: &str, password: &str) {
+        self.goto(&server.url("/rango/login/")).await;
+        self.fill(&[("id_username", username), ("id_password", password)])
+            .await;
+        self.submit("#login_form").await;
+        self.wait_for("#nav-username").await;
+    }
+
+    /// Waits until an element matches `css`.
+    async fn wait_for(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(STARTUP)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} appeared: {e}"));
+    }
+
+    /// How many elements match `css`.
+    async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("a query")
+            .len()
+    }
+
     /// Closes the browser the way a person does, so that it writes its profile to disk.
     async fn quit(self) {
         self.client.close().await.expect("closing the browser");
@@ -504,6 +668,28 @@ async fn screenshots(browser: &Browser, server: &Server) {
         for (width, device) in [(1280, "desktop"), (390, "phone")] {
             let file = target.join(format!("{page}-{device}.png"));
             browser.screenshot(width, &file).await;
+        }
+    }
+}
+
+/// Screenshots of `pages` at 720 pixels under `target/screenshots/`, copied to `docs/` with
+/// `RANGO_UPDATE_DOCS=1`.
+async fn screenshots_of(browser: &Browser, server: &Server, pages: &[(&str, &str)]) {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("screenshots");
+    fs::create_dir_all(&target).expect("target/screenshots");
+    let docs = std::env::var_os("RANGO_UPDATE_DOCS")
+        .is_some_and(|v| !v.is_empty() && v != "0")
+        .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"));
+    for (page, path) in pages {
+        browser.goto(&server.url(path)).await;
+        let file = target.join(format!("{page}.png"));
+        let bytes = browser.screenshot(720, &file).await;
+        assert!(bytes < 150_000, "{} is {bytes} bytes", file.display());
+        if let Some(docs) = &docs {
+            fs::copy(&file, docs.join(format!("{page}.png"))).expect("copy to docs/");
         }
     }
 }
