@@ -154,15 +154,15 @@ async fn register(
     _slash: Slashed,
     form: Csrf<RegisterForm>,
     db: Connection<Db>,
+    session: Session<'_>,
     account: Nav,
-    csrf_token: CsrfToken,
 ) -> Result<Template, Error> {
     let RegisterForm {
         username,
         email,
         password,
     } = form.into_inner();
-    let username = username.trim().to_owned();
+    let username = users::normalize(username.trim());
     let email = email.trim().to_owned();
     let mut errors = FieldErrors::default();
     errors.username.extend(users::username_problem(&username));
@@ -191,6 +191,9 @@ async fn register(
             Err(CreateError::Hash(e)) => return Err(Error::Password(e.to_string())),
         }
     }
+    // A token made here, not by a guard: a guard would run before the CSRF check, and give a
+    // refused request's session a secret.
+    let csrf_token = CsrfToken::new(&session);
     Ok(Template::render(
         "accounts/register",
         context! { account, csrf_token, errors, username, email, nav: "register" },
@@ -226,7 +229,6 @@ async fn login(
     session: Session<'_>,
     user_agent: UserAgent,
     account: Nav,
-    csrf_token: CsrfToken,
 ) -> Result<Reply, Error> {
     let LoginForm {
         username,
@@ -235,14 +237,15 @@ async fn login(
     } = form.into_inner();
     let user = users::by_username(&db, username.trim()).await?;
     let checked = match &user {
-        Some(user) => user.check_password(&password),
+        Some(user) => user.check_password(&password).await,
         None => {
-            users::waste_a_password_check(&password);
+            users::waste_a_password_check(&password).await;
             false
         }
     };
     let Some(user) = user.filter(|_| checked) else {
         let next = local_path(next.as_deref());
+        let csrf_token = CsrfToken::new(&session);
         return Ok(Either::Left(Template::render(
             "accounts/login",
             context! {
@@ -309,12 +312,11 @@ async fn password(
     session: Session<'_>,
     manager: &State<SessionManager>,
     account: Nav,
-    csrf_token: CsrfToken,
 ) -> Result<Template, Error> {
     let SignedIn(user) = signed_in;
     let form = form.into_inner();
     let mut errors = FieldErrors::default();
-    if !user.check_password(&form.old_password) {
+    if !user.check_password(&form.old_password).await {
         errors
             .old_password
             .push("Your old password was entered incorrectly. Please enter it again.");
@@ -328,6 +330,7 @@ async fn password(
         .new_password1
         .extend(password_problem(&form.new_password1));
     if errors.any() {
+        let csrf_token = CsrfToken::new(&session);
         return Ok(Template::render(
             "accounts/password",
             context! { account, csrf_token, errors, nav: "password" },
@@ -342,12 +345,7 @@ async fn password(
     // This session stays signed in under a new key; the others hold the old hash, so each is
     // signed out on its next request, and the stores that list sessions delete them now.
     auth::update_session_auth_hash(&session, &user);
-    let current = auth::public_id_of(&session);
-    let ended = devices::end_others(manager.store.as_ref(), &user, current.as_deref()).await?;
-    log::info!(
-        "user {} changed their password; {ended} other sessions ended",
-        user.id
-    );
+    end_others(manager, &user, &session).await;
     Ok(Template::render(
         "accounts/password_done",
         context! { account, nav: "password" },
@@ -427,8 +425,22 @@ async fn end_other_sessions(
     // given the new hash, and the stores that list sessions delete the others now.
     let user = users::next_generation(&db, &user).await?;
     auth::update_session_auth_hash(&session, &user);
-    let current = auth::public_id_of(&session);
-    let ended = devices::end_others(manager.store.as_ref(), &user, current.as_deref()).await?;
-    log::info!("user {} signed out {ended} other sessions", user.id);
+    end_others(manager, &user, &session).await;
     Ok(Redirect::to("/rango/sessions/"))
+}
+
+/// Deletes the user's other sessions from a store that lists them, after their hash or
+/// generation changed. A failure only warns: the change is made and signs them out on their
+/// next request anyway, and failing the request would throw away this session's new hash (a
+/// 5xx saves nothing), signing this device out too.
+async fn end_others(manager: &SessionManager, user: &users::User, session: &Session<'_>) {
+    let current = auth::public_id_of(session);
+    match devices::end_others(manager.store.as_ref(), user, current.as_deref()).await {
+        Ok(ended) => log::info!("user {}: {ended} other sessions deleted", user.id),
+        Err(e) => log::warn!(
+            "user {}: deleting the other sessions failed ({e}); they are signed out on their \
+             next request",
+            user.id
+        ),
+    }
 }

@@ -1,13 +1,17 @@
 //! The `users` table (migration 0004) and passwords: Argon2id hashes in PHC format, never the
 //! password itself, and never logged.
 
+use std::sync::LazyLock;
+
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use rocket::tokio::sync::Semaphore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use unicode_normalization::UnicodeNormalization;
 
 use crate::db::DbPool;
 use crate::on_pool;
@@ -42,13 +46,12 @@ impl User {
         self.id.to_string()
     }
 
-    /// Whether `password` is the user's.
-    pub fn check_password(&self, password: &str) -> bool {
-        PasswordHash::new(&self.password).is_ok_and(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
+    /// Whether `password` is the user's: an Argon2 check, on a blocking thread, a few at a time.
+    pub async fn check_password(&self, password: &str) -> bool {
+        let (hash, password) = (self.password.clone(), password.to_owned());
+        argon2_work(move || verify(&hash, &password))
+            .await
+            .unwrap_or(false)
     }
 
     /// What a session signed in as this user stores to prove it (Django's
@@ -66,6 +69,27 @@ impl User {
     }
 }
 
+/// Argon2 hashes and checks in flight at most: each takes 19 MiB and tens of milliseconds of
+/// a core, so a burst of logins waits here instead of taking every core and all that memory.
+static ARGON2_SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)));
+
+/// Runs `work` (an Argon2 hash or check) on a blocking thread, not on the async workers that
+/// serve pages, when one of [`ARGON2_SLOTS`] is free. `None` if the thread panicked.
+async fn argon2_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _slot = ARGON2_SLOTS.acquire().await.ok()?;
+    rocket::tokio::task::spawn_blocking(work).await.ok()
+}
+
+/// Whether `password` matches the PHC string `hash`.
+fn verify(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
 /// The Argon2id hash of `password`, with a fresh salt.
 ///
 /// # Errors
@@ -77,19 +101,33 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
         .to_string())
 }
 
-/// Spends the time checking a password takes, for a login whose username is unknown: the
-/// answer's timing does not tell which usernames exist.
-pub fn waste_a_password_check(password: &str) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = DUMMY.get_or_init(|| hash_password("not anyone's password").unwrap_or_default());
-    if let Ok(hash) = PasswordHash::new(hash) {
-        let _ = Argon2::default().verify_password(password.as_bytes(), &hash);
-    }
+/// [`hash_password`] as [`argon2_work`].
+async fn hash_password_off_the_workers(password: &str) -> Result<String, CreateError> {
+    let password = password.to_owned();
+    argon2_work(move || hash_password(&password))
+        .await
+        .ok_or(CreateError::Hash(argon2::password_hash::Error::Crypto))?
+        .map_err(CreateError::Hash)
 }
 
-/// The form of a username that is unique: lower case.
+/// Spends the time checking a password takes, for a login whose username is unknown: the
+/// answer's timing does not tell which usernames exist.
+pub async fn waste_a_password_check(password: &str) {
+    static DUMMY: LazyLock<String> =
+        LazyLock::new(|| hash_password("not anyone's password").unwrap_or_default());
+    let password = password.to_owned();
+    argon2_work(move || verify(&DUMMY, &password)).await;
+}
+
+/// A username as stored: NFKC-normalized, as Django's `normalize_username`.
+pub fn normalize(username: &str) -> String {
+    username.nfkc().collect()
+}
+
+/// The form of a username that is unique: normalized, then lower case, so that neither case
+/// nor look-alike forms (full-width letters, ligatures) make a second account.
 pub fn username_key(username: &str) -> String {
-    username.to_lowercase()
+    normalize(username).to_lowercase()
 }
 
 /// Why a username is refused, if it is (Django's rule: letters, digits and `@.+-_`).
@@ -111,6 +149,13 @@ pub fn username_problem(username: &str) -> Option<&'static str> {
 }
 
 const COLUMNS: &str = "id, username, email, password, session_generation, date_joined";
+
+// Every query here reads all of its rows (`fetch_all`), even when it has at most one: on
+// SQLite, sqlx's `fetch_optional` and `fetch_one` leave the statement unfinished, and an
+// unfinished `INSERT`/`UPDATE ... RETURNING` is not committed, nor a `SELECT`'s read snapshot
+// let go, until the connection runs its next statement. Other connections then missed a user
+// just registered, or a session generation just raised (seen under load in
+// tests/site/accounts.rs).
 
 /// Why a user could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -137,22 +182,23 @@ pub async fn create(
     email: &str,
     password: &str,
 ) -> Result<User, CreateError> {
-    let hash = hash_password(password).map_err(CreateError::Hash)?;
+    let hash = hash_password_off_the_workers(password).await?;
+    let username = normalize(username);
     let joined = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default();
-    let inserted = on_pool!(db, pool => sqlx::query_as(&format!(
+    let inserted: Vec<User> = on_pool!(db, pool => sqlx::query_as(&format!(
         "INSERT INTO users (username, username_key, email, password, date_joined) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username_key) DO NOTHING RETURNING {COLUMNS}"
     ))
-    .bind(username)
-    .bind(username_key(username))
+    .bind(&username)
+    .bind(username_key(&username))
     .bind(email)
     .bind(&hash)
     .bind(&joined)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await)?;
-    inserted.ok_or(CreateError::Taken)
+    inserted.into_iter().next().ok_or(CreateError::Taken)
 }
 
 /// The user named `username`, in any case.
@@ -160,12 +206,13 @@ pub async fn create(
 /// # Errors
 /// The query fails.
 pub async fn by_username(db: &DbPool, username: &str) -> Result<Option<User>, sqlx::Error> {
-    on_pool!(db, pool => sqlx::query_as(&format!(
+    let found: Vec<User> = on_pool!(db, pool => sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM users WHERE username_key = $1"
     ))
     .bind(username_key(username))
-    .fetch_optional(pool)
-    .await)
+    .fetch_all(pool)
+    .await)?;
+    Ok(found.into_iter().next())
 }
 
 /// The user whose id a session stores (`key`, a string).
@@ -176,10 +223,13 @@ pub async fn by_key(db: &DbPool, key: &str) -> Result<Option<User>, sqlx::Error>
     let Ok(id) = key.parse::<i64>() else {
         return Ok(None);
     };
-    on_pool!(db, pool => sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await)
+    let found: Vec<User> = on_pool!(db, pool => sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await)?;
+    Ok(found.into_iter().next())
 }
 
 /// Every user, by username.
@@ -199,17 +249,18 @@ pub async fn all(db: &DbPool) -> Result<Vec<User>, sqlx::Error> {
 /// # Errors
 /// Hashing or the query fails.
 pub async fn set_password(db: &DbPool, user: &User, password: &str) -> Result<User, CreateError> {
-    let hash = hash_password(password).map_err(CreateError::Hash)?;
-    on_pool!(db, pool => sqlx::query("UPDATE users SET password = $1 WHERE id = $2")
-        .bind(&hash)
-        .bind(user.id)
-        .execute(pool)
-        .await
-        .map(drop))?;
-    Ok(User {
-        password: hash,
-        ..user.clone()
-    })
+    let hash = hash_password_off_the_workers(password).await?;
+    let updated: Vec<User> = on_pool!(db, pool => sqlx::query_as(&format!(
+        "UPDATE users SET password = $1 WHERE id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(&hash)
+    .bind(user.id)
+    .fetch_all(pool)
+    .await)?;
+    updated
+        .into_iter()
+        .next()
+        .ok_or(CreateError::Database(sqlx::Error::RowNotFound))
 }
 
 /// Raises the user's session generation (signing out every session of an older one); returns
@@ -218,17 +269,14 @@ pub async fn set_password(db: &DbPool, user: &User, password: &str) -> Result<Us
 /// # Errors
 /// The query fails.
 pub async fn next_generation(db: &DbPool, user: &User) -> Result<User, sqlx::Error> {
-    let generation: i64 = on_pool!(db, pool => sqlx::query_scalar(
+    let updated: Vec<User> = on_pool!(db, pool => sqlx::query_as(&format!(
         "UPDATE users SET session_generation = session_generation + 1 WHERE id = $1 \
-         RETURNING session_generation",
-    )
+         RETURNING {COLUMNS}"
+    ))
     .bind(user.id)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await)?;
-    Ok(User {
-        session_generation: generation,
-        ..user.clone()
-    })
+    updated.into_iter().next().ok_or(sqlx::Error::RowNotFound)
 }
 
 #[cfg(test)]
@@ -246,14 +294,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn passwords_are_stored_as_argon2id_hashes_and_checked() {
+    #[rocket::async_test]
+    async fn passwords_are_stored_as_argon2id_hashes_and_checked() {
         let ann = user("correct horse");
         assert!(ann.password.starts_with("$argon2id$"));
         assert!(!ann.password.contains("correct horse"));
-        assert!(ann.check_password("correct horse"));
-        assert!(!ann.check_password("correct hors"));
-        assert!(!ann.check_password(""));
+        assert!(ann.check_password("correct horse").await);
+        assert!(!ann.check_password("correct hors").await);
+        assert!(!ann.check_password("").await);
         assert_ne!(
             hash_password("same").expect("hashes"),
             hash_password("same").expect("hashes"),
@@ -291,5 +339,11 @@ mod tests {
             assert!(username_problem(bad).is_some(), "{bad:?}");
         }
         assert_eq!(username_key("AnN"), "ann");
+        assert_eq!(
+            username_key("ＡＮＮ"),
+            "ann",
+            "full-width letters are the same name"
+        );
+        assert_eq!(normalize("ﬁona"), "fiona");
     }
 }

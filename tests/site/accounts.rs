@@ -218,18 +218,36 @@ impl<'a> Device<'a> {
     }
 }
 
+/// Whether the app's session store still holds the session `device` has the key of.
+async fn stored(app: &TestApp, device: &Device<'_>) -> bool {
+    let manager = app
+        .client
+        .rocket()
+        .state::<rocket_server_sessions::SessionManager>()
+        .expect("sessions attached");
+    let key = device.cookie.as_deref().expect("a session key");
+    manager
+        .store
+        .load(key)
+        .await
+        .expect("the store answers")
+        .is_some()
+}
+
 /// A device registered and signed in as `username`.
 async fn signed_in_device<'a>(app: &'a TestApp, username: &str, agent: &'static str) -> Device<'a> {
     let mut device = Device::new(app, agent);
-    if device
-        .register(username, PASSWORD)
-        .await
-        .has("already exists")
-    {
-        // Registered by another device of this test.
-    }
+    // A second device of the user finds the name taken.
+    let registered = device.register(username, PASSWORD).await;
     let page = device.login(username, PASSWORD).await;
-    assert_eq!(page.status, Status::SeeOther, "login: {}", page.body);
+    assert_eq!(
+        page.status,
+        Status::SeeOther,
+        "login: {}\nafter registering: {} {}",
+        page.body,
+        registered.status,
+        registered.body
+    );
     device
 }
 
@@ -522,6 +540,27 @@ async fn csrf_tokens_from_nowhere_or_another_session_change_nothing_and_rotate_o
         assert_eq!(ann.cookie, before);
         assert!(!ann.signed_in().await, "{case}: signed in");
     }
+    // A browser with no session at all: refused, and given none.
+    let mut stranger = Device::new(&app, FIREFOX);
+    let rows = app.session_rows().await;
+    for path in ["/rango/login/", "/rango/register/", "/rango/logout/"] {
+        let page = stranger
+            .post(path, &[("username", "ann"), ("password", PASSWORD)])
+            .await;
+        assert_eq!(page.status, Status::Forbidden, "{path}");
+        assert!(
+            page.has("CSRF session token missing"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(!page.set_cookie, "{path}: a refused request got a session");
+    }
+    assert_eq!(
+        app.session_rows().await,
+        rows,
+        "a refused request stored a session"
+    );
+
     // The header works as the field does; login rotates the secret.
     let page = ann
         .post(
@@ -611,6 +650,13 @@ async fn a_password_change_keeps_this_session_and_signs_out_the_others() {
         );
         if store != "cookie" {
             assert_ne!(laptop.cookie, key, "{store}: the key was not cycled");
+        }
+        if store != "cookie" {
+            assert!(
+                !stored(&app, &phone).await,
+                "{store}: the phone's session is still stored"
+            );
+            assert!(stored(&app, &bob).await, "{store}");
         }
         assert!(
             laptop.signed_in().await,
@@ -704,6 +750,10 @@ async fn your_sessions_lists_this_users_devices_and_ends_one_or_all_others() {
             "{store}"
         );
         assert!(
+            !stored(&app, &tablet).await,
+            "{store}: the tablet's session is still stored"
+        );
+        assert!(
             !tablet.signed_in().await,
             "{store}: the tablet is still signed in"
         );
@@ -727,6 +777,10 @@ async fn your_sessions_lists_this_users_devices_and_ends_one_or_all_others() {
             page.location.as_deref(),
             Some("/rango/sessions/"),
             "{store}"
+        );
+        assert!(
+            !stored(&app, &phone).await,
+            "{store}: the phone's session is still stored"
         );
         assert!(
             !phone.signed_in().await,

@@ -797,3 +797,26 @@ async fn redis_user_sets_follow_their_sessions_and_clearing_leaves_no_member_beh
     let keys = prefix.keys_on(&mut conn).expect("KEYS");
     assert!(keys.is_empty(), "nothing left: {keys:?}");
 }
+
+/// On SQLite the index is the `user_id` column: clearing leaves no row of an expired session
+/// signed in as a user, and keeps the live ones.
+#[tokio::test]
+async fn sqlite_clearing_leaves_no_index_entry_of_an_expired_session() {
+    let db = SqliteDb::new().await;
+    let store = db.store();
+    let signed = data(json!({ rocket_server_sessions::USER_KEY: "fay" }));
+    store.create(&signed, in_an_hour()).await.expect("creates");
+    let past = OffsetDateTime::now_utc() - Duration::seconds(5);
+    for _ in 0..3 {
+        store.create(&signed, past).await.expect("creates");
+    }
+    let indexed = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM session WHERE user_id = 'fay'")
+            .fetch_one(db.sqlite())
+            .await
+            .expect("counts")
+    };
+    assert_eq!(indexed().await, 4);
+    assert_eq!(store.clear_expired().await.expect("clears"), 3);
+    assert_eq!(indexed().await, 1);
+}

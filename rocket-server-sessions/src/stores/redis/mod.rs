@@ -11,7 +11,9 @@
 //! the set `<prefix>user:<user>`, which lives as long as the user's longest session. The save
 //! and delete scripts keep the set exact as sessions move between users or go; a member whose
 //! session expired is dropped by the next listing of the set, and by `clear_expired`, which
-//! goes over every set (`rango clearsessions`).
+//! goes over every set (`rango clearsessions`). The scripts name the user sets and, when
+//! listing, the sessions by the prefix they are given rather than in `KEYS`: a standalone Redis
+//! (or a primary with replicas) is what the store runs on, not a Redis Cluster.
 //!
 //! Loads that arrive together go to Redis as one pipeline (`batch.rs`). Redis reports every
 //! change to a session to a watcher (`watch.rs`), so a [`NearCached`](super::NearCached) store
@@ -55,7 +57,8 @@ macro_rules! index_lua {
         r"
 local function index(set, member, expiry)
     redis.call('SADD', set, member)
-    if redis.call('EXPIRETIME', set) < tonumber(expiry) then
+    local ttl = redis.call('TTL', set)
+    if ttl < 0 or tonumber(redis.call('TIME')[1]) + ttl < tonumber(expiry) then
         redis.call('EXPIREAT', set, expiry)
     end
 end
@@ -130,7 +133,8 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         f = redis.call('HMGET', key, 'v', 'd', 'e', 'u')
     end
     local version, expires = tonumber(f[1]), tonumber(f[3])
-    if f[4] == ARGV[3] and version and version >= 0 and expires and expires > tonumber(ARGV[2]) then
+    if f[4] == ARGV[3] and f[2] and version and version >= 0 and expires
+        and expires > tonumber(ARGV[2]) then
         table.insert(live, {member, f[1], f[2], f[3]})
     else
         redis.call('SREM', KEYS[1], member)

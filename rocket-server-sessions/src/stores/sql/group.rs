@@ -68,6 +68,9 @@ impl Write {
                 version,
             )),
             Write::Delete { digest } => conn.prepare_cached(super::DELETE)?.execute((&digest[..],)),
+            Write::End { digest, user } => conn
+                .prepare_cached(super::END)?
+                .execute((&digest[..], user)),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! application hands the store ([`SqlStore::sqlite`], [`SqlStore::postgres`]).
 //!
 //! Table `session` (`schema/`, made by [`SqlStore::migrate`]): `key_hash` (the SHA-256 of the
-//! key, primary key), `data` (the JSON object), `expires` (unix seconds), `version`. Every
+//! key, primary key), `data` (the JSON object), `expires` (unix seconds), `version`, `user_id`
+//! (the user it is signed in as, from `USER_KEY`; indexed where set, for `user_sessions`). Every
 //! operation is one statement: a load is one `SELECT`, a save one conditional `UPDATE` (a
 //! compare-and-swap on `version`, so concurrent saves merge instead of losing each other's keys).
 //!
@@ -88,6 +89,9 @@ const UPDATE: &str = "UPDATE session SET data = $1, expires = $2, version = vers
 /// A deletion: `$1` digest.
 const DELETE: &str = "DELETE FROM session WHERE key_hash = $1";
 
+/// A deletion of a user's session: `$1` digest, `$2` the user it must be signed in as.
+const END: &str = "DELETE FROM session WHERE key_hash = $1 AND user_id = $2";
+
 /// A save: what [`SqlStore::write`] runs.
 #[derive(Debug)]
 enum Write {
@@ -108,6 +112,8 @@ enum Write {
     },
     /// A deletion.
     Delete { digest: [u8; 32] },
+    /// A deletion of a session only if it is signed in as `user`.
+    End { digest: [u8; 32], user: String },
 }
 
 /// How many fresh keys `create` draws before it gives up.
@@ -409,6 +415,11 @@ impl SqlStore {
                     .bind(&digest[..])
                     .execute(conn)
                     .await,
+                Write::End { digest, user } => sqlx::query(END)
+                    .bind(&digest[..])
+                    .bind(user)
+                    .execute(conn)
+                    .await,
             }
             .map(|done| done.rows_affected())
         });
@@ -689,14 +700,11 @@ impl SessionStore for SqlStore {
         let Some(digest) = SessionKey::digest_of_hex(handle) else {
             return Ok(false);
         };
-        let deleted = on_pool!(&self.pool, pool => sqlx::query(
-            "DELETE FROM session WHERE key_hash = $1 AND user_id = $2",
-        )
-        .bind(&digest[..])
-        .bind(user)
-        .execute(pool).await.map(|done| done.rows_affected()))
-        .map_err(StoreError::backend)?;
-        Ok(deleted == 1)
+        let end = Write::End {
+            digest,
+            user: user.to_owned(),
+        };
+        Ok(self.write(end).await? == 1)
     }
 }
 
