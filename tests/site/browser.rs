@@ -640,14 +640,7 @@ impl Browser {
 /// `target/screenshots/`, and small ones of the index and about pages for README (copied to
 /// `docs/` with `RANGO_UPDATE_DOCS=1`).
 async fn screenshots(browser: &Browser, server: &Server) {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .join("screenshots");
-    fs::create_dir_all(&target).expect("target/screenshots");
-    let docs = std::env::var_os("RANGO_UPDATE_DOCS")
-        .is_some_and(|v| !v.is_empty() && v != "0")
-        .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"));
+    let (target, docs) = screenshot_dirs();
     // The small ones first, one right after the other, so that both show the same count.
     for (page, path) in [("index", "/rango/"), ("about", "/rango/about/")] {
         browser.goto(&server.url(path)).await;
@@ -675,14 +668,7 @@ async fn screenshots(browser: &Browser, server: &Server) {
 /// Screenshots of `pages` at 720 pixels under `target/screenshots/`, copied to `docs/` with
 /// `RANGO_UPDATE_DOCS=1`.
 async fn screenshots_of(browser: &Browser, server: &Server, pages: &[(&str, &str)]) {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .join("screenshots");
-    fs::create_dir_all(&target).expect("target/screenshots");
-    let docs = std::env::var_os("RANGO_UPDATE_DOCS")
-        .is_some_and(|v| !v.is_empty() && v != "0")
-        .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"));
+    let (target, docs) = screenshot_dirs();
     for (page, path) in pages {
         browser.goto(&server.url(path)).await;
         let file = target.join(format!("{page}.png"));
@@ -692,4 +678,17 @@ async fn screenshots_of(browser: &Browser, server: &Server, pages: &[(&str, &str
             fs::copy(&file, docs.join(format!("{page}.png"))).expect("copy to docs/");
         }
     }
+}
+
+/// `target/screenshots/` (made if missing), and `docs/` when `RANGO_UPDATE_DOCS` asks for it.
+fn screenshot_dirs() -> (PathBuf, Option<PathBuf>) {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("screenshots");
+    fs::create_dir_all(&target).expect("target/screenshots");
+    let docs = std::env::var_os("RANGO_UPDATE_DOCS")
+        .is_some_and(|v| !v.is_empty() && v != "0")
+        .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("docs"));
+    (target, docs)
 }
