@@ -71,10 +71,10 @@ fn last_saved(
     }
 }
 
-/// The device of a listed session of `user`; `None` for one signed in under an old hash (it is
-/// signed out, and goes on its next request).
+/// The device of a listed session; `None` for one that does not hold `auth_hash`, the user's
+/// hash now (it is signed out, and goes on its next request).
 fn device(
-    user: &User,
+    auth_hash: &str,
     handle: String,
     record: &Record,
     config: &SessionConfig,
@@ -89,7 +89,7 @@ fn device(
             .unwrap_or_default()
             .to_owned()
     };
-    if text(HASH_KEY) != user.session_auth_hash() {
+    if text(HASH_KEY) != auth_hash {
         return None;
     }
     let public_id = text(PUBLIC_ID_KEY);
@@ -122,12 +122,23 @@ pub async fn devices(
         return Ok(None);
     };
     let now = OffsetDateTime::now_utc();
+    let auth_hash = user.session_auth_hash();
     let mut devices: Vec<Device> = sessions
         .into_iter()
-        .filter_map(|session| device(user, session.handle, &session.record, config, current, now))
+        .filter_map(|session| {
+            device(
+                &auth_hash,
+                session.handle,
+                &session.record,
+                config,
+                current,
+                now,
+            )
+        })
         .collect();
-    let started = |device: &Device| OffsetDateTime::parse(&device.started, &Rfc3339).ok();
-    devices.sort_by_key(|device| std::cmp::Reverse(started(device)));
+    devices.sort_by_cached_key(|device| {
+        std::cmp::Reverse(OffsetDateTime::parse(&device.started, &Rfc3339).ok())
+    });
     Ok(Some(devices))
 }
 
