@@ -8,7 +8,8 @@
 //! 6. changed, or due (`save_every_request`, a sliding renewal, a cycled key) → saved over the
 //!    version loaded, merged over a concurrent save on conflict, and the cookie set (with
 //!    `Cache-Control: private`, as on a removal cookie);
-//!    a session deleted meanwhile is never brought back (a 400, Django's `SessionInterrupted`);
+//!    a session deleted meanwhile is never brought back, nor carried to a cycled key (a 400,
+//!    Django's `SessionInterrupted`);
 //! 7. the store failed → a 503 page (a session too large for its store: a 500 page).
 //!
 //! The fairing calls [`finish`] after each response; the expiry arithmetic it uses lives on
@@ -150,6 +151,14 @@ impl SessionState {
         }
         let id = match &self.id {
             None => {
+                // A cycled key carries the session over only if it is still there: one ended
+                // meanwhile (a logout in another tab, "sign out" from another device) is never
+                // brought back under a new key.
+                if let Some(old) = &self.cycled_from {
+                    if store.load(old).await?.is_none() {
+                        return Ok(Commit::Interrupted);
+                    }
+                }
                 let (id, _) = store
                     .create(&self.data, self.expiry_date(config, now))
                     .await?;

@@ -141,6 +141,7 @@ pub fn test_routes() -> Vec<Route> {
         cached,
         slow_set,
         slow_flush,
+        slow_cycle,
         plain,
         twice,
         test_cookie_set,
@@ -279,6 +280,13 @@ async fn slow_get(session: Session<'_>, key: &str, ms: u64) -> String {
     session
         .get_value(key)
         .map_or_else(|| "none".into(), |v| v.to_string())
+}
+
+#[get("/slow_cycle/<ms>")]
+async fn slow_cycle(session: Session<'_>, ms: u64) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    session.cycle_key();
+    "ok"
 }
 
 #[get("/slow_flush/<ms>")]

@@ -646,6 +646,28 @@ async fn a_session_flushed_meanwhile_is_never_brought_back() {
 }
 
 #[tokio::test]
+async fn a_session_flushed_meanwhile_is_not_carried_to_a_cycled_key() {
+    let app = TestApp::untracked(&[]).await;
+    let key = new_key(&app.get("/t/set/a/1").await);
+    let login = app.request_with("/t/slow_cycle/250", &key);
+    let logout = app.request_with("/t/slow_flush/10", &key);
+    let (login, logout) = tokio::join!(login.dispatch(), logout.dispatch());
+    assert_eq!(logout.status(), Status::Ok);
+    assert_eq!(login.status(), Status::BadRequest);
+    assert!(
+        set_cookies(&login).is_empty(),
+        "no new key for an ended session"
+    );
+    assert_eq!(app.session_rows().await, 0, "not carried over");
+    // Undisturbed, a cycled key keeps the data.
+    let key = new_key(&app.get("/t/set/a/1").await);
+    let cycled = new_key(&app.get_with("/t/cycle", &key).await);
+    assert_ne!(cycled, key);
+    let body = app.get_with("/t/get/a", &cycled).await.into_string().await;
+    assert_eq!(body.as_deref(), Some("\"1\""));
+}
+
+#[tokio::test]
 async fn the_store_keeps_only_a_digest_of_the_key() {
     let app = TestApp::untracked(&[]).await;
     let key = new_key(&app.get("/t/set/a/1").await);
