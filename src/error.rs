@@ -18,9 +18,22 @@ pub enum Error {
     /// The session store failed (listing or ending a user's sessions).
     #[error("session store: {0}")]
     Store(#[from] rocket_server_sessions::StoreError),
-    /// A password could not be hashed.
-    #[error("hashing a password: {0}")]
+    /// A user could not be stored: its password could not be hashed (or, where a form does
+    /// not handle it, its name was taken).
+    #[error("storing a user: {0}")]
     Password(String),
+}
+
+/// A failure to store a user: a taken username is the form's business (the register page
+/// shows it), so here it is only a failure.
+impl From<crate::accounts::users::CreateError> for Error {
+    fn from(e: crate::accounts::users::CreateError) -> Self {
+        use crate::accounts::users::CreateError;
+        match e {
+            CreateError::Database(e) => Error::Database(e),
+            CreateError::Hash(_) | CreateError::Taken => Error::Password(e.to_string()),
+        }
+    }
 }
 
 impl<'r> Responder<'r, 'static> for Error {

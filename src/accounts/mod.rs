@@ -187,8 +187,7 @@ async fn register(
                     .username
                     .push("A user with that username already exists.");
             }
-            Err(CreateError::Database(e)) => return Err(e.into()),
-            Err(CreateError::Hash(e)) => return Err(Error::Password(e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     }
     // A token made here, not by a guard: a guard would run before the CSRF check, and give a
@@ -336,12 +335,7 @@ async fn password(
             context! { account, csrf_token, errors, nav: "password" },
         ));
     }
-    let user = match users::set_password(&db, &user, &form.new_password1).await {
-        Ok(user) => user,
-        Err(CreateError::Hash(e)) => return Err(Error::Password(e.to_string())),
-        Err(CreateError::Database(e)) => return Err(e.into()),
-        Err(CreateError::Taken) => return Err(Error::Password("unexpected".into())),
-    };
+    let user = users::set_password(&db, &user, &form.new_password1).await?;
     // This session stays signed in under a new key; the others hold the old hash, so each is
     // signed out on its next request, and the stores that list sessions delete them now.
     auth::update_session_auth_hash(&session, &user);
