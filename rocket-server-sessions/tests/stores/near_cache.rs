@@ -569,3 +569,60 @@ async fn postgres_tables_notify_the_channel_their_store_names() {
         .await;
     assert!(refused.is_err(), "a channel that is not a plain name");
 }
+
+/// A store whose table's triggers notify another channel than the one it listens on (two
+/// constructors that disagreed, as Rango's server and its `migrate` once did) hears no change:
+/// its heartbeats, which the same triggers report, do not come back either, so its cache never
+/// serves, and another server's logout is seen at once.
+#[tokio::test]
+async fn postgres_listening_on_another_channel_than_the_triggers_serves_nothing() {
+    let Some(db) = OnPostgres::create("near cache deaf channel").await else {
+        return;
+    };
+    // Migrated with the default channel; this store listens elsewhere.
+    let deaf = NearCached::new(
+        SqlStore::postgres(db.pool.clone()).with_channel("elsewhere"),
+        NonZeroUsize::new(8).expect("not zero"),
+    );
+    let other = db.plain().await;
+    let (id, _) = other.create(&data(1), in_an_hour()).await.expect("created");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert_eq!(visits(&deaf, &id).await, Some(1));
+        assert!(!deaf.watching(), "confirmed a watch that hears nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(deaf.hits(), 0);
+    other.delete(&id).await.expect("deleted");
+    assert_eq!(visits(&deaf, &id).await, None, "the logout, at once");
+}
+
+/// A heartbeat leaves nothing behind: no row in the table, no key under the prefix, nothing
+/// counted.
+#[tokio::test]
+async fn heartbeats_leave_no_trace_in_the_store() {
+    if let Some(db) = OnPostgres::create("near cache heartbeat trace").await {
+        let (store, _) = watching_store_with_a_session(&db).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM session")
+            .fetch_one(db.pg())
+            .await
+            .expect("count");
+        assert_eq!(rows, 1, "the session alone");
+        assert_eq!(
+            store
+                .count()
+                .await
+                .expect("counts")
+                .map(|c| (c.live, c.expired)),
+            Some((1, 0))
+        );
+    }
+    if let Some(prefix) = RedisPrefix::create("near cache heartbeat trace") {
+        let db = OnRedis(prefix);
+        let (_store, _) = watching_store_with_a_session(&db).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let keys = db.0.keys();
+        assert_eq!(keys.len(), 1, "the session alone: {keys:?}");
+    }
+}

@@ -3,13 +3,30 @@
 //! It is only as good as its invalidations. A store that can be watched ([`RedisStore`] through
 //! Redis's client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a
 //! connection of its own on which the server reports every change to a session, whoever made it
-//! (another server, a `clearsessions` command, an operator's `DEL`). The watcher calls [`NearCache::evict`]
-//! for each, and [`NearCache::confirm`] each time a heartbeat comes back through that same
-//! channel. A heartbeat sent at `t` that came back means every change made before `t` has been
-//! reported and applied here: Redis sends the invalidations of the commands it ran in one turn
-//! of its event loop at the end of that turn, and it reads a heartbeat sent at `t` in a later
-//! turn than any command it ran before `t`, so the answer comes after those invalidations;
-//! PostgreSQL delivers notifications in commit order, and the heartbeat is one.
+//! (another server, a `clearsessions` command, an operator's `DEL`). The watcher calls
+//! [`NearCache::evict`] for each, and [`NearCache::confirm`] each time one of its *heartbeats*
+//! comes back.
+//!
+//! **A heartbeat is a change.** It is a write of a key of the watcher's own that the store
+//! reports exactly as it reports a change to a session, through the same path: on PostgreSQL a
+//! row inserted into and deleted from the session table, which the table's own trigger reports
+//! on the channel the listener listens on; on Redis a key under the sessions' prefix written and
+//! deleted, which Redis's client tracking reports to the watcher as it reports every session's
+//! key. So a watcher that would miss changes (the triggers notify another channel, or are off;
+//! tracking does not cover the prefix; the listener reads a connection that hears nothing)
+//! misses its heartbeats too, confirms nothing, and the cache serves nothing: it fails closed.
+//! A heartbeat that merely echoes on the watcher's own connection would only prove that the
+//! connection is open. And a heartbeat written at `t` that came back means every change made
+//! before `t` has been reported and applied here: PostgreSQL delivers notifications in commit
+//! order, and Redis sends the invalidations of the commands it ran in one turn of its event
+//! loop together, at the end of that turn, in the order of the turns.
+//!
+//! What a new watched store, or a store that wraps a watched one, must do to stay coherent:
+//! every change to a session it serves must reach the watcher as a report (a wrapper that
+//! writes somewhere the watcher does not hear, as a database behind a Redis copy, must also
+//! change what is watched: cached_db buries the Redis copy of every session it deletes); its
+//! heartbeats must travel the same path as those reports; and it must evict its own writes at
+//! once ([`NearCached`](super::NearCached) does that for what it wraps).
 //!
 //! The rules that keep it from serving a stale session:
 //! - **Fresh watch.** Entries are served only while the last confirmed heartbeat was sent less
@@ -31,6 +48,7 @@
 //! [`RedisStore`]: crate::stores::RedisStore
 //! [`SqlStore`]: crate::stores::SqlStore
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +64,43 @@ pub const MAX_LAG: Duration = Duration::from_secs(1);
 /// How often a watcher sends a heartbeat: several per [`MAX_LAG`], so that one slow answer does
 /// not stop the cache.
 pub const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// How long a watcher may hear none of its own heartbeats before it counts as deaf: it is then
+/// opened again on a new connection (the cache stopped serving after [`MAX_LAG`] already).
+pub const SILENCE: Duration = Duration::from_secs(3);
+
+/// A watcher's heartbeats sent and not yet heard back, by number, with when they were sent.
+#[derive(Debug, Default)]
+pub struct Beats(Mutex<VecDeque<(u64, Instant)>>);
+
+impl Beats {
+    /// Heartbeat `n` is sent at `at`.
+    pub fn note(&self, n: u64, at: Instant) {
+        let mut sent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Heartbeats that never came back are of no use once older than the lag allowed.
+        while sent.front().is_some_and(|(_, at)| at.elapsed() > MAX_LAG) {
+            sent.pop_front();
+        }
+        sent.push_back((n, at));
+    }
+
+    /// When heartbeat `n` was sent, forgetting it and every earlier one (reports arrive in
+    /// order: an earlier one that has not come back never will).
+    pub fn heard(&self, n: u64) -> Option<Instant> {
+        let mut sent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found = None;
+        while let Some(&(m, at)) = sent.front() {
+            if m > n {
+                break;
+            }
+            sent.pop_front();
+            if m == n {
+                found = Some(at);
+            }
+        }
+        found
+    }
+}
 
 /// A load's permission to keep what it read, taken before it asked the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

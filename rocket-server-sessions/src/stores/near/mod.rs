@@ -41,10 +41,8 @@ pub(crate) fn kept() -> Kept {
         until: None,
     }
 }
-#[cfg(feature = "postgres")]
-pub(crate) use cache::Watch;
 pub use cache::MAX_LAG;
-pub(crate) use cache::{keep_watching, NearCache, HEARTBEAT};
+pub(crate) use cache::{keep_watching, Beats, NearCache, Watch, HEARTBEAT, SILENCE};
 
 /// What the cache keeps of a session: the record, and until when it may be served without
 /// asking the inner store again.

@@ -614,6 +614,7 @@ impl Watched for RedisStore {
             Ok(watcher) => {
                 rocket::tokio::spawn(watch::watch(
                     watcher,
+                    self.conn.clone(),
                     self.prefix.clone(),
                     self.timeout,
                     cache,

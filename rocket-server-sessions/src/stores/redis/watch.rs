@@ -1,92 +1,190 @@
 //! The watcher of a [`NearCached`](crate::stores::NearCached) Redis store: a RESP3 connection
 //! with client tracking in broadcast mode on the key prefix, so Redis reports every change to
-//! any session (written, deleted, expired or evicted, by anyone), with heartbeats on the same
-//! connection (see `near/cache.rs` for the rules).
+//! any session (written, deleted, expired or evicted, by anyone).
+//!
+//! Its heartbeats are changes too (see `near/cache.rs`): every [`HEARTBEAT`] the store's own
+//! connection, the one its saves take, writes and deletes a key of the watcher's own under the
+//! prefix (`<prefix>watch:<watcher>:<n>`, in one `MULTI`, so no reader ever sees it), and the
+//! cache is confirmed when Redis's invalidation of that key comes back to the watcher. A
+//! watcher whose tracking misses the sessions' keys misses its heartbeats too. A watcher that
+//! hears none of them for [`SILENCE`] is opened again on a new connection.
 
-use std::sync::Weak;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind, Value};
 
-use crate::stores::near::{keep_watching, Cache, HEARTBEAT};
+use crate::stores::near::{keep_watching, Beats, Cache, Watch, HEARTBEAT, SILENCE};
 
 /// The near cache of a Redis store, by Redis key.
 type Near = Cache;
 
+/// What a heartbeat's key holds after the prefix, before `<watcher>:<n>`.
+const PROBE: &str = "watch:";
+
+/// One connection's heartbeats: whose they are, which were sent, and the watch they confirm.
+struct Probes {
+    /// The key of heartbeat `n` is `<prefix>watch:<watcher>:<n>`.
+    key_start: String,
+    sent: Beats,
+    watch: OnceLock<Watch>,
+    /// When one of them last came back.
+    heard: Mutex<Option<Instant>>,
+}
+
+impl Probes {
+    fn new(prefix: &str) -> Self {
+        Probes {
+            key_start: format!("{prefix}{PROBE}{:016x}:", rand::random::<u64>()),
+            sent: Beats::default(),
+            watch: OnceLock::new(),
+            heard: Mutex::new(None),
+        }
+    }
+
+    fn key(&self, n: u64) -> String {
+        format!("{}{n}", self.key_start)
+    }
+
+    /// Whether one of them came back within [`SILENCE`].
+    fn lately(&self) -> bool {
+        let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.is_some_and(|at| at.elapsed() < SILENCE)
+    }
+
+    /// The number of this watcher's heartbeat whose key is `key`, if it is one.
+    fn number(&self, key: &str) -> Option<u64> {
+        key.strip_prefix(self.key_start.as_str())?.parse().ok()
+    }
+}
+
+/// Whether `key`, under `prefix`, is a heartbeat's (any watcher's): no session is named so.
+fn is_probe(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with(PROBE))
+}
+
 /// Watches the keys under `prefix` for `near`: a RESP3 connection of its own with client
 /// tracking in broadcast mode, so Redis reports every change to a key under the prefix
-/// (written, deleted, expired or evicted, by anyone) as an invalidation, then heartbeats on it.
-/// Reconnects after any failure, flushing the cache; stops when the cache is dropped.
+/// (written, deleted, expired or evicted, by anyone) as an invalidation, and heartbeats written
+/// through `store`, the store's own connection. Reconnects after any failure, flushing the
+/// cache; stops when the cache is dropped.
 pub(super) async fn watch(
     client: redis::Client,
+    store: ConnectionManager,
     prefix: String,
     timeout: Duration,
     near: Weak<Near>,
 ) {
     keep_watching(near.clone(), "Redis", || async {
-        watch_once(&client, &prefix, timeout, &near)
-            .await
-            .map_err(|e| format!("{e} (client tracking needs Redis 6 or later)"))
+        watch_once(&client, &store, &prefix, timeout, &near).await
     })
     .await;
 }
 
-/// One connection's worth of [`watch`]: `Ok` when the cache was dropped, the error otherwise.
+/// One connection's worth of [`watch`]: `Ok` when the cache was dropped, why otherwise.
 async fn watch_once(
     client: &redis::Client,
+    store: &ConnectionManager,
     prefix: &str,
     timeout: Duration,
     near: &Weak<Near>,
-) -> redis::RedisResult<()> {
+) -> Result<(), String> {
+    let probes = Arc::new(Probes::new(prefix));
     let reported = near.clone();
+    let (on_prefix, heard) = (prefix.to_owned(), Arc::clone(&probes));
     let on_push = move |push: PushInfo| -> Result<(), ()> {
         let cache = reported.upgrade().ok_or(())?;
-        apply(&cache, push);
+        apply(&cache, &on_prefix, &heard, push);
         Ok(())
     };
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
         .set_push_sender(on_push);
+    let tracking = |e: redis::RedisError| format!("{e} (client tracking needs Redis 6 or later)");
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+        .await
+        .map_err(tracking)?;
     redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(watcher_name(prefix))
         .query_async::<()>(&mut conn)
-        .await?;
-    let mut tracking = redis::cmd("CLIENT");
-    tracking.arg("TRACKING").arg("ON").arg("BCAST");
+        .await
+        .map_err(tracking)?;
+    let mut track = redis::cmd("CLIENT");
+    track.arg("TRACKING").arg("ON").arg("BCAST");
     if !prefix.is_empty() {
-        tracking.arg("PREFIX").arg(prefix);
+        track.arg("PREFIX").arg(prefix);
     }
-    tracking.query_async::<()>(&mut conn).await?;
+    track.query_async::<()>(&mut conn).await.map_err(tracking)?;
     // Anything kept before now was not watched.
-    let watch = match near.upgrade() {
-        Some(cache) => cache.watch(),
+    match near.upgrade() {
+        Some(cache) => {
+            let _ = probes.watch.set(cache.watch());
+        }
         None => return Ok(()),
-    };
+    }
+    let started = Instant::now();
+    let mut n: u64 = 0;
     loop {
-        let sent = Instant::now();
-        redis::cmd("PING").query_async::<()>(&mut conn).await?;
-        match near.upgrade() {
-            Some(cache) => cache.confirm(watch, sent),
-            None => return Ok(()),
+        n += 1;
+        probes.sent.note(n, Instant::now());
+        let key = probes.key(n);
+        let beat = redis::pipe()
+            .atomic()
+            .set(&key, 1)
+            .ignore()
+            .del(&key)
+            .ignore()
+            .query_async::<()>(&mut store.clone())
+            .await;
+        if let Err(e) = beat {
+            log::debug!("session near cache heartbeat failed: {e}");
+        }
+        // The watcher's own connection answers too, or is opened again.
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        if near.strong_count() == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > SILENCE && !probes.lately() {
+            return Err("none of its heartbeats came back through client tracking".into());
         }
         rocket::tokio::time::sleep(HEARTBEAT).await;
     }
 }
 
-/// Applies what Redis pushed to the watcher: an invalidation evicts the keys it names (a
-/// flush of the database, which names none, flushes); a lost connection stops the cache.
-fn apply(cache: &Near, push: PushInfo) {
+/// Applies what Redis pushed to the watcher: an invalidation evicts the sessions it names (a
+/// flush of the database, which names none, flushes) and confirms the cache for this watcher's
+/// heartbeats among them; a lost connection stops the cache.
+fn apply(cache: &Near, prefix: &str, probes: &Probes, push: PushInfo) {
     match push.kind {
         PushKind::Invalidate => match push.data.first() {
-            Some(Value::Array(keys)) => cache.evict(keys.iter().filter_map(|key| match key {
-                Value::BulkString(key) => std::str::from_utf8(key).ok(),
-                _ => None,
-            })),
+            Some(Value::Array(keys)) => {
+                let keys = keys.iter().filter_map(|key| match key {
+                    Value::BulkString(key) => std::str::from_utf8(key).ok(),
+                    _ => None,
+                });
+                let (probe_keys, sessions): (Vec<&str>, Vec<&str>) =
+                    keys.partition(|key| is_probe(prefix, key));
+                if !sessions.is_empty() {
+                    cache.evict(sessions);
+                }
+                // After the evictions: a heartbeat confirms what came before it.
+                let newest = probe_keys.iter().filter_map(|key| probes.number(key)).max();
+                if let (Some(n), Some(watch)) = (newest, probes.watch.get()) {
+                    if let Some(at) = probes.sent.heard(n) {
+                        cache.confirm(*watch, at);
+                        *probes.heard.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(Instant::now());
+                    }
+                }
+            }
             _ => cache.flush(),
         },
         PushKind::Disconnection => cache.lost(),
@@ -105,11 +203,21 @@ pub fn watcher_name(prefix: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+
     use super::*;
     use crate::stores::near::kept;
 
     fn push(kind: PushKind, data: Vec<Value>) -> PushInfo {
         PushInfo { kind, data }
+    }
+
+    fn invalidate(keys: &[&str]) -> PushInfo {
+        let keys = keys
+            .iter()
+            .map(|key| Value::BulkString(key.as_bytes().to_vec()))
+            .collect();
+        push(PushKind::Invalidate, vec![Value::Array(keys)])
     }
 
     fn filled(names: &[&str]) -> Near {
@@ -119,11 +227,12 @@ mod tests {
     #[test]
     fn an_invalidation_evicts_the_keys_it_names() {
         let cache = filled(&["p:a", "p:b", "p:c"]);
-        let keys = ["p:a", "p:c"]
-            .iter()
-            .map(|key| Value::BulkString(key.as_bytes().to_vec()))
-            .collect();
-        apply(&cache, push(PushKind::Invalidate, vec![Value::Array(keys)]));
+        apply(
+            &cache,
+            "p:",
+            &Probes::new("p:"),
+            invalidate(&["p:a", "p:c"]),
+        );
         assert_eq!(cache.get("p:a"), None);
         assert_eq!(cache.get("p:b"), Some(kept()));
         assert_eq!(cache.get("p:c"), None);
@@ -133,7 +242,8 @@ mod tests {
     fn an_invalidation_without_keys_flushes_everything() {
         // What Redis sends after FLUSHDB or FLUSHALL.
         let cache = filled(&["p:a", "p:b"]);
-        apply(&cache, push(PushKind::Invalidate, vec![Value::Nil]));
+        let nil = push(PushKind::Invalidate, vec![Value::Nil]);
+        apply(&cache, "p:", &Probes::new("p:"), nil);
         assert_eq!(cache.len(), 0);
         assert!(cache.watching());
     }
@@ -141,7 +251,8 @@ mod tests {
     #[test]
     fn a_lost_connection_stops_the_cache() {
         let cache = filled(&["p:a"]);
-        apply(&cache, push(PushKind::Disconnection, vec![]));
+        let lost = push(PushKind::Disconnection, vec![]);
+        apply(&cache, "p:", &Probes::new("p:"), lost);
         assert!(!cache.watching());
         assert_eq!(cache.len(), 0);
     }
@@ -150,8 +261,50 @@ mod tests {
     fn other_pushes_change_nothing() {
         let cache = filled(&["p:a"]);
         let message = vec![Value::BulkString(b"channel".to_vec())];
-        apply(&cache, push(PushKind::Message, message));
+        apply(
+            &cache,
+            "p:",
+            &Probes::new("p:"),
+            push(PushKind::Message, message),
+        );
         assert_eq!(cache.get("p:a"), Some(kept()));
+    }
+
+    #[test]
+    fn only_this_watchers_heartbeats_confirm_and_heartbeats_evict_nothing() {
+        let cache = Near::new(NonZeroUsize::new(8).unwrap());
+        let probes = Probes::new("p:");
+        let _ = probes.watch.set(cache.watch());
+        probes.sent.note(1, Instant::now());
+        probes.sent.note(2, Instant::now());
+        let other = Probes::new("p:");
+        apply(&cache, "p:", &probes, invalidate(&[&other.key(2)]));
+        assert!(!cache.watching(), "another watcher's heartbeat");
+        assert!(!probes.lately());
+        apply(&cache, "p:", &probes, invalidate(&["p:a", &probes.key(2)]));
+        assert!(cache.watching());
+        assert!(probes.lately());
+        // Heartbeat 1 was passed by 2: it is forgotten.
+        assert_eq!(probes.sent.heard(1), None);
+        // A heartbeat is no session: it takes no fill's ticket away.
+        let ticket = cache.ticket().expect("watching");
+        probes.sent.note(3, Instant::now());
+        apply(&cache, "p:", &probes, invalidate(&[&probes.key(3)]));
+        cache.fill("p:s".into(), kept(), ticket);
+        assert_eq!(cache.get("p:s"), Some(kept()));
+        assert!(is_probe("p:", &probes.key(3)) && !is_probe("p:", "p:abc"));
+    }
+
+    #[test]
+    fn a_ping_alone_confirms_nothing() {
+        // What the watcher's PING proves (its connection answers) is not a heartbeat.
+        let cache = Near::new(NonZeroUsize::new(8).unwrap());
+        let probes = Probes::new("p:");
+        let _ = probes.watch.set(cache.watch());
+        probes.sent.note(1, Instant::now());
+        let pong = push(PushKind::Other("pong".into()), vec![]);
+        apply(&cache, "p:", &probes, pong);
+        assert!(!cache.watching());
     }
 
     #[test]

@@ -1,90 +1,98 @@
 //! The watcher of a [`NearCache`] in front of PostgreSQL, through `LISTEN`.
 //!
 //! [`SqlStore::migrate`](super::SqlStore::migrate) makes the `session` table report itself: its
-//! triggers send `NOTIFY session_changes, '<table oid>:<key digest in hex>'` for every update, and every
-//! delete of a session live or expired less than five minutes ago (whoever makes it: another
-//! server, `psql`), and `'<table oid>:*'` when the table is truncated. Clearing sessions that
-//! expired earlier reports nothing: the cache never serves one, so clearing costs no
+//! triggers send `NOTIFY <channel>, '<table oid>:<key digest in hex>'` for every update, and
+//! every delete of a session live or expired less than five minutes ago (whoever makes it:
+//! another server, `psql`), and `'<table oid>:*'` when the table is truncated. Clearing sessions
+//! that expired earlier reports nothing: the cache never serves one, so clearing costs no
 //! notifications.
 //!
-//! The watcher listens on a connection of its own. Heartbeats go through the same channel:
-//! every [`HEARTBEAT`] another connection sends `'hb:<watcher>:<n>:<table oid>:<triggers on>'`.
-//! PostgreSQL delivers notifications in commit order, so when heartbeat `n` arrives, every
-//! change committed before it was sent has arrived too, and the cache is confirmed up to when
-//! it was sent, provided the table is still the one the listener watches and its three
-//! triggers are on (a table dropped and made again, or triggers turned off, would leave the
-//! listener deaf; it starts again instead, and stays off until the triggers are back). A
-//! listener that hears nothing (its own heartbeats included) for [`SILENCE`] is dropped and
-//! opened again, on a new connection, flushing the cache.
+//! The watcher listens on a connection of its own. Its heartbeats are changes to the table (see
+//! `near/cache.rs`): every [`HEARTBEAT`] another connection inserts a row of the watcher's own
+//! and deletes it in one transaction, and the table's delete trigger reports it as it reports a
+//! session's, `'<table oid>:<probe key in hex>'`. The row is inserted only while the table's
+//! three triggers are on and notify the store's channel, so a trigger turned off, or triggers
+//! that notify another channel, stop the heartbeats; the row never outlives its transaction, so
+//! no count or listing sees it. PostgreSQL delivers notifications in commit order, so when
+//! heartbeat `n` arrives, every change committed before it was sent has arrived too, and the
+//! cache is confirmed up to when it was sent, provided it came from the table the listener
+//! watches (a table dropped and made again starts the listener over). A listener that hears
+//! none of its own heartbeats for [`SILENCE`] says why (no table, triggers off, another
+//! channel) and is opened again, on a new connection, flushing the cache.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::stores::near::{keep_watching, Cache, Watch, HEARTBEAT, MAX_LAG};
+use crate::stores::near::{keep_watching, Beats, Cache, Watch, HEARTBEAT, SILENCE};
 
 /// The channel the session table's triggers notify, unless the store names another.
 pub const CHANNEL: &str = "session_changes";
 
-/// How long a listener may hear nothing before it counts as dead and is opened again.
-pub const SILENCE: Duration = Duration::from_secs(3);
-
 /// The near cache of a PostgreSQL store, by key digest in hex.
 type Near = Cache;
 
-/// Heartbeats sent and not yet heard, by number, with when they were sent.
-#[derive(Default)]
-struct Sent(Mutex<VecDeque<(u64, Instant)>>);
-
-impl Sent {
-    fn note(&self, n: u64, at: Instant) {
-        let mut sent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // Heartbeats that never came back are of no use once older than the lag allowed.
-        while sent.front().is_some_and(|(_, at)| at.elapsed() > MAX_LAG) {
-            sent.pop_front();
-        }
-        sent.push_back((n, at));
-    }
-
-    /// When heartbeat `n` was sent, forgetting it and every earlier one.
-    fn heard(&self, n: u64) -> Option<Instant> {
-        let mut sent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut found = None;
-        while let Some(&(m, at)) = sent.front() {
-            if m > n {
-                break;
-            }
-            sent.pop_front();
-            if m == n {
-                found = Some(at);
-            }
-        }
-        found
-    }
-}
-
-/// The triggers of the session table: a heartbeat says how many of them are on.
+/// The triggers of the session table.
 const TRIGGERS: [&str; 3] = ["session_updated", "session_deleted", "session_truncated"];
 
-/// A heartbeat: notifies `hb:<watcher>:<n>:` followed by what the database says of the table
-/// this connection's `search_path` finds, `<oid>:<triggers on>`, so that a table dropped and
-/// made again, or triggers turned off, stop the cache instead of leaving it deaf.
-const HEARTBEAT_SQL: &str =
-    "SELECT pg_notify($1, $2 || coalesce(to_regclass('session')::oid::text, '-') \
-     || ':' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('session') \
-                AND tgname = ANY($3) AND tgenabled IN ('O', 'A')))";
+/// What the key of a heartbeat's row begins with, in hex (`probe`); then the watcher and the
+/// heartbeat's number, eight bytes each: 21 bytes, never a session's 32-byte digest.
+const PROBE: &str = "70726f6265";
+
+/// The key of heartbeat `n` of `watcher`, in hex.
+fn probe_key(watcher: u64, n: u64) -> String {
+    format!("{PROBE}{watcher:016x}{n:016x}")
+}
+
+/// The watcher and heartbeat number of a probe key in hex, or `None` for any other name.
+fn probe_of(name: &str) -> Option<(u64, u64)> {
+    let rest = name.strip_prefix(PROBE)?;
+    if rest.len() != 32 {
+        return None;
+    }
+    let watcher = u64::from_str_radix(rest.get(..16)?, 16).ok()?;
+    let n = u64::from_str_radix(rest.get(16..)?, 16).ok()?;
+    Some((watcher, n))
+}
+
+/// An SQL expression: how many of the session table's triggers are on and notify `channel` (a
+/// plain name, which `migrate` checks), 3 when all is well.
+fn triggers_reporting(channel: &str) -> String {
+    format!(
+        "(SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+          WHERE t.tgrelid = to_regclass('session') AND t.tgenabled IN ('O', 'A') \
+            AND t.tgname IN ('{}', '{}', '{}') \
+            AND position('pg_notify(''{channel}''' IN p.prosrc) > 0)",
+        TRIGGERS[0], TRIGGERS[1], TRIGGERS[2]
+    )
+}
+
+/// Heartbeat `n` of `watcher`: a row inserted (only while every trigger is on and notifies
+/// `channel`) and deleted in one transaction, which the delete trigger reports. One simple
+/// query, so one round trip; every value in it is ours (hex digits, a plain channel name).
+fn heartbeat_sql(channel: &str, watcher: u64, n: u64) -> String {
+    let key = probe_key(watcher, n);
+    format!(
+        "INSERT INTO session (key_hash, data, expires, version) \
+         SELECT '\\x{key}'::bytea, '{{}}', 253402300799, 0 WHERE {} = {}; \
+         DELETE FROM session WHERE key_hash = '\\x{key}'::bytea",
+        triggers_reporting(channel),
+        TRIGGERS.len()
+    )
+}
 
 /// Starts watching the `session` table that `options` reach, for `near`. The watcher and its
 /// heartbeat stop when the cache is dropped.
 pub fn spawn(options: &PgConnectOptions, channel: &'static str, near: Weak<Near>) {
     let options = options.clone().application_name("session-watch");
     let watcher = rand::random::<u64>();
-    let sent = Arc::new(Sent::default());
+    let sent = Arc::new(Beats::default());
+    // A heartbeat's commit need not wait for the disk: one lost in a crash is one not heard.
+    let beating = options.clone().options([("synchronous_commit", "off")]);
     rocket::tokio::spawn(heartbeat(
-        pool_of_one(&options),
+        pool_of_one(&beating),
         channel,
         watcher,
         Arc::clone(&sent),
@@ -103,24 +111,21 @@ fn pool_of_one(options: &PgConnectOptions) -> PgPool {
         .connect_lazy_with(options.clone())
 }
 
-/// Sends heartbeat after heartbeat on the channel while the cache lives.
+/// Sends heartbeat after heartbeat while the cache lives.
 async fn heartbeat(
     pool: PgPool,
     channel: &'static str,
     watcher: u64,
-    sent: Arc<Sent>,
+    sent: Arc<Beats>,
     near: Weak<Near>,
 ) {
     let mut n: u64 = 0;
     while near.strong_count() > 0 {
         n += 1;
         sent.note(n, Instant::now());
-        let notify = sqlx::query(HEARTBEAT_SQL)
-            .bind(channel)
-            .bind(format!("hb:{watcher}:{n}:"))
-            .bind(&TRIGGERS[..])
-            .execute(&pool);
-        match rocket::tokio::time::timeout(SILENCE, notify).await {
+        let sql = heartbeat_sql(channel, watcher, n);
+        let beat = sqlx::Executor::execute(&pool, sql.as_str());
+        match rocket::tokio::time::timeout(SILENCE, beat).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => log::debug!("session near cache heartbeat failed: {e}"),
             Err(_) => log::debug!("session near cache heartbeat timed out"),
@@ -134,7 +139,7 @@ async fn watch(
     options: PgConnectOptions,
     channel: &'static str,
     watcher: u64,
-    sent: Arc<Sent>,
+    sent: Arc<Beats>,
     near: Weak<Near>,
 ) {
     keep_watching(near.clone(), "PostgreSQL", || {
@@ -143,32 +148,64 @@ async fn watch(
     .await;
 }
 
-/// One listener's life: `Err` with why when it fails, falls silent or loses its connection,
-/// `Ok` when the cache is gone.
+/// The oid of the session table `conn` sees, or why it cannot report its changes on `channel`:
+/// it is missing, or its triggers are not all on, or they notify another channel.
+async fn diagnose(
+    conn: &mut PgListener,
+    channel: &str,
+) -> Result<Result<String, String>, sqlx::Error> {
+    let sql = format!(
+        "SELECT to_regclass('session')::oid::text, \
+                (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('session') \
+                   AND tgname IN ('{}', '{}', '{}') AND tgenabled IN ('O', 'A')), \
+                {}",
+        TRIGGERS[0],
+        TRIGGERS[1],
+        TRIGGERS[2],
+        triggers_reporting(channel)
+    );
+    let (table, on, reporting): (Option<String>, i64, i64) =
+        sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
+    let all = i64::try_from(TRIGGERS.len()).unwrap_or(i64::MAX);
+    Ok(match table {
+        None => Err("no session table (migrate first)".into()),
+        Some(_) if on < all => Err(format!(
+            "the session table's triggers are not all on ({on} of {all}: migrate, or ENABLE \
+             TRIGGER)"
+        )),
+        Some(_) if reporting < all => Err(format!(
+            "the session table's triggers do not notify {channel:?}, the channel this store \
+             listens on: build every store of this table with the channel its migrate installed"
+        )),
+        Some(table) => Ok(table),
+    })
+}
+
+/// One listener's life: `Err` with why when it fails, hears none of its heartbeats for
+/// [`SILENCE`] or loses its connection, `Ok` when the cache is gone.
 async fn listen(
     options: &PgConnectOptions,
     channel: &str,
     watcher: u64,
-    sent: &Sent,
+    sent: &Beats,
     near: &Weak<Near>,
 ) -> Result<(), String> {
     let pool = pool_of_one(options);
     let setup = async {
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(channel).await?;
-        let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('session')::oid::text")
-            .fetch_one(&mut listener)
-            .await?;
-        let name = format!("session-watch:{}", table.as_deref().unwrap_or("-"));
-        sqlx::query("SELECT set_config('application_name', $1, false)")
-            .bind(&name)
-            .execute(&mut listener)
-            .await?;
+        let table = diagnose(&mut listener, channel).await?;
+        if let Ok(table) = &table {
+            sqlx::query("SELECT set_config('application_name', $1, false)")
+                .bind(format!("session-watch:{table}"))
+                .execute(&mut listener)
+                .await?;
+        }
         Ok::<_, sqlx::Error>((listener, table))
     };
     let (mut listener, table) = match rocket::tokio::time::timeout(SILENCE, setup).await {
-        Ok(Ok((listener, Some(table)))) => (listener, table),
-        Ok(Ok((_, None))) => return Err("no session table (migrate first)".into()),
+        Ok(Ok((listener, Ok(table)))) => (listener, table),
+        Ok(Ok((_, Err(why)))) => return Err(why),
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err("no answer".into()),
     };
@@ -176,10 +213,15 @@ async fn listen(
         Some(cache) => cache.watch(),
         None => return Ok(()),
     };
+    let mut last_heard = Instant::now();
     loop {
+        let wait = SILENCE.saturating_sub(last_heard.elapsed());
         // A timeout may cut a message in half; the listener is dropped right after.
-        let Ok(received) = rocket::tokio::time::timeout(SILENCE, listener.try_recv()).await else {
-            return Err("its listener went quiet".into());
+        let Ok(received) = rocket::tokio::time::timeout(wait, listener.try_recv()).await else {
+            return Err(match diagnose(&mut listener, channel).await {
+                Ok(Err(why)) => why,
+                _ => "none of its heartbeats came back through the session table's trigger".into(),
+            });
         };
         let Some(notification) = received.map_err(|e| e.to_string())? else {
             // Notifications were missed.
@@ -194,7 +236,9 @@ async fn listen(
             watch,
             sent,
         };
-        heard.apply(&cache, notification.payload())?;
+        if heard.apply(&cache, notification.payload())? {
+            last_heard = Instant::now();
+        }
     }
 }
 
@@ -204,52 +248,38 @@ struct Heard<'a> {
     table: &'a str,
     watcher: u64,
     watch: Watch,
-    sent: &'a Sent,
+    sent: &'a Beats,
 }
 
 impl Heard<'_> {
-    /// Applies one notification: a change to a session of this table evicts it (`*`
-    /// flushes); this watcher's heartbeat confirms the cache up to when it was sent, if the
-    /// table is still the one watched with its triggers on (an error otherwise); the rest
-    /// (other tables, other watchers' heartbeats) is not ours.
-    fn apply(&self, cache: &Near, payload: &str) -> Result<(), String> {
-        let Some((source, rest)) = payload.split_once(':') else {
-            return Ok(());
+    /// Applies one notification: a change to a session of this table evicts it (`*` flushes);
+    /// a heartbeat of this watcher confirms the cache up to when it was sent, and says so with
+    /// `true`, if it came from the table watched (an error otherwise); the rest (other tables,
+    /// other watchers' heartbeats) is not ours.
+    fn apply(&self, cache: &Near, payload: &str) -> Result<bool, String> {
+        let Some((source, name)) = payload.split_once(':') else {
+            return Ok(false);
         };
+        if let Some((from, n)) = probe_of(name) {
+            if from != self.watcher {
+                return Ok(false);
+            }
+            if source != self.table {
+                return Err("the session table was made again".into());
+            }
+            if let Some(at) = self.sent.heard(n) {
+                cache.confirm(self.watch, at);
+            }
+            return Ok(true);
+        }
         if source == self.table {
-            if rest == "*" {
+            if name == "*" {
                 cache.flush();
             } else {
-                cache.evict([rest]);
+                cache.evict([name]);
             }
-            return Ok(());
         }
-        if source != "hb" {
-            return Ok(());
-        }
-        let mut fields = rest.split(':');
-        let (Some(from), Some(n), Some(table), Some(triggers)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Ok(());
-        };
-        if from.parse() != Ok(self.watcher) {
-            return Ok(());
-        }
-        if table != self.table {
-            return Err("the session table was made again".into());
-        }
-        if triggers != TRIGGERS.len().to_string() {
-            return Err(format!(
-                "the session table's triggers are not all on ({triggers} of {}: migrate, or \
-                 ENABLE TRIGGER)",
-                TRIGGERS.len()
-            ));
-        }
-        if let Some(at) = n.parse().ok().and_then(|n| self.sent.heard(n)) {
-            cache.confirm(self.watch, at);
-        }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -264,7 +294,7 @@ mod tests {
         crate::stores::near::filled(names, kept())
     }
 
-    fn heard<'a>(sent: &'a Sent, watch: Watch) -> Heard<'a> {
+    fn heard<'a>(sent: &'a Beats, watch: Watch) -> Heard<'a> {
         Heard {
             table: "16400",
             watcher: 7,
@@ -276,9 +306,9 @@ mod tests {
     #[test]
     fn a_change_to_this_table_evicts_its_session() {
         let cache = filled(&["aa", "bb"]);
-        let sent = Sent::default();
+        let sent = Beats::default();
         let heard = heard(&sent, Watch(0));
-        assert_eq!(heard.apply(&cache, "16400:aa"), Ok(()));
+        assert_eq!(heard.apply(&cache, "16400:aa"), Ok(false));
         assert!(cache.get("aa").is_none());
         assert!(cache.get("bb").is_some());
     }
@@ -286,52 +316,65 @@ mod tests {
     #[test]
     fn a_truncate_flushes_and_other_tables_are_ignored() {
         let cache = filled(&["aa", "bb"]);
-        let sent = Sent::default();
+        let sent = Beats::default();
         let heard = heard(&sent, Watch(0));
-        assert_eq!(heard.apply(&cache, "16500:aa"), Ok(()));
-        assert_eq!(heard.apply(&cache, "garbage"), Ok(()));
+        assert_eq!(heard.apply(&cache, "16500:aa"), Ok(false));
+        assert_eq!(heard.apply(&cache, "garbage"), Ok(false));
         assert!(cache.get("aa").is_some());
-        assert_eq!(heard.apply(&cache, "16400:*"), Ok(()));
+        assert_eq!(heard.apply(&cache, "16400:*"), Ok(false));
         assert!(cache.get("aa").is_none() && cache.get("bb").is_none());
     }
 
     #[test]
-    fn only_this_watchers_heartbeats_confirm() {
+    fn probe_keys_read_back_and_are_never_digests() {
+        let key = probe_key(7, 42);
+        assert_eq!(probe_of(&key), Some((7, 42)));
+        assert_eq!(key.len(), 42, "21 bytes, where a digest has 32");
+        assert_eq!(probe_of(&"a".repeat(64)), None);
+        assert_eq!(probe_of(&format!("{PROBE}zz")), None);
+        assert!(heartbeat_sql("site_sessions", 7, 42).contains("pg_notify(''site_sessions''"));
+    }
+
+    #[test]
+    fn only_this_watchers_heartbeats_confirm_and_evict_nothing() {
         let cache = Near::new(NonZeroUsize::new(8).unwrap());
-        let sent = Sent::default();
+        let sent = Beats::default();
         let heard = heard(&sent, cache.watch());
         sent.note(1, Instant::now());
         sent.note(2, Instant::now());
-        assert_eq!(heard.apply(&cache, "hb:8:1:16400:3"), Ok(()));
+        let ticket = cache.ticket();
+        assert_eq!(
+            heard.apply(&cache, &format!("16400:{}", probe_key(8, 1))),
+            Ok(false)
+        );
         assert!(!cache.watching(), "another watcher's heartbeat");
-        assert_eq!(heard.apply(&cache, "hb:7:0:16400:3"), Ok(()));
+        assert_eq!(
+            heard.apply(&cache, &format!("16400:{}", probe_key(7, 0))),
+            Ok(true)
+        );
         assert!(!cache.watching(), "a heartbeat never sent");
-        assert_eq!(heard.apply(&cache, "hb:7:2:16400:3"), Ok(()));
+        assert_eq!(
+            heard.apply(&cache, &format!("16400:{}", probe_key(7, 2))),
+            Ok(true)
+        );
         assert!(cache.watching());
+        assert_eq!(ticket, None, "nothing was watched before");
         // Heartbeat 1 was passed by 2 (notifications arrive in order): it is forgotten.
         assert_eq!(sent.heard(1), None);
     }
 
     #[test]
-    fn a_heartbeat_from_a_new_table_or_without_triggers_stops_the_listener() {
+    fn a_heartbeat_from_a_new_table_stops_the_listener() {
         let cache = Near::new(NonZeroUsize::new(8).unwrap());
-        let sent = Sent::default();
+        let sent = Beats::default();
         let heard = heard(&sent, cache.watch());
         sent.note(1, Instant::now());
-        sent.note(2, Instant::now());
-        sent.note(3, Instant::now());
         assert!(
-            heard.apply(&cache, "hb:7:1:16500:3").is_err(),
+            heard
+                .apply(&cache, &format!("16500:{}", probe_key(7, 1)))
+                .is_err(),
             "the table was made again"
         );
-        assert!(
-            heard.apply(&cache, "hb:7:2:-:0").is_err(),
-            "the table was dropped"
-        );
-        let off = heard
-            .apply(&cache, "hb:7:3:16400:2")
-            .expect_err("a trigger is off");
-        assert!(off.contains("2 of 3"), "{off}");
         assert!(!cache.watching());
     }
 }
