@@ -29,7 +29,7 @@ pub struct Args {
 /// Invalid settings, or the store cannot be reached or fails.
 pub async fn run(context: &Context, args: &Args) -> Result {
     let config = context.session_config()?;
-    let store = context.store(&config).await?;
+    let store = context.store(&config).await?.store;
     if store.expires_by_itself() {
         // What such a store may still tidy: its index of users' sessions (Redis's user sets).
         store.clear_expired().await?;

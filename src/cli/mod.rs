@@ -18,13 +18,11 @@ pub mod user;
 
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
 use clap::{Parser, Subcommand};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket_db_pools::Database;
-use rocket_server_sessions::{BuildError, ConfigError, SessionConfig, SessionStore, StoreError};
+use rocket_server_sessions::{BuildError, ConfigError, SessionConfig, StoreError};
 
 use crate::db::{Db, DbPool, MigrationError};
 use crate::stores;
@@ -233,23 +231,19 @@ impl Context {
         Ok(pool)
     }
 
-    /// The store `session.backend` names, built by the server's own factory
-    /// ([`stores::build`]) for maintenance, on a migrated database if the store keeps its
-    /// sessions there, and without a near cache (a command reads each session once).
+    /// The store `session.backend` names, built by the server's own module
+    /// ([`stores::maintenance`]) for maintenance, on a migrated database if the store keeps
+    /// its sessions there.
     ///
     /// # Errors
     /// Invalid settings, the database cannot be opened or is not migrated, or the store
     /// cannot be built.
-    pub async fn store(&self, config: &SessionConfig) -> Result<Arc<dyn SessionStore>> {
+    pub async fn store(&self, config: &SessionConfig) -> Result<stores::Maintenance> {
         let db = if stores::needs_database(&config.backend) {
             Some(self.migrated_pool().await?)
         } else {
             None
         };
-        let figment = self
-            .figment
-            .clone()
-            .merge(Serialized::global("session.near_cache.enabled", false));
-        Ok(stores::build(stores::Purpose::Maintain, db.as_ref(), &figment, config).await?)
+        Ok(stores::maintenance(db.as_ref(), &self.figment, config).await?)
     }
 }

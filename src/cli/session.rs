@@ -19,7 +19,7 @@ use rocket_server_sessions::SessionKey;
 /// cannot be reached.
 pub async fn show(context: &Context, key: &str) -> Result {
     let config = context.session_config()?;
-    let store = context.store(&config).await?;
+    let store = context.store(&config).await?.store;
     let Some(record) = store.inspect(key).await? else {
         return Err(match SessionKey::parse(key) {
             Some(_) => Error::NoSuchSession,
@@ -54,6 +54,7 @@ pub async fn stats(context: &Context) -> Result {
     let counts = context
         .store(&config)
         .await?
+        .store
         .count()
         .await?
         .ok_or(Error::CannotCount(config.backend))?;

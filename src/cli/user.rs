@@ -25,7 +25,8 @@ pub async fn list(context: &Context) -> Result {
 
 /// Prints the signed-in sessions of `username` (newest first), and with `end_all` signs every
 /// one of them out: on every store by a new session generation, and on the stores that list
-/// sessions by deleting them too.
+/// sessions by deleting them too (cached_db: burying their copies in Redis; a warning on
+/// stderr says what it could not bury, and until when a server may serve it).
 ///
 /// # Errors
 /// No such user; the database or the store cannot be reached.
@@ -35,7 +36,8 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
         .await?
         .ok_or_else(|| Error::NoSuchUser(username.to_owned()))?;
     let config = context.session_config()?;
-    let store = context.store(&config).await?;
+    let maintenance = context.store(&config).await?;
+    let store = &maintenance.store;
     match devices::devices(store.as_ref(), &config, &user, None).await? {
         Some(devices) if devices.is_empty() => println!("{} has no session.", user.username),
         Some(devices) => {
@@ -66,6 +68,9 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
             "Signed out every session of {} ({ended} deleted from the store).",
             user.username
         );
+        if let Some(left) = maintenance.left_behind() {
+            eprintln!("rango: warning: {left}");
+        }
     }
     Ok(())
 }

@@ -98,6 +98,14 @@ impl<S: SessionStore> CachedStore<S> {
         &self.db
     }
 
+    /// How many copies in Redis a save or a delete could not bring up to date (or bury) and
+    /// that are not repaired yet: other servers may serve them until Redis answers this store
+    /// again, or for [`CACHE_TTL`] at most.
+    pub fn stale_copies(&self) -> usize {
+        let stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
+        stale.names.len() + usize::try_from(stale.dropped).unwrap_or(usize::MAX)
+    }
+
     /// Whether Redis is being left alone after a failure.
     fn paused(&self) -> bool {
         let until = self.paused_until.load(Ordering::Relaxed);
