@@ -1,11 +1,13 @@
 //! Faults, restarts and load, against the real binary and real services: stores that go down
 //! and come back (`outages.rs`), servers killed and restarted (`restarts.rs`), instances that
-//! share a store (`scale_out.rs`) or a PostgreSQL connection budget (`budget.rs`), a bounded
-//! load on loopback (`load.rs`), and an installed
-//! copy of the release binary and a flooded log (`deploy.rs`). `support.rs` holds
-//! the child processes, proxies and private Redis servers they use.
+//! share a store (`scale_out.rs`) or a PostgreSQL connection budget (`budget.rs`), a session
+//! ended on one server and read on another, for every store, change and fault (`coherence.rs`),
+//! a bounded load on loopback (`load.rs`), and an installed copy of the release binary and a
+//! flooded log (`deploy.rs`). `support.rs` holds the child processes, proxies and private Redis
+//! servers they use.
 
 mod budget;
+mod coherence;
 #[path = "../site/common.rs"]
 mod common;
 mod deploy;
