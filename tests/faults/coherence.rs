@@ -6,7 +6,8 @@
 //! never counts again (`visit_interval` of a day), so B only *reads* the sessions the cell
 //! watches. B first holds the session (loaded, and so kept in its near cache where it has
 //! one); then A or the command line changes it, or a fault strikes (the watcher's connection
-//! killed, Redis restarted, PostgreSQL restarted), and the cell asks B again and again until
+//! killed, Redis restarted, PostgreSQL restarted or cut off from both servers), and the cell
+//! asks B again and again until
 //! it serves the new state. The rule: B serves the old state no longer than [`BOUND`] (what
 //! README's "Stores" table states), and serves normally again after a fault.
 //!
@@ -31,7 +32,8 @@ use tempfile::TempDir;
 
 use crate::services::{unique_name, PgSchema, RedisPrefix};
 use crate::support::{
-    address_of, say, sqlite_url, with_address, Proxy, RedisServer, Server, REQUEST_TIMEOUT, STARTUP,
+    address_of, say, sqlite_url, with_address, PgServer, Proxy, RedisServer, Server,
+    REQUEST_TIMEOUT, STARTUP,
 };
 
 /// How long B may serve the old state after a change, or after a fault ends: README, "Stores".
@@ -139,9 +141,12 @@ enum Case {
     watcher_killed,
     /// Redis is restarted (empty), A logging the session out while it is down.
     redis_restarted,
-    /// PostgreSQL goes away from both servers and comes back (a proxy cut and restored, as a
-    /// restart looks from a server); the command line ends the session meanwhile.
+    /// PostgreSQL (a server of the cell's own) is restarted, and the command line ends the
+    /// session as soon as it answers, while the servers reconnect.
     postgres_restarted,
+    /// PostgreSQL goes away from both servers and comes back (a proxy cut and restored); the
+    /// command line, which still reaches it, ends the session meanwhile.
+    postgres_cut_off,
 }
 
 /// The services of one cell, dropped (and cleaned up) with it.
@@ -149,6 +154,7 @@ struct Shared {
     setup: Setup,
     dir: TempDir,
     schema: Option<PgSchema>,
+    private_postgres: Option<PgServer>,
     redis: Option<RedisPrefix>,
     private_redis: Option<RedisServer>,
     proxy: Option<Proxy>,
@@ -158,9 +164,13 @@ struct Shared {
 impl Shared {
     async fn create(setup: Setup, case: Case) -> Option<Shared> {
         let test = format!("coherence {} {case:?}", setup.name());
-        let schema = match setup.on_postgres() {
-            true => Some(PgSchema::create(&test).await?),
-            false => None,
+        let private_postgres = match (setup.on_postgres(), case) {
+            (true, Case::postgres_restarted) => Some(PgServer::start(&test)?),
+            _ => None,
+        };
+        let schema = match (setup.on_postgres(), &private_postgres) {
+            (true, None) => Some(PgSchema::create(&test).await?),
+            _ => None,
         };
         let (redis, private_redis) = match (setup.on_redis(), case) {
             (true, Case::redis_restarted) => {
@@ -175,7 +185,7 @@ impl Shared {
             (false, _) => (None, None),
         };
         let proxy = match (&schema, case) {
-            (Some(schema), Case::postgres_restarted) => {
+            (Some(schema), Case::postgres_cut_off) => {
                 Some(Proxy::start(&address_of(&schema.url(), 5432)))
             }
             _ => None,
@@ -184,6 +194,7 @@ impl Shared {
             setup,
             dir: TempDir::new().expect("temp dir"),
             schema,
+            private_postgres,
             redis,
             private_redis,
             proxy,
@@ -193,9 +204,10 @@ impl Shared {
 
     /// The site's database as the command line reaches it: directly.
     fn database_url(&self) -> String {
-        match &self.schema {
-            Some(schema) => schema.url(),
-            None => sqlite_url(self.dir.path()),
+        match (&self.schema, &self.private_postgres) {
+            (Some(schema), _) => schema.url(),
+            (None, Some(postgres)) => postgres.url(),
+            (None, None) => sqlite_url(self.dir.path()),
         }
     }
 
@@ -636,13 +648,19 @@ async fn serves_normally_again(web: &Web, a: &Server, b: &Server) {
     let deadline = Instant::now() + STARTUP;
     let mut device = loop {
         let mut device = Device::new(web, a);
-        let page = device
-            .submit(
-                "/rango/login/",
-                "/rango/login/",
-                &[("username", "ann"), ("password", PASSWORD)],
-            )
-            .await;
+        let form = device.get("/rango/login/").await;
+        let page = match form.status {
+            200 => {
+                let token = form.token();
+                let fields = [
+                    ("csrfmiddlewaretoken", token.as_str()),
+                    ("username", "ann"),
+                    ("password", PASSWORD),
+                ];
+                device.post("/rango/login/", &fields).await
+            }
+            _ => form,
+        };
         if page.status == 303 {
             break device;
         }
@@ -808,6 +826,21 @@ async fn run(setup: Setup, case: Case) {
         Case::postgres_restarted => {
             let device = signed_in(&web, &a, &b, "ann").await;
             let key = device.key();
+            let postgres = shared
+                .private_postgres
+                .as_ref()
+                .expect("a private PostgreSQL");
+            tokio::task::block_in_place(|| postgres.restart());
+            shared
+                .rango(&["user", "sessions", "ann", "--end-all"])
+                .await;
+            let seen = until_released(&web, &b, &[key]).await;
+            serves_normally_again(&web, &a, &b).await;
+            seen
+        }
+        Case::postgres_cut_off => {
+            let device = signed_in(&web, &a, &b, "ann").await;
+            let key = device.key();
             let proxy = shared.proxy.as_ref().expect("a proxy");
             proxy.cut();
             shared
@@ -857,11 +890,11 @@ cells! {
     ];
     postgres_near: super::POSTGRES_NEAR => [
         save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
-        watcher_killed, postgres_restarted,
+        watcher_killed, postgres_restarted, postgres_cut_off,
     ];
     postgres: super::POSTGRES => [
         save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
-        postgres_restarted,
+        postgres_restarted, postgres_cut_off,
     ];
     cache_near: super::CACHE_NEAR => [
         save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
@@ -873,11 +906,11 @@ cells! {
     ];
     cached_db_near: super::CACHED_DB_NEAR => [
         save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
-        watcher_killed, redis_restarted, postgres_restarted,
+        watcher_killed, redis_restarted, postgres_restarted, postgres_cut_off,
     ];
     cached_db: super::CACHED_DB => [
         save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
-        redis_restarted, postgres_restarted,
+        redis_restarted, postgres_restarted, postgres_cut_off,
     ];
 }
 
@@ -925,4 +958,35 @@ async fn cli_end_all_on_cached_db_without_redis_says_what_it_left() {
     let (stdout, _) = shared.rango(&["user", "sessions", "ann"]).await;
     assert!(stdout.contains("ann has no session."), "{stdout}");
     drop(device);
+}
+
+/// A server whose session table cannot report every change (a trigger turned off by an
+/// operator, which `migrate` leaves off) cannot prove its near cache fresh: it says why in its
+/// log, and serves every session from the database, so another server's logout, which the
+/// table no longer reports, is seen all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_cannot_report_turns_the_near_cache_off_with_a_warning() {
+    let Some(shared) = Shared::create(POSTGRES_NEAR, Case::logout).await else {
+        return;
+    };
+    let a = shared.server(0);
+    let pool = sqlx::PgPool::connect(&shared.database_url())
+        .await
+        .expect("PostgreSQL");
+    sqlx::query("ALTER TABLE session DISABLE TRIGGER session_deleted")
+        .execute(&pool)
+        .await
+        .expect("ALTER TABLE");
+    pool.close().await;
+    let b = shared.server(86_400);
+    let web = Web::new();
+    tokio::time::sleep(WARM).await;
+    let mut device = signed_in(&web, &a, &b, "ann").await;
+    let key = device.key();
+    assert_eq!(device.log_out().await.status, 303);
+    let seen = until_released(&web, &b, &[key]).await;
+    assert!(seen.stale_until <= BOUND, "{seen:?}");
+    let warning = "session near cache off until PostgreSQL can be watched: the session \
+                   table's triggers are not all on (2 of 3";
+    assert!(b.output().contains(warning), "B's log:\n{}", b.output());
 }

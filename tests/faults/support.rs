@@ -1,10 +1,11 @@
 //! Faults for the outage, restart and load tests: the real binary as a child process, an HTTP
-//! client over real sockets, a private `redis-server` a test can kill, freeze and restart, and a
-//! TCP proxy a test can cut and restore (to take a shared service away from one server without
-//! touching the service). Everything started here is stopped when its guard is dropped.
+//! client over real sockets, a private `redis-server` a test can kill, freeze and restart, a
+//! private PostgreSQL server a test can restart, and a TCP proxy a test can cut and restore (to
+//! take a shared service away from one server without touching the service). Everything
+//! started here is stopped when its guard is dropped.
 //!
 //! The machine's shared PostgreSQL and Redis are never stopped: a test that needs one of them
-//! down puts a [`Proxy`] in front of it, or runs a [`RedisServer`] of its own.
+//! down puts a [`Proxy`] in front of it, or runs a [`RedisServer`] or [`PgServer`] of its own.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
 use std::fs::{File, OpenOptions};
@@ -689,4 +690,160 @@ pub fn address_of(url: &str, default_port: u16) -> String {
     } else {
         format!("{host_port}:{default_port}")
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private PostgreSQL server.
+
+/// A PostgreSQL server of the test's own (`initdb` in a temporary directory, trust
+/// authentication, no fsync) on a free loopback port, which a test can restart; stopped when
+/// dropped. Run as root (CI), its commands run as the `postgres` user, as PostgreSQL requires.
+pub struct PgServer {
+    /// Its port.
+    pub port: u16,
+    bin: PathBuf,
+    dir: TempDir,
+}
+
+impl PgServer {
+    /// Starts one, or returns `None` (after saying `test` is skipped) when PostgreSQL's server
+    /// programs are not installed outside CI.
+    pub fn start(test: &str) -> Option<PgServer> {
+        // Debian keeps them out of PATH, under /usr/lib/postgresql/<version>/bin.
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(|v| v.ok().map(|v| v.path().join("bin")))
+                    .find(|bin| bin.join("pg_ctl").is_file())
+            })
+            .or_else(|| program("pg_ctl", test)?.parent().map(Path::to_owned));
+        let Some(bin) = bin else {
+            if in_ci() {
+                panic!("{test}: CI is set but PostgreSQL's pg_ctl is not installed");
+            }
+            say(&format!(
+                "skipped: {test}: PostgreSQL's pg_ctl is not installed"
+            ));
+            return None;
+        };
+        let server = PgServer {
+            port: free_port(),
+            bin,
+            dir: TempDir::new().expect("temp dir"),
+        };
+        if is_root() {
+            let owned = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(server.dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(
+                owned.success(),
+                "chown of the private PostgreSQL's directory"
+            );
+        }
+        let data = server.dir.path().join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        server.pg_ctl("start");
+        Some(server)
+    }
+
+    /// Runs the server program `name` with `args`, as `postgres` when this is root.
+    fn run(&self, name: &str, args: &[&std::ffi::OsStr]) {
+        let program = self.bin.join(name);
+        let mut command = if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        let output = command
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("a PostgreSQL program runs");
+        assert!(
+            output.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `pg_ctl <action>`, waiting for it to finish.
+    fn pg_ctl(&self, action: &str) {
+        let dir = self.dir.path();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            dir.display()
+        );
+        let data = dir.join("data");
+        let log = dir.join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                action.as_ref(),
+            ],
+        );
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Restarts it (`pg_ctl restart -m fast`): every connection is closed, and the server
+    /// answers again when this returns.
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let program = self.bin.join("pg_ctl");
+        let mut command = if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        let _ = command
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "stop"])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) only reads the process's credentials.
+    unsafe { libc::geteuid() == 0 }
 }
