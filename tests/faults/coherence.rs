@@ -30,6 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tempfile::TempDir;
 
+use crate::common::{csrf_token, form_body, visits};
 use crate::services::{unique_name, PgSchema, RedisPrefix};
 use crate::support::{
     address_of, say, sqlite_url, with_address, PgServer, Proxy, RedisServer, Server,
@@ -305,22 +306,12 @@ struct Page {
 impl Page {
     /// The CSRF token of the page's first form.
     fn token(&self) -> String {
-        let marker = "name=\"csrfmiddlewaretoken\" value=\"";
-        let start = self
-            .body
-            .find(marker)
-            .unwrap_or_else(|| panic!("no CSRF token in {}: {}", self.status, self.body))
-            + marker.len();
-        let end = start + self.body[start..].find('"').expect("closing quote");
-        self.body[start..end].to_owned()
+        csrf_token(&self.body)
     }
 
     /// The visit count the page shows.
-    fn visits(&self) -> Option<u64> {
-        let marker = "<span id=\"visits\">";
-        let start = self.body.find(marker)? + marker.len();
-        let end = start + self.body[start..].find("</span>")?;
-        self.body[start..end].parse().ok()
+    fn visits(&self) -> u64 {
+        visits(&self.body)
     }
 
     /// The public ids of the sessions "Your sessions" offers to end (every one but this one).
@@ -424,7 +415,7 @@ impl Web {
             return None;
         }
         let new = page.set_cookie.as_deref().is_some_and(|set| set != key);
-        Some((page.visits().expect("a visit count"), new))
+        Some((page.visits(), new))
     }
 }
 
@@ -464,22 +455,13 @@ impl<'a> Device<'a> {
     }
 
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let form: Vec<String> = fields
-            .iter()
-            .map(|(name, value)| {
-                format!(
-                    "{name}={}",
-                    rocket::http::RawStr::new(value).percent_encode()
-                )
-            })
-            .collect();
         let page = self
             .web
             .send(
                 "POST",
                 &self.server.url(path),
                 self.key.as_deref(),
-                Some(&form.join("&")),
+                Some(&form_body(fields)),
             )
             .await;
         self.keep(page)
@@ -617,25 +599,9 @@ async fn kill_watchers(shared: &Shared) -> usize {
         }
         _ => {
             let redis = shared.redis.as_ref().expect("Redis");
-            let mut conn = redis.connection().expect("Redis");
-            let list: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query(&mut conn)
-                .expect("CLIENT LIST");
-            let name = format!("name=session-watch:{}", redis.prefix);
-            let ids: Vec<String> = list
-                .lines()
-                .filter(|line| line.split(' ').any(|field| field == name))
-                .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
-                .map(str::to_owned)
-                .collect();
+            let ids = redis.watchers();
             for id in &ids {
-                redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("ID")
-                    .arg(id)
-                    .query::<()>(&mut conn)
-                    .expect("CLIENT KILL");
+                redis.kill_client(id);
             }
             ids.len()
         }
@@ -696,12 +662,12 @@ async fn run(setup: Setup, case: Case) {
             let mut visitor = Device::new(&web, &a);
             visitor.get("/rango/about/").await;
             let page = visitor.get("/rango/about/").await;
-            assert_eq!(page.visits(), Some(2));
+            assert_eq!(page.visits(), 2);
             let key = visitor.key();
             for _ in 0..2 {
                 assert_eq!(web.visits(&b, &key).await, Some((2, false)), "B holds it");
             }
-            assert_eq!(visitor.get("/rango/about/").await.visits(), Some(3));
+            assert_eq!(visitor.get("/rango/about/").await.visits(), 3);
             watch_b(|| async {
                 match web.visits(&b, &key).await {
                     Some((2, false)) => Some(true),
@@ -778,7 +744,7 @@ async fn run(setup: Setup, case: Case) {
         Case::cli_clear_expired => {
             let mut visitor = Device::new(&web, &a);
             visitor.get("/rango/about/").await;
-            assert_eq!(visitor.get("/rango/about/").await.visits(), Some(2));
+            assert_eq!(visitor.get("/rango/about/").await.visits(), 2);
             let key = visitor.key();
             assert_eq!(web.visits(&b, &key).await, Some((2, false)), "B holds it");
             // Whole seconds: expired 3 to 4 s after its last save.

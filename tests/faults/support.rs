@@ -760,17 +760,22 @@ impl PgServer {
         Some(server)
     }
 
-    /// Runs the server program `name` with `args`, as `postgres` when this is root.
-    fn run(&self, name: &str, args: &[&std::ffi::OsStr]) {
+    /// The server program `name`, to run as `postgres` when this is root.
+    fn command(&self, name: &str) -> Command {
         let program = self.bin.join(name);
-        let mut command = if is_root() {
+        if is_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(program);
             command
         } else {
             Command::new(program)
-        };
-        let output = command
+        }
+    }
+
+    /// Runs the server program `name` with `args`.
+    fn run(&self, name: &str, args: &[&std::ffi::OsStr]) {
+        let output = self
+            .command(name)
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -825,15 +830,8 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let program = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .arg("-D")
             .arg(data)
             .args(["-m", "immediate", "stop"])

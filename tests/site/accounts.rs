@@ -90,13 +90,7 @@ struct Page {
 impl Page {
     /// The CSRF token in the page's first form.
     fn token(&self) -> String {
-        let marker = "name=\"csrfmiddlewaretoken\" value=\"";
-        let start = self
-            .body
-            .find(marker)
-            .unwrap_or_else(|| panic!("no CSRF token in: {}", self.body))
-            + marker.len();
-        self.body[start..start + 64].to_owned()
+        csrf_token(&self.body)
     }
 
     /// Whether the page holds `text` (the page's `&#x2F;`, Tera's escape of `/`, read as `/`).
@@ -153,22 +147,13 @@ impl<'a> Device<'a> {
 
     /// Posts `fields` (form-encoded) to `path`.
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let body: Vec<String> = fields
-            .iter()
-            .map(|(name, value)| {
-                format!(
-                    "{name}={}",
-                    rocket::http::RawStr::new(value).percent_encode()
-                )
-            })
-            .collect();
         let mut request = self
             .app
             .client
             .post(path.to_owned())
             .header(ContentType::Form)
             .header(Header::new("User-Agent", self.agent))
-            .body(body.join("&"));
+            .body(form_body(fields));
         if let Some(cookie) = &self.cookie {
             request = request.cookie(Cookie::new("sessionid", cookie.clone()));
         }

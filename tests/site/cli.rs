@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::common::csrf_token;
 use rocket_server_sessions::stores::SqlStore;
 use rocket_server_sessions::{Data, SessionStore};
 
@@ -656,13 +657,6 @@ fn no_database_secret_reaches_the_launch_log_or_the_command_line() {
             );
         }
     }
-}
-
-/// The CSRF token in a page's first form.
-fn csrf_token(page: &str) -> String {
-    let marker = "name=\"csrfmiddlewaretoken\" value=\"";
-    let start = page.find(marker).expect("a CSRF token") + marker.len();
-    page[start..start + 64].to_owned()
 }
 
 /// A browser (a tracked client of its own on the site's database) that registers `username`

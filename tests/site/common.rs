@@ -112,3 +112,27 @@ pub fn visits(body: &str) -> u64 {
     let end = start + body[start..].find("</span>").expect("closing span");
     body[start..end].parse().expect("a number")
 }
+
+/// The CSRF token in the page's first form.
+pub fn csrf_token(page: &str) -> String {
+    let marker = "name=\"csrfmiddlewaretoken\" value=\"";
+    let start = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF token in: {page}"))
+        + marker.len();
+    page[start..start + 64].to_owned()
+}
+
+/// `fields` as a form body (`application/x-www-form-urlencoded`).
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "{name}={}",
+                rocket::http::RawStr::new(value).percent_encode()
+            )
+        })
+        .collect();
+    pairs.join("&")
+}

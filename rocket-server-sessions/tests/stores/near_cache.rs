@@ -82,27 +82,11 @@ impl Database for OnRedis {
     }
 
     async fn watchers(&self) -> Vec<String> {
-        let mut conn = self.0.connection().expect("a connection");
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut conn)
-            .expect("CLIENT LIST answers");
-        let name = format!("name=session-watch:{}", self.0.prefix);
-        list.lines()
-            .filter(|line| line.split(' ').any(|field| field == name))
-            .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
-            .map(str::to_owned)
-            .collect()
+        self.0.watchers()
     }
 
     async fn kill(&self, id: &str) {
-        let mut conn = self.0.connection().expect("a connection");
-        redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("ID")
-            .arg(id)
-            .query::<()>(&mut conn)
-            .expect("CLIENT KILL");
+        self.0.kill_client(id);
     }
 }
 

@@ -158,6 +158,34 @@ impl RedisPrefix {
             .query(conn)
     }
 
+    /// The client ids of the near caches' watchers of this prefix (`CLIENT LIST`).
+    #[allow(dead_code)] // not every test binary watches
+    pub fn watchers(&self) -> Vec<String> {
+        let mut conn = self.connection().expect("a connection");
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut conn)
+            .expect("CLIENT LIST answers");
+        let name = format!("name=session-watch:{}", self.prefix);
+        list.lines()
+            .filter(|line| line.split(' ').any(|field| field == name))
+            .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Closes the client connection `id` (`CLIENT KILL`), as a failing network would.
+    #[allow(dead_code)] // not every test binary kills clients
+    pub fn kill_client(&self, id: &str) {
+        let mut conn = self.connection().expect("a connection");
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query::<()>(&mut conn)
+            .expect("CLIENT KILL");
+    }
+
     /// A Redis store under this prefix.
     #[allow(dead_code)] // not every test binary builds stores
     pub async fn store(&self) -> rocket_server_sessions::stores::RedisStore {
