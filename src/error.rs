@@ -24,18 +24,6 @@ pub enum Error {
     Password(String),
 }
 
-/// A failure to store a user: a taken username is the form's business (the register page
-/// shows it), so here it is only a failure.
-impl From<crate::accounts::users::CreateError> for Error {
-    fn from(e: crate::accounts::users::CreateError) -> Self {
-        use crate::accounts::users::CreateError;
-        match e {
-            CreateError::Database(e) => Error::Database(e),
-            CreateError::Hash(_) | CreateError::Taken => Error::Password(e.to_string()),
-        }
-    }
-}
-
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         log::error!("{self}");
@@ -53,15 +41,9 @@ impl<'r> Responder<'r, 'static> for Error {
     }
 }
 
-/// The catchers that render error pages from templates.
+/// The catchers that render error pages from templates (each area registers its own too).
 pub fn catchers() -> Vec<Catcher> {
-    catchers![
-        not_found,
-        forbidden,
-        internal_error,
-        any_error,
-        crate::accounts::login_required
-    ]
+    catchers![not_found, forbidden, internal_error, any_error]
 }
 
 /// A refused CSRF check (the site's only 403), as Django words it.

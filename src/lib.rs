@@ -8,6 +8,7 @@ pub mod error;
 pub mod rango;
 pub mod security;
 pub mod stores;
+pub mod urls;
 
 use rocket::fairing::AdHoc;
 use rocket::figment::value::magic::RelativePathBuf;
@@ -39,7 +40,9 @@ pub fn rocket_with(figment: Figment) -> Rocket<Build> {
         .attach(AdHoc::try_on_ignite("Static files", mount_static_files))
         .mount("/", rango::routes())
         .mount("/", accounts::routes())
+        .mount("/", urls::routes())
         .register("/", error::catchers())
+        .register("/", accounts::catchers())
 }
 
 /// Serves `/static` from the `static_dir` setting: a path relative to the Rocket.toml that sets

@@ -12,7 +12,7 @@ use rocket::http::uri::Origin;
 use rocket::http::{RawStr, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::Redirect;
-use rocket::{catch, get, post, routes, Either, Route, State};
+use rocket::{catch, catchers, get, post, routes, Catcher, Either, Route, State};
 use rocket_db_pools::Connection;
 use rocket_dyn_templates::{context, Template};
 use rocket_server_sessions::csrf::NoFields;
@@ -21,9 +21,14 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::error::Error;
-use crate::rango::Slashed;
+use crate::urls::Slashed;
 use auth::{Nav, SignedIn};
 use users::{CreateError, MIN_PASSWORD_LEN};
+
+/// The catchers of the area: a page that needs a signed-in user sends others to log in.
+pub fn catchers() -> Vec<Catcher> {
+    catchers![login_required]
+}
 
 /// The pages.
 pub fn routes() -> Vec<Route> {
@@ -42,16 +47,6 @@ pub fn routes() -> Vec<Route> {
         end_other_sessions,
     ]
 }
-
-/// The pages served at slashed URLs (for `APPEND_SLASH`).
-pub const SLASHED_PAGES: &[&str] = &[
-    "/rango/register",
-    "/rango/login",
-    "/rango/logout",
-    "/rango/restricted",
-    "/rango/password",
-    "/rango/sessions",
-];
 
 /// A page or a redirect.
 type Reply = Either<Template, Redirect>;
@@ -84,7 +79,7 @@ pub fn local_path(next: Option<&str>) -> Option<&str> {
 /// Where the login page sends a visitor of a page that needs a signed-in user (Django's
 /// `login_required`): the login page, with the page as `next`.
 #[catch(401)]
-pub fn login_required(req: &Request<'_>) -> Redirect {
+fn login_required(req: &Request<'_>) -> Redirect {
     let next = req.uri().to_string();
     Redirect::to(format!(
         "/rango/login/?next={}",

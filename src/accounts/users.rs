@@ -171,6 +171,19 @@ pub enum CreateError {
     Database(#[from] sqlx::Error),
 }
 
+/// A failure to store a user, for a handler: a taken username is the form's business (the
+/// register page shows it), so here it is only a failure.
+impl From<CreateError> for crate::error::Error {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::Database(e) => crate::error::Error::Database(e),
+            CreateError::Hash(_) | CreateError::Taken => {
+                crate::error::Error::Password(e.to_string())
+            }
+        }
+    }
+}
+
 /// Registers a user.
 ///
 /// # Errors

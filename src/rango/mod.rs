@@ -6,10 +6,6 @@ pub mod visits;
 use rocket::fairing::{self, AdHoc};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
-use rocket::http::uri::Origin;
-use rocket::http::Status;
-use rocket::request::{FromRequest, Outcome, Request};
-use rocket::response::Redirect;
 use rocket::{get, routes, Build, Rocket, Route, State};
 use rocket_db_pools::{Connection, Database};
 use rocket_dyn_templates::{context, Template};
@@ -19,6 +15,7 @@ use time::{Duration, OffsetDateTime};
 use crate::accounts::auth::Nav;
 use crate::db::Db;
 use crate::error::Error;
+use crate::urls::Slashed;
 use rocket_server_sessions::Session;
 
 /// The site's settings: `[default.rango]` in Rocket.toml or `ROCKET_RANGO='{...}'`.
@@ -95,7 +92,7 @@ async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {
 
 /// The site's routes.
 pub fn routes() -> Vec<Route> {
-    routes![home, index, about, append_slash]
+    routes![home, index, about]
 }
 
 /// The project's root serves the index too, as the book's project URLs do.
@@ -151,44 +148,4 @@ fn about(
         "rango/about",
         context! { visits, account, nav: "about" },
     ))
-}
-
-/// A guard that passes only requests whose path ends with a slash. Rocket matches `/rango` and
-/// `/rango/` alike; the pages are at the slashed URLs, as Django's are.
-pub struct Slashed;
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for Slashed {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        if req.uri().path().ends_with('/') {
-            Outcome::Success(Slashed)
-        } else {
-            Outcome::Forward(Status::NotFound)
-        }
-    }
-}
-
-/// The pages served at slashed URLs, without their slash.
-const SLASHED_PAGES: &[&str] = &["/rango", "/rango/about"];
-
-/// Whether `path` is a page served at its slashed URL.
-fn slashed_page(path: &str) -> bool {
-    SLASHED_PAGES.contains(&path) || crate::accounts::SLASHED_PAGES.contains(&path)
-}
-
-/// Django's `APPEND_SLASH`: a page's URL without its slash redirects permanently to the
-/// slashed one, query kept; anything else is not found.
-#[get("/<_..>", rank = 20)]
-fn append_slash(uri: &Origin<'_>) -> Option<Redirect> {
-    let path = uri.path();
-    if !slashed_page(path.as_str()) {
-        return None;
-    }
-    let target = match uri.query() {
-        Some(query) => format!("{path}/?{query}"),
-        None => format!("{path}/"),
-    };
-    Some(Redirect::moved(target))
 }
