@@ -270,28 +270,33 @@ impl Shared {
     /// Runs the command line with the servers' settings (the database reached directly);
     /// returns its stdout and stderr, after checking it succeeded.
     async fn rango(&self, args: &[&str]) -> (String, String) {
-        let env = self.env(&self.database_url());
-        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        let output = tokio::task::spawn_blocking(move || {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rango"));
-            command
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(&args)
-                .stdin(std::process::Stdio::null());
-            for (key, value) in env {
-                command.env(key, value);
-            }
-            command.output().expect("the command line runs")
-        })
-        .await
-        .expect("no panic");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        );
-        assert!(output.status.success(), "{stdout}\n{stderr}");
-        (stdout, stderr)
+        rango_with(self.env(&self.database_url()), args).await
     }
+}
+
+/// Runs the command line with the settings `env`; returns its stdout and stderr, after
+/// checking it succeeded.
+async fn rango_with(env: Vec<(&'static str, String)>, args: &[&str]) -> (String, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rango"));
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(&args)
+            .stdin(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().expect("the command line runs")
+    })
+    .await
+    .expect("no panic");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
 }
 
 /// What a request answered.
@@ -897,23 +902,7 @@ async fn cli_end_all_on_cached_db_without_redis_says_what_it_left() {
         "ROCKET_SESSION",
         "{redis={url=\"redis://127.0.0.1:1/0\",timeout_ms=200}}".to_owned(),
     ));
-    let output = tokio::task::spawn_blocking(move || {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rango"));
-        command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "user",
-            "sessions",
-            "ann",
-            "--end-all",
-        ]);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().expect("the command line runs")
-    })
-    .await
-    .expect("no panic");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (_, stderr) = rango_with(env, &["user", "sessions", "ann", "--end-all"]).await;
     assert!(
         stderr.contains("rango: warning: Redis was not reached")
             && stderr.contains("until")
@@ -923,7 +912,6 @@ async fn cli_end_all_on_cached_db_without_redis_says_what_it_left() {
     // Ended in the database, the truth.
     let (stdout, _) = shared.rango(&["user", "sessions", "ann"]).await;
     assert!(stdout.contains("ann has no session."), "{stdout}");
-    drop(device);
 }
 
 /// A server whose session table cannot report every change (a trigger turned off by an
