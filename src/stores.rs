@@ -14,9 +14,7 @@ use rocket_server_sessions::stores::{
     CachedStore, CookieStore, NearCacheConfig, NearCached, RedisConfig, RedisStore, SqlStore,
     Watched, CACHE_TTL,
 };
-use rocket_server_sessions::{
-    redact_password, BuildError, SessionConfig, SessionStore, StoreFactory,
-};
+use rocket_server_sessions::{BuildError, SessionConfig, SessionStore, StoreFactory};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -136,7 +134,7 @@ pub async fn maintenance(
                 Err(e) => Maintenance {
                     store: Arc::new(db.session_store()),
                     cached: None,
-                    without_redis: Some(format!("{}: {e}", redact_password(&redis.url))),
+                    without_redis: Some(e.to_string()),
                 },
             }
         }
