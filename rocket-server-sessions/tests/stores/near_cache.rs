@@ -555,7 +555,7 @@ async fn postgres_tables_notify_the_channel_their_store_names() {
 }
 
 /// A store whose table's triggers notify another channel than the one it listens on (two
-/// constructors that disagreed, as Rango's server and its `migrate` once did) hears no change:
+/// constructors of one application that disagree) hears no change:
 /// its heartbeats, which the same triggers report, do not come back either, so its cache never
 /// serves, and another server's logout is seen at once.
 #[tokio::test]

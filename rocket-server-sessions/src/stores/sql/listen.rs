@@ -63,10 +63,15 @@ fn triggers_reporting(channel: &str) -> String {
     format!(
         "(SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
           WHERE t.tgrelid = to_regclass('session') AND t.tgenabled IN ('O', 'A') \
-            AND t.tgname IN ('{}', '{}', '{}') \
+            AND t.tgname IN ({}) \
             AND position('pg_notify(''{channel}''' IN p.prosrc) > 0)",
-        TRIGGERS[0], TRIGGERS[1], TRIGGERS[2]
+        trigger_names()
     )
+}
+
+/// The names of [`TRIGGERS`] as an SQL list: `'session_updated', ...`.
+fn trigger_names() -> String {
+    TRIGGERS.map(|name| format!("'{name}'")).join(", ")
 }
 
 /// Heartbeat `n` of `watcher`: a row inserted (only while every trigger is on and notifies
@@ -157,11 +162,9 @@ async fn diagnose(
     let sql = format!(
         "SELECT to_regclass('session')::oid::text, \
                 (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('session') \
-                   AND tgname IN ('{}', '{}', '{}') AND tgenabled IN ('O', 'A')), \
+                   AND tgname IN ({}) AND tgenabled IN ('O', 'A')), \
                 {}",
-        TRIGGERS[0],
-        TRIGGERS[1],
-        TRIGGERS[2],
+        trigger_names(),
         triggers_reporting(channel)
     );
     let (table, on, reporting): (Option<String>, i64, i64) =
