@@ -4,7 +4,7 @@
 //!
 //! For 1, 4, 16 and 64 concurrent savers (tasks that each save a new session, then the next,
 //! for two seconds), on one worker thread as a server pinned to one core has, against a fresh
-//! SQLite file in WAL mode with `synchronous = NORMAL` (Rango's settings), it prints the saves
+//! SQLite file in WAL mode with `synchronous = NORMAL` (what a server sets), it prints the saves
 //! per second and how many saves each commit held (`SqlStore::group_commits`).
 
 use std::sync::atomic::{AtomicBool, Ordering};

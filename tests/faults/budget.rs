@@ -123,7 +123,7 @@ async fn two_servers_keep_to_one_connection_budget_under_load() {
     let Some(schema) = PgSchema::create("connection budget").await else {
         return;
     };
-    let admin_url = std::env::var("RANGO_TEST_POSTGRES_URL").expect("set: the schema was made");
+    let admin_url = std::env::var("SESSIONS_TEST_POSTGRES_URL").expect("set: the schema was made");
     let budget = 2 * (MAX + NEAR_CACHE);
     role = Role::create(&admin_url, &schema.name, budget).await;
 

@@ -15,8 +15,8 @@
 //! RANGO_LOAD_REQUESTS=20000 cargo test --test load     # debug build, slower
 //! ```
 //!
-//! SQLite always; PostgreSQL and Redis too when `RANGO_TEST_POSTGRES_URL` and
-//! `RANGO_TEST_REDIS_URL` are set. The stores' runs take turns, so each has both cores.
+//! SQLite always; PostgreSQL and Redis too when `SESSIONS_TEST_POSTGRES_URL` and
+//! `SESSIONS_TEST_REDIS_URL` are set. The stores' runs take turns, so each has both cores.
 
 use std::collections::HashSet;
 use std::time::Instant;

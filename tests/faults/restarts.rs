@@ -5,7 +5,7 @@
 //! was shown, or one more for the request that was cut off (committed, but never answered).
 //!
 //! Each test runs the real binary; the PostgreSQL and Redis tests use the machine's services
-//! through `RANGO_TEST_POSTGRES_URL` and `RANGO_TEST_REDIS_URL`, each in a schema or key prefix
+//! through `SESSIONS_TEST_POSTGRES_URL` and `SESSIONS_TEST_REDIS_URL`, each in a schema or key prefix
 //! of its own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

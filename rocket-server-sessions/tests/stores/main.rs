@@ -5,7 +5,7 @@
 //! constructor giving `(store, whatever must outlive it)` on an empty store of its own, and
 //! `skip { case => "reason", ... }` for what it cannot honour (as the cookie store below).
 //!
-//! PostgreSQL and Redis come from `RANGO_TEST_POSTGRES_URL` and `RANGO_TEST_REDIS_URL`
+//! PostgreSQL and Redis come from `SESSIONS_TEST_POSTGRES_URL` and `SESSIONS_TEST_REDIS_URL`
 //! (`services.rs`): without them their tests say they are skipped, except under `CI=true`.
 #![cfg(all(
     feature = "sqlite",
@@ -174,7 +174,7 @@ fn name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A migrated PostgreSQL schema of its own, when `RANGO_TEST_POSTGRES_URL` is set.
+/// A migrated PostgreSQL schema of its own, when `SESSIONS_TEST_POSTGRES_URL` is set.
 async fn new_postgres_store() -> Option<(SqlStore, (PgPool, PgSchema))> {
     let schema = PgSchema::create("postgres store suite").await?;
     let pool = postgres_pool(&schema.url()).await;
@@ -213,7 +213,7 @@ async fn near<S: Watched>(store: S) -> NearCached<S> {
 }
 
 /// A Redis store under a key prefix of its own, with a near cache (as a site runs it), when
-/// `RANGO_TEST_REDIS_URL` is set.
+/// `SESSIONS_TEST_REDIS_URL` is set.
 async fn new_redis_store() -> Option<(NearCached<RedisStore>, RedisPrefix)> {
     let (store, prefix) = new_redis_store_without_near_cache().await?;
     Some((near(store).await, prefix))
@@ -720,7 +720,7 @@ async fn postgres_migrate_adds_users_to_a_table_made_before_them() {
 
 /// Redis keeps a set per user: it lives as long as the user's longest session, loses a
 /// session's member when the session is deleted, and `clear_expired` drops the members of
-/// sessions Redis expired (`rango clearsessions`), so no entry outlives its session.
+/// sessions Redis expired, so no entry outlives its session.
 #[tokio::test]
 async fn redis_user_sets_follow_their_sessions_and_clearing_leaves_no_member_behind() {
     let Some((store, prefix)) = new_redis_store_without_near_cache().await else {

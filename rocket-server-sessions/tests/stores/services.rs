@@ -1,5 +1,5 @@
 //! The real services some tests need (PostgreSQL, Redis), found through environment variables
-//! that `.ci/run` sets: `RANGO_TEST_POSTGRES_URL` and `RANGO_TEST_REDIS_URL`.
+//! that `.ci/run` sets: `SESSIONS_TEST_POSTGRES_URL` and `SESSIONS_TEST_REDIS_URL`.
 //!
 //! Without a variable, a test that needs the service says it was skipped and passes (a laptop
 //! without PostgreSQL still runs `cargo test`); with `CI` set, a missing service fails it.
@@ -62,13 +62,13 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
-    /// Creates a fresh schema in the database of `RANGO_TEST_POSTGRES_URL`.
+    /// Creates a fresh schema in the database of `SESSIONS_TEST_POSTGRES_URL`.
     pub async fn create(test: &str) -> Option<PgSchema> {
-        let base_url = service_url("RANGO_TEST_POSTGRES_URL", test)?;
+        let base_url = service_url("SESSIONS_TEST_POSTGRES_URL", test)?;
         let name = unique_name("session_test");
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base_url)
             .await
-            .expect("RANGO_TEST_POSTGRES_URL reachable");
+            .expect("SESSIONS_TEST_POSTGRES_URL reachable");
         sqlx::query(&format!("CREATE SCHEMA {name}"))
             .execute(&mut conn)
             .await
@@ -135,9 +135,9 @@ pub struct RedisPrefix {
 }
 
 impl RedisPrefix {
-    /// A fresh prefix on the server of `RANGO_TEST_REDIS_URL`.
+    /// A fresh prefix on the server of `SESSIONS_TEST_REDIS_URL`.
     pub fn create(test: &str) -> Option<RedisPrefix> {
-        let url = service_url("RANGO_TEST_REDIS_URL", test)?;
+        let url = service_url("SESSIONS_TEST_REDIS_URL", test)?;
         Some(RedisPrefix {
             url,
             prefix: format!("{}:", unique_name("session_test")),

@@ -11,7 +11,7 @@
 //! the set `<prefix>user:<user>`, which lives as long as the user's longest session. The save
 //! and delete scripts keep the set exact as sessions move between users or go; a member whose
 //! session expired is dropped by the next listing of the set, and by `clear_expired`, which
-//! goes over every set (`rango clearsessions`). The scripts name the user sets and, when
+//! goes over every set (an application's clearing command). The scripts name the user sets and, when
 //! listing, the sessions by the prefix they are given rather than in `KEYS`: a standalone Redis
 //! (or a primary with replicas) is what the store runs on, not a Redis Cluster.
 //!
