@@ -90,14 +90,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A setting that no longer lives where it is given.
-    #[error("the setting session.{old} moved: set session.{new} instead")]
-    Moved {
-        /// Where it was given.
-        old: &'static str,
-        /// Where it lives now.
-        new: &'static str,
-    },
     /// A setting nothing reads (a misspelling, say).
     #[error("unknown setting session.{0}")]
     Unknown(String),
@@ -112,15 +104,6 @@ impl ConfigError {
         }
     }
 }
-
-/// Settings that moved into a store's own table: where each was, and where it is now.
-const MOVED: [(&str, &str); 5] = [
-    ("cache_url", "redis.url"),
-    ("cache_key_prefix", "redis.key_prefix"),
-    ("cache_timeout_ms", "redis.timeout_ms"),
-    ("near_cache", "near_cache.enabled"),
-    ("near_cache_size", "near_cache.size"),
-];
 
 /// The settings of the store table `session.<table>` over `T`'s defaults, for a store's own
 /// settings type (which should deny unknown fields, so that a misspelt one is an error).
@@ -265,7 +248,7 @@ impl SessionConfig {
     }
 
     /// Checks that every setting of the `session` table is one of these, or a table of a
-    /// store's own settings; names a moved setting's new place.
+    /// store's own settings.
     fn check_names(table: &Figment) -> Result<(), ConfigError> {
         use rocket::figment::value::{Dict, Value};
         // A table that is not one (a string, say) fails the extraction after this, by name.
@@ -279,9 +262,6 @@ impl SessionConfig {
         for (name, value) in &given {
             if known.contains_key(name) || matches!(value, Value::Dict(..)) {
                 continue;
-            }
-            if let Some(&(old, new)) = MOVED.iter().find(|(old, _)| old == name) {
-                return Err(ConfigError::Moved { old, new });
             }
             return Err(ConfigError::Unknown(name.clone()));
         }
@@ -440,13 +420,11 @@ mod tests {
     }
 
     #[test]
-    fn moved_settings_name_their_new_place() {
+    fn unknown_settings_are_named() {
         assert_eq!(
             error_for("cache_url", "redis://127.0.0.1/0"),
-            "the setting session.cache_url moved: set session.redis.url instead"
+            "unknown setting session.cache_url"
         );
-        assert!(error_for("near_cache", false).contains("session.near_cache.enabled"));
-        assert!(error_for("near_cache_size", 5).contains("session.near_cache.size"));
         assert_eq!(
             error_for("cookie_agee", 5),
             "unknown setting session.cookie_agee"

@@ -2,7 +2,6 @@
 //! saving, expiry, keys and concurrency (`rules.rs`), what each request costs the store
 //! (`framework.rs`), the sealed-cookie store (`cookie.rs`), and property tests of the parsers
 //! and codecs that read what a client sends (`properties.rs`).
-#![cfg(all(feature = "sqlite", feature = "cookie"))]
 
 mod common;
 mod cookie;

@@ -7,12 +7,6 @@
 //!
 //! PostgreSQL and Redis come from `SESSIONS_TEST_POSTGRES_URL` and `SESSIONS_TEST_REDIS_URL`
 //! (`services.rs`): without them their tests say they are skipped, except under `CI=true`.
-#![cfg(all(
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "redis",
-    feature = "cookie"
-))]
 
 mod near_cache;
 mod services;

@@ -1,6 +1,6 @@
 //! How a SQLite store's saves group into commits when several arrive at once.
 //!
-//!     cargo run --release -p rocket-server-sessions --features sqlite --example group_commits
+//!     cargo bench --bench group_commits
 //!
 //! For 1, 4, 16 and 64 concurrent savers (tasks that each save a new session, then the next,
 //! for two seconds), on one worker thread as a server pinned to one core has, against a fresh
