@@ -28,7 +28,7 @@ use crate::config::SessionConfig;
 use crate::guard::{SessionManager, Slot};
 use crate::handle::SessionState;
 use crate::record::{self, Record};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError, Stored};
 
 /// How many times a save reloads and merges before it gives up on a session that other requests
 /// keep changing.
@@ -159,7 +159,7 @@ impl SessionState {
                         return Ok(Commit::Interrupted);
                     }
                 }
-                let (id, _) = store
+                let Stored { id, .. } = store
                     .create(&self.data, self.expiry_date(config, now))
                     .await?;
                 if let Some(old) = &self.cycled_from {
@@ -210,7 +210,7 @@ impl SessionState {
             !self.modified && self.cycled_from.is_none() && !config.save_every_request;
         let mut turn = None;
         for _ in 0..MAX_MERGE_ATTEMPTS {
-            if let Some((id, _)) = store.update(id, &record).await? {
+            if let Some(Stored { id, .. }) = store.update(id, &record).await? {
                 let empty = record.data.is_empty();
                 return Ok(Merged::Saved { id, empty });
             }

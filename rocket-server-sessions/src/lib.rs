@@ -76,4 +76,7 @@ pub use guard::{SessionError, SessionManager};
 pub use handle::Session;
 pub use key::{SessionKey, KEY_LEN};
 pub use record::{decode, encode, user_of, Data, Expiry, Record, EXPIRY_KEY, USER_KEY};
-pub use store::{Result, SessionCounts, SessionStore, StoreError, UserSession};
+pub use store::{
+    Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
+    UserSession,
+};

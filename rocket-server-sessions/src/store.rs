@@ -45,16 +45,22 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// - `delete` of an unknown id is `Ok(())`;
 /// - `clear_expired` removes expired sessions and says how many.
 ///
-/// Beside those five, a store may offer what an operator's command line uses: clearing in
-/// batches with progress, counting, inspecting an expired session. Each has a default answer,
-/// so a store implements only what it can do better.
+/// Beside those five, a store says what more it can do for an operator's command line and a
+/// site's "your sessions" page: each capability is a trait of its own ([`ClearInBatches`],
+/// [`Census`], [`UserIndex`]) that the store hands out, or not. The accessors have no default,
+/// so a store, and above all a wrapper, says for each one what it offers: a wrapper cannot
+/// drop one by forgetting it.
 ///
-/// A store is the five methods. This one wraps another store and refuses sessions over a size
-/// (the wrapped store keeps every rule above, so the wrapper does too); the crate's README walks
-/// through a store from scratch, the memory store:
+/// This store wraps another and refuses sessions over a size. Its writes check the size; what
+/// it cannot change (clearing, counting, the user index, which only read or delete) it hands
+/// on from the store it wraps. The crate's README walks through a store from scratch, the
+/// memory store:
 ///
 /// ```
-/// use rocket_server_sessions::{encode, Data, Record, Result, SessionStore, StoreError};
+/// use rocket_server_sessions::{
+///     encode, Census, ClearInBatches, Data, Record, Result, SessionStore, StoreError, Stored,
+///     UserIndex,
+/// };
 /// use time::OffsetDateTime;
 ///
 /// struct Limited<S> {
@@ -77,11 +83,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///     async fn load(&self, id: &str) -> Result<Option<Record>> {
 ///         self.inner.load(id).await
 ///     }
-///     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+///     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
 ///         self.check(data)?;
 ///         self.inner.create(data, expires).await
 ///     }
-///     async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+///     async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
 ///         self.check(&record.data)?;
 ///         self.inner.update(id, record).await
 ///     }
@@ -91,13 +97,27 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///     async fn clear_expired(&self) -> Result<u64> {
 ///         self.inner.clear_expired().await
 ///     }
+///     fn expires_by_itself(&self) -> bool {
+///         self.inner.expires_by_itself()
+///     }
+///     fn batches(&self) -> Option<&dyn ClearInBatches> {
+///         self.inner.batches()
+///     }
+///     fn census(&self) -> Option<&dyn Census> {
+///         self.inner.census()
+///     }
+///     fn user_index(&self) -> Option<&dyn UserIndex> {
+///         self.inner.user_index()
+///     }
 /// }
 ///
-/// # let store = Limited { inner: rocket_server_sessions::stores::MemoryStore::new(), max_bytes: 16 };
+/// # use rocket_server_sessions::stores::MemoryStore;
+/// # let store = Limited { inner: MemoryStore::new(), max_bytes: 16 };
 /// # let big: Data = serde_json::from_str(r#"{"a": "a long enough value"}"#).unwrap();
 /// # let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
 /// # let refused = rocket::execute(store.create(&big, expires));
 /// # assert!(matches!(refused, Err(StoreError::TooLarge(_))));
+/// # assert!(store.census().is_some() && store.user_index().is_some());
 /// ```
 #[rocket::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
@@ -107,11 +127,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`StoreError::Backend`] when the store cannot answer.
     async fn load(&self, id: &str) -> Result<Option<Record>>;
 
-    /// Stores a new session and returns its id and version.
+    /// Stores a new session (at version 1) and says under which id.
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot answer or finds no free key.
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)>;
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored>;
 
     /// Replaces the session `id` by `record` if its stored version is still `record.version`;
     /// the stored version becomes the returned one. `Ok(None)` when it is not (changed or
@@ -119,7 +139,7 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the store cannot answer.
-    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>>;
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>>;
 
     /// Deletes the session `id`, if there is one.
     ///
@@ -135,13 +155,34 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Whether the store drops expired sessions by itself (a Redis TTL, a cookie's expiry), so
     /// that `clear_expired` has nothing to do.
-    fn expires_by_itself(&self) -> bool {
-        false
-    }
+    fn expires_by_itself(&self) -> bool;
 
+    /// Clearing in batches with progress, if the store can (else an operator's command line
+    /// calls [`SessionStore::clear_expired`] once).
+    fn batches(&self) -> Option<&dyn ClearInBatches>;
+
+    /// Counting and inspecting sessions, if the store can.
+    fn census(&self) -> Option<&dyn Census>;
+
+    /// Listing and ending a user's sessions, if the store keeps an index of them.
+    fn user_index(&self) -> Option<&dyn UserIndex>;
+}
+
+/// Where [`SessionStore::create`] or [`SessionStore::update`] left a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The id the session's cookie holds from now on (a sealing store's changes with its data).
+    pub id: String,
+    /// The version the session is stored at.
+    pub version: i64,
+}
+
+/// A store that clears expired sessions a batch at a time, so that clearing a large table holds
+/// no lock for long and an operator sees it progress.
+#[rocket::async_trait]
+pub trait ClearInBatches: Send + Sync {
     /// Deletes expired sessions at most `batch` at a time, calling `progress` with the running
-    /// total after each batch; returns the total. By default one [`SessionStore::clear_expired`]
-    /// and one call of `progress`.
+    /// total after each batch; returns the total.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the store cannot answer.
@@ -149,61 +190,50 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         batch: u32,
         progress: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<u64> {
-        let _ = batch;
-        let cleared = self.clear_expired().await?;
-        progress(cleared);
-        Ok(cleared)
-    }
-
-    /// How many sessions are live and how many expired but not cleared yet, or `None` (the
-    /// default) when the store cannot count them.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when the store cannot answer.
-    async fn count(&self) -> Result<Option<SessionCounts>> {
-        Ok(None)
-    }
-
-    /// The session `id` names for an operator: unlike [`SessionStore::load`], a store that
-    /// keeps expired sessions until they are cleared returns them too (with an expiry date in
-    /// the past). By default, what `load` returns.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when the store cannot answer.
-    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
-        self.load(id).await
-    }
-
-    /// The live sessions signed in as `user` (whose data hold it under
-    /// [`USER_KEY`](crate::USER_KEY)), in no order, or `None` (the default) when the store
-    /// cannot list them. A store that can keeps an index from each user to their sessions,
-    /// exact through saves, cycled keys, deletions, expiry and clearing.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when the store cannot answer.
-    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
-        let _ = user;
-        Ok(None)
-    }
-
-    /// Deletes the session that [`SessionStore::user_sessions`] listed under `handle`, if it
-    /// is still signed in as `user`; returns whether one was deleted. By default (a store that
-    /// cannot list) nothing is deleted.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when the store cannot answer.
-    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
-        let _ = (user, handle);
-        Ok(false)
-    }
+    ) -> Result<u64>;
 }
 
-/// A session of a user, as [`SessionStore::user_sessions`] lists it.
+/// A store that can count its sessions and show an operator one of them, expired or not.
+#[rocket::async_trait]
+pub trait Census: Send + Sync {
+    /// How many sessions are live and how many expired but not cleared yet.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn count(&self) -> Result<SessionCounts>;
+
+    /// The session `id` names for an operator: unlike [`SessionStore::load`], an expired
+    /// session not cleared yet is returned too (with an expiry date in the past).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn inspect(&self, id: &str) -> Result<Option<Record>>;
+}
+
+/// A store that keeps an index from each user (the value under [`USER_KEY`](crate::USER_KEY) in
+/// a session's data) to their sessions, exact through saves, cycled keys, deletions, expiry and
+/// clearing.
+#[rocket::async_trait]
+pub trait UserIndex: Send + Sync {
+    /// The live sessions signed in as `user`, in no order.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>>;
+
+    /// Deletes the session that [`UserIndex::user_sessions`] listed under `handle`, if it is
+    /// still signed in as `user`; returns whether one was deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool>;
+}
+
+/// A session of a user, as [`UserIndex::user_sessions`] lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserSession {
     /// What the store names the session by (the SHA-256 of its key, in hex): never its key,
-    /// and not to be shown to anyone; [`SessionStore::end_user_session`] takes it.
+    /// and not to be shown to anyone; [`UserIndex::end_user_session`] takes it.
     pub handle: String,
     /// The session.
     pub record: Record,

@@ -118,9 +118,10 @@ pub async fn devices(
     user: &User,
     current: Option<&str>,
 ) -> Result<Option<Vec<Device>>, StoreError> {
-    let Some(sessions) = store.user_sessions(&user.key()).await? else {
+    let Some(index) = store.user_index() else {
         return Ok(None);
     };
+    let sessions = index.user_sessions(&user.key()).await?;
     let now = OffsetDateTime::now_utc();
     let auth_hash = user.session_auth_hash();
     let mut devices: Vec<Device> = sessions
@@ -151,9 +152,10 @@ pub async fn end_others(
     user: &User,
     keep: Option<&str>,
 ) -> Result<usize, StoreError> {
-    let Some(listed) = store.user_sessions(&user.key()).await? else {
+    let Some(index) = store.user_index() else {
         return Ok(0);
     };
+    let listed = index.user_sessions(&user.key()).await?;
     let mut ended = 0;
     for session in listed {
         let id = session
@@ -164,7 +166,7 @@ pub async fn end_others(
         if id.is_some() && id == keep {
             continue;
         }
-        if store.end_user_session(&user.key(), &session.handle).await? {
+        if index.end_user_session(&user.key(), &session.handle).await? {
             ended += 1;
         }
     }

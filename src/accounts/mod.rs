@@ -396,7 +396,9 @@ async fn end_session(
         auth::logout(&session);
         return Ok(Either::Left(Redirect::to("/rango/")));
     }
-    store.end_user_session(&user.key(), &device.handle).await?;
+    if let Some(index) = store.user_index() {
+        index.end_user_session(&user.key(), &device.handle).await?;
+    }
     Ok(Either::Left(Redirect::to("/rango/sessions/")))
 }
 

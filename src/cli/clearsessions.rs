@@ -41,19 +41,28 @@ pub async fn run(context: &Context, args: &Args) -> Result {
     }
     let started = Instant::now();
     let bar = if io::stderr().is_terminal() {
-        let expired = store.count().await?.map_or(0, |counts| counts.expired);
+        let expired = match store.census() {
+            Some(census) => census.count().await?.expired,
+            None => 0,
+        };
         // A bar only for deletions long enough to watch.
         (expired > u64::from(args.batch_size)).then(|| progress_bar(expired))
     } else {
         None
     };
-    let deleted = store
-        .clear_expired_in_batches(args.batch_size, &mut |done| {
-            if let Some(bar) = &bar {
-                bar.set_position(done);
-            }
-        })
-        .await;
+    let deleted = match store.batches() {
+        Some(batches) => {
+            let progress = &mut |done| {
+                if let Some(bar) = &bar {
+                    bar.set_position(done);
+                }
+            };
+            batches
+                .clear_expired_in_batches(args.batch_size, progress)
+                .await
+        }
+        None => store.clear_expired().await,
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -20,7 +20,11 @@ use rocket_server_sessions::SessionKey;
 pub async fn show(context: &Context, key: &str) -> Result {
     let config = context.session_config()?;
     let store = context.store(&config).await?.store;
-    let Some(record) = store.inspect(key).await? else {
+    let inspected = match store.census() {
+        Some(census) => census.inspect(key).await?,
+        None => store.load(key).await?,
+    };
+    let Some(record) = inspected else {
         return Err(match SessionKey::parse(key) {
             Some(_) => Error::NoSuchSession,
             None => Error::MalformedKey(config.cookie_name),
@@ -51,13 +55,11 @@ pub async fn show(context: &Context, key: &str) -> Result {
 /// The store cannot be reached.
 pub async fn stats(context: &Context) -> Result {
     let config = context.session_config()?;
-    let counts = context
-        .store(&config)
-        .await?
-        .store
-        .count()
-        .await?
-        .ok_or(Error::CannotCount(config.backend))?;
+    let store = context.store(&config).await?.store;
+    let Some(census) = store.census() else {
+        return Err(Error::CannotCount(config.backend));
+    };
+    let counts = census.count().await?;
     println!("live: {}", counts.live);
     println!("expired: {} (not yet cleared)", counts.expired);
     Ok(())

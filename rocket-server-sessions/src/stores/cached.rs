@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use super::near::{Cache, Kept, Watched};
 use super::redis::{unix_ms, Entry, RedisStore, CACHE_TTL};
 use crate::record::{Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore, UserSession};
+use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
 
 /// How long the store leaves Redis alone after it failed.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -237,26 +237,26 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
         Ok(self.load_watched(id, &name).await?.map(|kept| kept.record))
     }
 
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
-        let (id, version) = self.db.create(data, expires).await?;
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
+        let stored = self.db.create(data, expires).await?;
         let record = Record {
             data: data.clone(),
             expires,
-            version,
+            version: stored.version,
         };
-        self.copy_saved(&id, &record).await;
-        Ok((id, version))
+        self.copy_saved(&stored.id, &record).await;
+        Ok(stored)
     }
 
-    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
         match self.db.update(id, record).await? {
-            Some((new_id, version)) => {
-                let stored = Record {
-                    version,
+            Some(stored) => {
+                let copy = Record {
+                    version: stored.version,
                     ..record.clone()
                 };
-                self.copy_saved(&new_id, &stored).await;
-                Ok(Some((new_id, version)))
+                self.copy_saved(&stored.id, &copy).await;
+                Ok(Some(stored))
             }
             None => {
                 // The cache was stale: drop it so the caller's reload reads the database (but
@@ -280,33 +280,43 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     }
 
     // Redis drops its copies by their TTL; the database, the truth, is what is cleared,
-    // counted and inspected.
+    // counted and inspected: those capabilities are the database's own.
     async fn clear_expired(&self) -> Result<u64> {
         self.db.clear_expired().await
     }
 
-    async fn clear_expired_in_batches(
-        &self,
-        batch: u32,
-        progress: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<u64> {
-        self.db.clear_expired_in_batches(batch, progress).await
+    fn expires_by_itself(&self) -> bool {
+        self.db.expires_by_itself()
     }
 
-    async fn count(&self) -> Result<Option<SessionCounts>> {
-        self.db.count().await
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        self.db.batches()
     }
 
-    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
-        self.db.inspect(id).await
+    fn census(&self) -> Option<&dyn Census> {
+        self.db.census()
     }
 
-    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
-        self.db.user_sessions(user).await
+    /// The database's index, with every session it ends buried in Redis too.
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        self.db.user_index().map(|_| self as &dyn UserIndex)
+    }
+}
+
+#[rocket::async_trait]
+impl<S: SessionStore> UserIndex for CachedStore<S> {
+    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
+        match self.db.user_index() {
+            Some(index) => index.user_sessions(user).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
-        if !self.db.end_user_session(user, handle).await? {
+        let Some(index) = self.db.user_index() else {
+            return Ok(false);
+        };
+        if !index.end_user_session(user, handle).await? {
             return Ok(false);
         }
         // As `delete`: a tombstone over the copy.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::record::{Data, Record};
-use crate::store::{Result, SessionStore, StoreError};
+use crate::store::{Census, ClearInBatches, Result, SessionStore, StoreError, Stored, UserIndex};
 
 /// The most a browser keeps of one cookie's name and value (RFC 6265 section 6.1).
 pub const MAX_COOKIE_BYTES: usize = 4096;
@@ -148,16 +148,19 @@ impl SessionStore for CookieStore {
         Ok(self.open(id))
     }
 
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
-        Ok((self.seal(data, expires, 1)?, 1))
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
+        Ok(Stored {
+            id: self.seal(data, expires, 1)?,
+            version: 1,
+        })
     }
 
-    async fn update(&self, _id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+    async fn update(&self, _id: &str, record: &Record) -> Result<Option<Stored>> {
         let version = record.version + 1;
-        Ok(Some((
-            self.seal(&record.data, record.expires, version)?,
+        Ok(Some(Stored {
+            id: self.seal(&record.data, record.expires, version)?,
             version,
-        )))
+        }))
     }
 
     async fn delete(&self, _id: &str) -> Result<()> {
@@ -171,6 +174,19 @@ impl SessionStore for CookieStore {
 
     fn expires_by_itself(&self) -> bool {
         true
+    }
+
+    // Sessions live only in their cookies: nothing to clear, count or list on the server.
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        None
+    }
+
+    fn census(&self) -> Option<&dyn Census> {
+        None
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        None
     }
 }
 

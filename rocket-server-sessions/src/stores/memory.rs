@@ -8,10 +8,18 @@ use time::OffsetDateTime;
 
 use crate::key::SessionKey;
 use crate::record::{user_of, Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore, StoreError, UserSession};
+use crate::store::{
+    Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
+    UserSession,
+};
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
+
+/// `at` to the second, as every other store keeps an expiry date.
+fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(at.unix_timestamp()).unwrap_or(at)
+}
 
 /// A store in a `HashMap`, keyed by the keys' digests as the SQL store is.
 #[derive(Debug, Default)]
@@ -54,23 +62,26 @@ impl SessionStore for MemoryStore {
             .cloned())
     }
 
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
         let mut records = self.records();
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
             if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(key.digest()) {
                 slot.insert(Record {
                     data: data.clone(),
-                    expires,
+                    expires: whole_seconds(expires),
                     version: 1,
                 });
-                return Ok((key.as_str().to_owned(), 1));
+                return Ok(Stored {
+                    id: key.as_str().to_owned(),
+                    version: 1,
+                });
             }
         }
         Err(StoreError::NoFreeKey(CREATE_ATTEMPTS))
     }
 
-    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
@@ -79,9 +90,13 @@ impl SessionStore for MemoryStore {
             Some(stored) if stored.version == record.version => {
                 *stored = Record {
                     version: record.version + 1,
-                    ..record.clone()
+                    expires: whole_seconds(record.expires),
+                    data: record.data.clone(),
                 };
-                Ok(Some((id.to_owned(), stored.version)))
+                Ok(Some(Stored {
+                    id: id.to_owned(),
+                    version: stored.version,
+                }))
             }
             _ => Ok(None),
         }
@@ -102,22 +117,50 @@ impl SessionStore for MemoryStore {
         Ok((before - records.len()) as u64)
     }
 
-    // An optional capability: the memory store can count its sessions cheaply.
-    async fn count(&self) -> Result<Option<SessionCounts>> {
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
+
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        None // one pass over memory holds the lock briefly enough
+    }
+
+    fn census(&self) -> Option<&dyn Census> {
+        Some(self)
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[rocket::async_trait]
+impl Census for MemoryStore {
+    async fn count(&self) -> Result<SessionCounts> {
         let now = OffsetDateTime::now_utc();
         let records = self.records();
         let live = records
             .values()
             .filter(|record| record.expires > now)
             .count() as u64;
-        Ok(Some(SessionCounts {
+        Ok(SessionCounts {
             live,
             expired: records.len() as u64 - live,
-        }))
+        })
     }
 
-    // The memory store holds few sessions: it finds a user's by looking at every one.
-    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
+        let Some(key) = SessionKey::parse(id) else {
+            return Ok(None);
+        };
+        Ok(self.records().get(&key.digest()).cloned())
+    }
+}
+
+// The memory store holds few sessions: it finds a user's by looking at every one.
+#[rocket::async_trait]
+impl UserIndex for MemoryStore {
+    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
         let now = OffsetDateTime::now_utc();
         let sessions = self
             .records()
@@ -128,7 +171,7 @@ impl SessionStore for MemoryStore {
                 record: record.clone(),
             })
             .collect();
-        Ok(Some(sessions))
+        Ok(sessions)
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {

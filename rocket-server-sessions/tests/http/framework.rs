@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 
 use rocket_server_sessions::stores::MemoryStore;
 use rocket_server_sessions::{
-    Data, Record, Session, SessionConfig, SessionStore, Sessions, StoreError,
+    Census, ClearInBatches, Data, Record, Session, SessionConfig, SessionStore, Sessions,
+    StoreError, Stored, UserIndex,
 };
 
 /// A memory store that counts the calls it gets.
@@ -32,7 +33,7 @@ impl SessionStore for Counting {
         &self,
         data: &Data,
         expires: OffsetDateTime,
-    ) -> rocket_server_sessions::Result<(String, i64)> {
+    ) -> rocket_server_sessions::Result<Stored> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.create(data, expires).await
     }
@@ -40,7 +41,7 @@ impl SessionStore for Counting {
         &self,
         id: &str,
         record: &Record,
-    ) -> rocket_server_sessions::Result<Option<(String, i64)>> {
+    ) -> rocket_server_sessions::Result<Option<Stored>> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.update(id, record).await
     }
@@ -50,6 +51,18 @@ impl SessionStore for Counting {
     }
     async fn clear_expired(&self) -> rocket_server_sessions::Result<u64> {
         self.inner.clear_expired().await
+    }
+    fn expires_by_itself(&self) -> bool {
+        self.inner.expires_by_itself()
+    }
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        self.inner.batches()
+    }
+    fn census(&self) -> Option<&dyn Census> {
+        self.inner.census()
+    }
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        self.inner.user_index()
     }
 }
 
@@ -63,20 +76,12 @@ impl SessionStore for Down {
             "connection refused",
         )))
     }
-    async fn create(
-        &self,
-        _: &Data,
-        _: OffsetDateTime,
-    ) -> rocket_server_sessions::Result<(String, i64)> {
+    async fn create(&self, _: &Data, _: OffsetDateTime) -> rocket_server_sessions::Result<Stored> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn update(
-        &self,
-        _: &str,
-        _: &Record,
-    ) -> rocket_server_sessions::Result<Option<(String, i64)>> {
+    async fn update(&self, _: &str, _: &Record) -> rocket_server_sessions::Result<Option<Stored>> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
@@ -90,6 +95,18 @@ impl SessionStore for Down {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
+    }
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        None
+    }
+    fn census(&self) -> Option<&dyn Census> {
+        None
+    }
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        None
     }
 }
 
@@ -264,26 +281,23 @@ async fn with_sessions_off_pages_work_and_touch_no_store() {
 }
 
 #[tokio::test]
-async fn a_store_of_the_five_methods_gets_default_capabilities() {
+async fn a_wrapper_that_hands_on_its_stores_capabilities_keeps_them_working() {
     let store = Counting::default();
     let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let (id, _) = store.create(&Data::new(), expires).await.expect("created");
-    assert_eq!(store.count().await.expect("answers"), None, "cannot count");
-    let inspected = store.inspect(&id).await.expect("answers");
+    let Stored { id, .. } = store.create(&Data::new(), expires).await.expect("created");
+    let census = store.census().expect("the memory store counts");
+    assert_eq!(census.count().await.expect("answers").live, 1);
     assert_eq!(
-        inspected,
+        census.inspect(&id).await.expect("answers"),
         store.load(&id).await.expect("answers"),
-        "inspect is load"
     );
-    let mut progress = Vec::new();
-    let cleared = store
-        .clear_expired_in_batches(1, &mut |done| progress.push(done))
-        .await
-        .expect("answers");
-    assert_eq!(
-        (cleared, progress),
-        (0, vec![0]),
-        "one clear_expired, one report"
+    assert!(
+        store.user_index().is_some(),
+        "the memory store lists users' sessions"
+    );
+    assert!(
+        store.batches().is_none(),
+        "the memory store clears in one pass"
     );
     assert!(!store.expires_by_itself());
 }

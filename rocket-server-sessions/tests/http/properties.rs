@@ -19,7 +19,8 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 
 use rocket_server_sessions::stores::CookieStore;
 use rocket_server_sessions::{
-    decode, encode, Data, Expiry, Record, SessionKey, SessionStore, StoreError, EXPIRY_KEY, KEY_LEN,
+    decode, encode, Data, Expiry, Record, SessionKey, SessionStore, StoreError, Stored, EXPIRY_KEY,
+    KEY_LEN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -328,14 +329,14 @@ proptest! {
         let store = cookie_store();
         let expires = in_an_hour();
         match block_on(store.create(&data, expires)) {
-            Ok((id, version)) => {
+            Ok(Stored { id, version }) => {
                 prop_assert_eq!(version, 1);
                 let record = block_on(store.load(&id)).expect("no I/O").expect("opens");
                 prop_assert_eq!(&record.data, &data);
                 prop_assert_eq!(record.version, 1);
                 prop_assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
                 // An update seals the next version.
-                let (id2, version2) = block_on(store.update(&id, &record))
+                let Stored { id: id2, version: version2 } = block_on(store.update(&id, &record))
                     .expect("no I/O")
                     .expect("always applies");
                 prop_assert_eq!(version2, 2);
@@ -370,7 +371,7 @@ proptest! {
         edit in 0..3u8,
     ) {
         let store = cookie_store();
-        let Ok((sealed, _)) = block_on(store.create(&data, in_an_hour())) else {
+        let Ok(Stored { id: sealed, .. }) = block_on(store.create(&data, in_an_hour())) else {
             return Ok(());
         };
         let mut chars: Vec<char> = sealed.chars().collect();
@@ -393,7 +394,7 @@ proptest! {
 fn cookie_store_refuses_foreign_and_expired_cookies() {
     let store = cookie_store();
     let data: Data = [("n".to_owned(), Value::from(1))].into_iter().collect();
-    let (sealed, _) = block_on(store.create(&data, in_an_hour())).expect("small");
+    let Stored { id: sealed, .. } = block_on(store.create(&data, in_an_hour())).expect("small");
     let other_key = CookieStore::new(&"a5".repeat(32), "sessionid").expect("valid");
     assert!(block_on(other_key.load(&sealed)).expect("no I/O").is_none());
     let other_name = CookieStore::new(&"5a".repeat(32), "othername").expect("valid");
@@ -401,7 +402,7 @@ fn cookie_store_refuses_foreign_and_expired_cookies() {
         .expect("no I/O")
         .is_none());
     let past = OffsetDateTime::now_utc() - Duration::seconds(1);
-    let (expired, _) = block_on(store.create(&data, past)).expect("small");
+    let Stored { id: expired, .. } = block_on(store.create(&data, past)).expect("small");
     assert!(block_on(store.load(&expired)).expect("no I/O").is_none());
 }
 

@@ -27,7 +27,7 @@ use std::time::Duration as StdDuration;
 use rocket::futures::future::join_all;
 use rocket::tokio::sync::Barrier;
 use rocket_server_sessions::{
-    Data, Record, SessionKey, SessionStore, UserSession, KEY_LEN, USER_KEY,
+    Data, Record, SessionKey, SessionStore, Stored, UserIndex, UserSession, KEY_LEN, USER_KEY,
 };
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
@@ -94,6 +94,8 @@ macro_rules! store_suite {
             case!(the_user_index_follows_saves_cycled_keys_and_deletions);
             case!(end_user_session_ends_only_a_session_of_that_user);
             case!(expired_and_cleared_sessions_leave_the_user_index);
+            case!(census_counts_live_and_expired_sessions_and_inspects_expired_ones);
+            case!(clearing_in_batches_clears_exactly_the_expired_and_reports_progress);
         }
     };
 }
@@ -167,12 +169,12 @@ async fn load(store: &dyn SessionStore, id: &str) -> Option<Record> {
 }
 
 async fn create(store: &dyn SessionStore, data: &Data, expires: OffsetDateTime) -> String {
-    let (id, version) = store.create(data, expires).await.expect("create answers");
+    let Stored { id, version } = store.create(data, expires).await.expect("create answers");
     assert_eq!(version, 1, "a new session is at version 1");
     id
 }
 
-async fn update(store: &dyn SessionStore, id: &str, record: &Record) -> Option<(String, i64)> {
+async fn update(store: &dyn SessionStore, id: &str, record: &Record) -> Option<Stored> {
     store.update(id, record).await.expect("update answers")
 }
 
@@ -361,7 +363,7 @@ pub async fn update_over_the_current_version_applies_and_bumps_it(store: &dyn Se
         expires: later,
         version: 1,
     };
-    let (id, version) = update(store, &id, &first)
+    let Stored { id, version } = update(store, &id, &first)
         .await
         .expect("an update over the current version applies");
     assert_eq!(version, 2);
@@ -374,7 +376,7 @@ pub async fn update_over_the_current_version_applies_and_bumps_it(store: &dyn Se
         data: data(json!({"step": 2})),
         ..record
     };
-    let (id, version) = update(store, &id, &second)
+    let Stored { id, version } = update(store, &id, &second)
         .await
         .expect("and again over the new version");
     assert_eq!(version, 3);
@@ -391,7 +393,7 @@ pub async fn update_over_a_stale_version_is_refused_and_changes_nothing(store: &
         expires,
         version: 1,
     };
-    let (id, _) = update(store, &id, &current)
+    let Stored { id, .. } = update(store, &id, &current)
         .await
         .expect("the first update applies");
 
@@ -503,7 +505,7 @@ pub async fn update_that_moves_the_expiry_into_the_past_hides_the_session(
         expires: now() - Duration::minutes(5),
         ..live(store, &id).await
     };
-    let (id, _) = update(store, &id, &record)
+    let Stored { id, .. } = update(store, &id, &record)
         .await
         .expect("an update over the current version applies, whatever its expiry");
     assert_eq!(load(store, &id).await, None);
@@ -555,6 +557,87 @@ pub async fn clear_expired_deletes_exactly_the_expired_sessions_and_counts_them(
     );
 }
 
+/// Rule: a store with a census counts live sessions and expired ones not cleared yet, and
+/// inspects a session whether it expired or not (what `load` hides); an unknown or malformed id
+/// inspects as nothing.
+pub async fn census_counts_live_and_expired_sessions_and_inspects_expired_ones(
+    store: &dyn SessionStore,
+) {
+    let census = store.census().expect("the store counts and inspects");
+    let zero = census.count().await.expect("count answers");
+    assert_eq!((zero.live, zero.expired), (0, 0), "an empty store");
+    let alive = create(store, &data(json!({"tag": "alive"})), in_an_hour()).await;
+    create(store, &data(json!({"tag": "alive"})), in_an_hour()).await;
+    let gone = create(
+        store,
+        &data(json!({"tag": "gone"})),
+        now() - Duration::hours(1),
+    )
+    .await;
+    let counts = census.count().await.expect("count answers");
+    assert_eq!((counts.live, counts.expired), (2, 1));
+
+    let inspected = census.inspect(&alive).await.expect("inspect answers");
+    assert_eq!(
+        inspected,
+        Some(live(store, &alive).await),
+        "a live one, as loaded"
+    );
+    let expired = census
+        .inspect(&gone)
+        .await
+        .expect("inspect answers")
+        .expect("an expired session not cleared yet is inspected");
+    assert_eq!(expired.data, data(json!({"tag": "gone"})));
+    assert!(expired.expires <= now());
+    assert_eq!(census.inspect(&unknown_key()).await.expect("answers"), None);
+    for id in malformed_ids() {
+        assert_eq!(census.inspect(&id).await.expect("answers"), None);
+    }
+
+    store.clear_expired().await.expect("clear_expired answers");
+    let counts = census.count().await.expect("count answers");
+    assert_eq!((counts.live, counts.expired), (2, 0), "cleared");
+    assert_eq!(census.inspect(&gone).await.expect("answers"), None);
+}
+
+/// Rule: a store that clears in batches deletes exactly the expired sessions, reports a running
+/// total that only grows and ends at what it returns, and a second run finds nothing.
+pub async fn clearing_in_batches_clears_exactly_the_expired_and_reports_progress(
+    store: &dyn SessionStore,
+) {
+    let batches = store.batches().expect("the store clears in batches");
+    let mut expired = Vec::new();
+    for hours in 1..=7 {
+        let expires = now() - Duration::hours(hours);
+        expired.push(create(store, &data(json!({"expired": hours})), expires).await);
+    }
+    let mut alive = Vec::new();
+    for _ in 0..5 {
+        alive.push(create(store, &data(json!({"alive": true})), in_an_hour()).await);
+    }
+    let mut progress = Vec::new();
+    let cleared = batches
+        .clear_expired_in_batches(3, &mut |done| progress.push(done))
+        .await
+        .expect("clearing answers");
+    assert_eq!(cleared, 7);
+    assert_eq!(progress.last(), Some(&7), "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(progress.len() >= 3, "7 in batches of 3: {progress:?}");
+    for id in &alive {
+        assert!(load(store, id).await.is_some());
+    }
+    for id in &expired {
+        assert_nothing_stored(store, id).await;
+    }
+    let again = batches
+        .clear_expired_in_batches(3, &mut |_| {})
+        .await
+        .expect("clearing answers");
+    assert_eq!(again, 0, "a second run finds nothing more");
+}
+
 /// Rule: `update` is a compare-and-swap: of two saves over the same version, exactly one
 /// applies, and the stored record is the winner's whole.
 pub async fn concurrent_updates_over_one_version_have_exactly_one_winner(store: &dyn SessionStore) {
@@ -568,8 +651,8 @@ pub async fn concurrent_updates_over_one_version_have_exactly_one_winner(store: 
         let (a, b) = (save("a"), save("b"));
         let (won_a, won_b) = rocket::tokio::join!(update(store, &id, &a), update(store, &id, &b));
         let winner = match (won_a, won_b) {
-            (Some((_, 2)), None) => a,
-            (None, Some((_, 2))) => b,
+            (Some(Stored { version: 2, .. }), None) => a,
+            (None, Some(Stored { version: 2, .. })) => b,
             other => panic!("round {round}: expected exactly one winner at version 2: {other:?}"),
         };
         let record = live(store, &id).await;
@@ -662,13 +745,19 @@ fn signed_in(user: &str, tag: &str) -> Data {
     data(json!({ USER_KEY: user, "tag": tag }))
 }
 
-/// The sessions the store lists for `user`, which it must be able to list.
-async fn listed(store: &dyn SessionStore, user: &str) -> Vec<UserSession> {
+/// The store's index of users' sessions, which it must keep.
+fn index(store: &dyn SessionStore) -> &dyn UserIndex {
     store
+        .user_index()
+        .expect("the store keeps an index of users' sessions")
+}
+
+/// The sessions the store lists for `user`.
+async fn listed(store: &dyn SessionStore, user: &str) -> Vec<UserSession> {
+    index(store)
         .user_sessions(user)
         .await
         .expect("user_sessions answers")
-        .expect("the store lists a user's sessions")
 }
 
 /// The tags of `user`'s listed sessions, sorted.
@@ -737,7 +826,7 @@ pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn 
         data: signed_in("cyd", "s"),
         ..record
     };
-    let (id, _) = update(store, &id, &signed).await.expect("signs in");
+    let Stored { id, .. } = update(store, &id, &signed).await.expect("signs in");
     assert_eq!(listed_tags(store, "cyd").await, ["s"]);
 
     // Login cycles the key: a new session with the data, then the old one deleted.
@@ -753,7 +842,7 @@ pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn 
         expires: in_an_hour(),
         version: live(store, &cycled).await.version,
     };
-    let (cycled, _) = update(store, &cycled, &moved).await.expect("saves");
+    let Stored { id: cycled, .. } = update(store, &cycled, &moved).await.expect("saves");
     assert!(listed(store, "cyd").await.is_empty(), "left its old user");
     assert_eq!(listed_tags(store, "dee").await, ["s"]);
 
@@ -796,7 +885,7 @@ pub async fn end_user_session_ends_only_a_session_of_that_user(store: &dyn Sessi
     let other_handle = handle_of(&listed(store, "eve").await, "other");
 
     let end = |user: &'static str, handle: String| async move {
-        store
+        index(store)
             .end_user_session(user, &handle)
             .await
             .expect("end_user_session answers")

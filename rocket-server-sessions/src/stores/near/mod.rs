@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::config::{store_settings, ConfigError};
 use crate::record::{Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore, UserSession};
+use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
 
 #[cfg(test)]
 pub(crate) use cache::filled;
@@ -68,7 +68,7 @@ pub trait Watched: SessionStore {
     fn watched_name(&self, id: &str) -> Option<String>;
 
     /// The name under which the watcher reports changes to the session that
-    /// [`SessionStore::user_sessions`] listed under `handle`. By default the handle itself.
+    /// [`UserIndex::user_sessions`] listed under `handle`. By default the handle itself.
     fn handle_name(&self, handle: &str) -> String {
         handle.to_owned()
     }
@@ -164,12 +164,12 @@ impl<S: Watched> SessionStore for NearCached<S> {
         Ok(loaded.map(|kept| kept.record))
     }
 
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
         // A new key: nothing of it can be cached.
         self.inner.create(data, expires).await
     }
 
-    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
         let updated = self.inner.update(id, record).await;
         self.written(id);
         updated
@@ -190,28 +190,36 @@ impl<S: Watched> SessionStore for NearCached<S> {
         self.inner.expires_by_itself()
     }
 
-    async fn clear_expired_in_batches(
-        &self,
-        batch: u32,
-        progress: &mut (dyn FnMut(u64) + Send),
-    ) -> Result<u64> {
-        self.inner.clear_expired_in_batches(batch, progress).await
+    // Clearing, counting and inspecting read or delete only expired sessions, which the cache
+    // never serves: they are the inner store's own.
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        self.inner.batches()
     }
 
-    async fn count(&self) -> Result<Option<SessionCounts>> {
-        self.inner.count().await
+    fn census(&self) -> Option<&dyn Census> {
+        self.inner.census()
     }
 
-    async fn inspect(&self, id: &str) -> Result<Option<Record>> {
-        self.inner.inspect(id).await
+    /// The inner store's index, with every session it ends dropped from the cache too.
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        self.inner.user_index().map(|_| self as &dyn UserIndex)
     }
+}
 
-    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
-        self.inner.user_sessions(user).await
+#[rocket::async_trait]
+impl<S: Watched> UserIndex for NearCached<S> {
+    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
+        match self.inner.user_index() {
+            Some(index) => index.user_sessions(user).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
-        let ended = self.inner.end_user_session(user, handle).await;
+        let Some(index) = self.inner.user_index() else {
+            return Ok(false);
+        };
+        let ended = index.end_user_session(user, handle).await;
         self.cache.evict([self.inner.handle_name(handle).as_str()]);
         ended
     }
@@ -311,10 +319,10 @@ mod tests {
             self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.load(id).await
         }
-        async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+        async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
             self.inner.create(data, expires).await
         }
-        async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+        async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
             self.inner.update(id, record).await
         }
         async fn delete(&self, id: &str) -> Result<()> {
@@ -322,6 +330,18 @@ mod tests {
         }
         async fn clear_expired(&self) -> Result<u64> {
             self.inner.clear_expired().await
+        }
+        fn expires_by_itself(&self) -> bool {
+            false
+        }
+        fn batches(&self) -> Option<&dyn ClearInBatches> {
+            None
+        }
+        fn census(&self) -> Option<&dyn Census> {
+            None
+        }
+        fn user_index(&self) -> Option<&dyn UserIndex> {
+            None
         }
     }
 
@@ -362,7 +382,7 @@ mod tests {
     async fn hits_are_served_and_own_writes_evict() {
         let store = fake(None);
         let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
-        let (id, version) = store.create(&Data::new(), expires).await.expect("created");
+        let Stored { id, version } = store.create(&Data::new(), expires).await.expect("created");
         let record = store.load(&id).await.expect("loads").expect("live");
         assert_eq!(store.load(&id).await.expect("loads"), Some(record.clone()));
         assert_eq!(
@@ -391,7 +411,7 @@ mod tests {
     async fn a_copy_past_its_date_is_asked_for_again() {
         let store = fake(Some(OffsetDateTime::now_utc() - time::Duration::seconds(1)));
         let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
-        let (id, _) = store.create(&Data::new(), expires).await.expect("created");
+        let Stored { id, .. } = store.create(&Data::new(), expires).await.expect("created");
         store.load(&id).await.expect("loads");
         store.load(&id).await.expect("loads");
         assert_eq!(

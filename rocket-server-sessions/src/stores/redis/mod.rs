@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{redact_password, store_settings, ConfigError};
 use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
-use crate::store::{Result, SessionStore, StoreError, UserSession};
+use crate::store::{
+    Census, ClearInBatches, Result, SessionStore, StoreError, Stored, UserIndex, UserSession,
+};
 use crate::stores::near::{Cache, Kept, Watched};
 
 use batch::Reads;
@@ -485,7 +487,7 @@ impl SessionStore for RedisStore {
         })
     }
 
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
         let encoded = record::encode(data);
         let user = record::user_of(data).unwrap_or_default();
         let sets = self.user_set_prefix();
@@ -505,13 +507,16 @@ impl SessionStore for RedisStore {
                 .await
                 .map_err(backend)?;
             if created == 1 {
-                return Ok((key.as_str().to_owned(), 1));
+                return Ok(Stored {
+                    id: key.as_str().to_owned(),
+                    version: 1,
+                });
             }
         }
         Err(StoreError::NoFreeKey(CREATE_ATTEMPTS))
     }
 
-    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
@@ -526,7 +531,10 @@ impl SessionStore for RedisStore {
             .arg(self.user_set_prefix())
             .arg(&member);
         let updated = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
-        Ok((updated.map_err(backend)? == 1).then(|| (id.to_owned(), record.version + 1)))
+        Ok((updated.map_err(backend)? == 1).then(|| Stored {
+            id: id.to_owned(),
+            version: record.version + 1,
+        }))
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
@@ -568,9 +576,28 @@ impl SessionStore for RedisStore {
         Ok(0)
     }
 
-    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+    fn expires_by_itself(&self) -> bool {
+        true
+    }
+
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        None // nothing to clear in batches: TTLs clear
+    }
+
+    fn census(&self) -> Option<&dyn Census> {
+        None // counting would scan every key
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[rocket::async_trait]
+impl UserIndex for RedisStore {
+    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
         let set = format!("{}{user}", self.user_set_prefix());
-        self.list_user_set(&set, user).await.map(Some)
+        self.list_user_set(&set, user).await
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
@@ -585,10 +612,6 @@ impl SessionStore for RedisStore {
             .arg(handle);
         let ended = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
         Ok(ended.map_err(backend)? == 1)
-    }
-
-    fn expires_by_itself(&self) -> bool {
-        true
     }
 }
 

@@ -42,7 +42,10 @@ use time::OffsetDateTime;
 
 use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
-use crate::store::{Result, SessionCounts, SessionStore, StoreError, UserSession};
+use crate::store::{
+    Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
+    UserSession,
+};
 #[cfg(feature = "postgres")]
 use crate::stores::near::{Cache, Kept, Watched};
 
@@ -516,7 +519,7 @@ impl SessionStore for SqlStore {
         Ok(self.read(&key.digest()).await?.map(|(record, _)| record))
     }
 
-    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<(String, i64)> {
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
         let user = record::user_of(data).map(str::to_owned);
         let data = record::encode(data);
         for _ in 0..CREATE_ATTEMPTS {
@@ -528,13 +531,16 @@ impl SessionStore for SqlStore {
                 user: user.clone(),
             };
             if self.write(insert).await? == 1 {
-                return Ok((key.as_str().to_owned(), 1));
+                return Ok(Stored {
+                    id: key.as_str().to_owned(),
+                    version: 1,
+                });
             }
         }
         Err(StoreError::NoFreeKey(CREATE_ATTEMPTS))
     }
 
-    async fn update(&self, id: &str, record: &Record) -> Result<Option<(String, i64)>> {
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
         let Some(key) = SessionKey::parse(id) else {
             return Ok(None);
         };
@@ -546,7 +552,10 @@ impl SessionStore for SqlStore {
             user: record::user_of(&record.data).map(str::to_owned),
         };
         let updated = self.write(update).await?;
-        Ok((updated == 1).then(|| (id.to_owned(), record.version + 1)))
+        Ok((updated == 1).then(|| Stored {
+            id: id.to_owned(),
+            version: record.version + 1,
+        }))
     }
 
     async fn delete(&self, id: &str) -> Result<()> {
@@ -565,6 +574,25 @@ impl SessionStore for SqlStore {
             .await
     }
 
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
+
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        Some(self)
+    }
+
+    fn census(&self) -> Option<&dyn Census> {
+        Some(self)
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+}
+
+#[rocket::async_trait]
+impl ClearInBatches for SqlStore {
     /// Deletes expired sessions at most `batch` rows at a time, calling `progress` with the
     /// running total after each batch; returns the total.
     ///
@@ -630,13 +658,16 @@ impl SessionStore for SqlStore {
             rocket::tokio::time::sleep(CLEAR_PAUSE).await;
         }
     }
+}
 
+#[rocket::async_trait]
+impl Census for SqlStore {
     /// How many sessions are live and how many expired but not yet cleared: one read of the
     /// table (a fraction of a second for a million sessions).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the database fails.
-    async fn count(&self) -> Result<Option<SessionCounts>> {
+    async fn count(&self) -> Result<SessionCounts> {
         let now = self.now().await?;
         let (live, expired): (i64, i64) = on_pool!(&self.pool, pool => sqlx::query_as(
             "SELECT COUNT(*) FILTER (WHERE expires > $1), COUNT(*) FILTER (WHERE expires <= $1) \
@@ -645,10 +676,10 @@ impl SessionStore for SqlStore {
         .bind(now)
         .fetch_one(pool).await)
         .map_err(StoreError::backend)?;
-        Ok(Some(SessionCounts {
+        Ok(SessionCounts {
             live: u64::try_from(live).unwrap_or_default(),
             expired: u64::try_from(expired).unwrap_or_default(),
-        }))
+        })
     }
 
     /// The session `key` names, expired or not: what an operator inspects. Unlike
@@ -669,12 +700,15 @@ impl SessionStore for SqlStore {
                 .map_err(StoreError::backend)?;
         Ok(row.map(record_of))
     }
+}
 
+#[rocket::async_trait]
+impl UserIndex for SqlStore {
     /// The user's live sessions: one read of the `user_id` index.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the database fails.
-    async fn user_sessions(&self, user: &str) -> Result<Option<Vec<UserSession>>> {
+    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
         let now = self.now().await?;
         let rows: Vec<(Vec<u8>, String, i64, i64)> = on_pool!(&self.pool, pool => sqlx::query_as(
             "SELECT key_hash, data, expires, version FROM session \
@@ -693,7 +727,7 @@ impl SessionStore for SqlStore {
                 })
             })
             .collect();
-        Ok(Some(sessions))
+        Ok(sessions)
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
@@ -770,7 +804,7 @@ mod tests {
         store: &SqlStore,
         count: usize,
         poisoned: Option<usize>,
-    ) -> Vec<Result<(String, i64)>> {
+    ) -> Vec<Result<Stored>> {
         let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
         let tasks: Vec<_> = (0..count)
             .map(|i| {
@@ -806,7 +840,7 @@ mod tests {
         let reader = rusqlite::Connection::open(&path).expect("open");
         for answer in answers {
             // Committed when answered: another connection sees it.
-            let (id, _) = answer.expect("saved");
+            let Stored { id, .. } = answer.expect("saved");
             let digest = SessionKey::parse(&id).expect("a key").digest();
             let found: i64 = reader
                 .query_row(
@@ -848,14 +882,11 @@ mod tests {
                 let e = answer.as_ref().expect_err("the poisoned save fails");
                 assert!(e.to_string().contains("poisoned"), "{e}");
             } else {
-                let (id, _) = answer.as_ref().expect("its neighbours are saved");
-                assert!(store.load(id).await.expect("load").is_some());
+                let stored = answer.as_ref().expect("its neighbours are saved");
+                assert!(store.load(&stored.id).await.expect("load").is_some());
             }
         }
-        assert_eq!(
-            store.count().await.expect("count").map(|c| c.live),
-            Some(15)
-        );
+        assert_eq!(Census::count(&store).await.expect("count").live, 15);
     }
 
     #[rocket::async_test]
@@ -868,7 +899,7 @@ mod tests {
         drop(lock);
         let answers = creates_at_once(&store, 4, None).await;
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-        assert_eq!(store.count().await.expect("count").map(|c| c.live), Some(4));
+        assert_eq!(Census::count(&store).await.expect("count").live, 4);
     }
 
     #[rocket::async_test]
@@ -896,7 +927,7 @@ mod tests {
     async fn saves_to_a_database_in_memory_go_through_sqlx() {
         let store = store("sqlite::memory:").await;
         store.migrate().await.expect("migrate");
-        let (id, _) = store
+        let Stored { id, .. } = store
             .create(
                 &data("x"),
                 OffsetDateTime::now_utc() + time::Duration::hours(1),
