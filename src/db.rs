@@ -9,12 +9,14 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use rocket_server_sessions::stores::SqlStore;
-use rocket_server_sessions::{redact_in, redact_password, StoreError};
+use rocket_server_sessions::StoreError;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool};
+
+use crate::redact::{redact_in, redact_password};
 
 /// The migrations under `migrations/sqlite`, compiled into the binary.
 ///

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod db;
 pub mod error;
 pub mod rango;
+pub mod redact;
 pub mod security;
 pub mod stores;
 pub mod urls;

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 
 use cookie::{Cookie, CookieJar, Key};
 use rocket_server_sessions::stores::CookieStore;
-use rocket_server_sessions::KEY_LEN;
+use rocket_server_sessions::SessionKey;
 
 /// The cookie name the site uses.
 pub const COOKIE_NAME: &str = "sessionid";
@@ -60,7 +60,7 @@ pub fn session_cookie_of_header(header: &str) -> Option<String> {
 
 /// Exactly 32 characters of `[a-z0-9]`.
 pub fn is_well_formed_key(s: &str) -> bool {
-    s.len() == KEY_LEN
+    s.len() == SessionKey::LEN
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }

@@ -1,8 +1,9 @@
 //! A visit counter in a server-side session: `cargo run -p rocket-server-sessions --example counter`
 //! then open <http://127.0.0.1:8000/> and reload. `/forget` ends the session (a logout).
 //!
-//! Sessions live in memory here. For a real store, turn on its feature and attach
-//! `Sessions::with_store(SqlStore::sqlite(pool))` (or a `StoreFactory`) instead.
+//! Sessions live in memory here. For a real store, see the examples `sqlite`, `postgres` and
+//! `redis` (`Sessions::on_database::<Db>()` on a `rocket_db_pools` database, or
+//! `Sessions::on_redis()`).
 
 use rocket::response::Redirect;
 use rocket::{get, launch, routes};

@@ -206,6 +206,17 @@ impl CsrfToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The form's hidden field, Django's `{% csrf_token %}`:
+    /// `<input type="hidden" name="csrfmiddlewaretoken" value="...">`. The token is letters
+    /// and digits only, so the markup needs no escaping; in Tera, pass it into the context and
+    /// write `{{ csrf_input | safe }}`.
+    pub fn hidden_input(&self) -> String {
+        format!(
+            r#"<input type="hidden" name="{CSRF_FIELD}" value="{}">"#,
+            self.0
+        )
+    }
 }
 
 impl std::fmt::Display for CsrfToken {

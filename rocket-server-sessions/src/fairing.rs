@@ -122,6 +122,16 @@ impl Fairing for Sessions {
                 return Err(rocket);
             }
         };
+        match store.describe().await {
+            Ok(described) => log::info!("sessions: {described}"),
+            Err(e) => {
+                log::error!(
+                    "session.backend = \"{}\": the store cannot serve: {e}",
+                    config.backend
+                );
+                return Err(rocket);
+            }
+        }
         Ok(rocket.manage(SessionManager { config, store }))
     }
 

@@ -14,10 +14,21 @@ use crate::store::SessionStore;
 /// The settings and store of a launched application, in Rocket's managed state (the fairing
 /// puts it there at ignite).
 pub struct SessionManager {
+    pub(crate) config: SessionConfig,
+    pub(crate) store: Arc<dyn SessionStore>,
+}
+
+impl SessionManager {
     /// The validated settings.
-    pub config: SessionConfig,
-    /// The store sessions live in.
-    pub store: Arc<dyn SessionStore>,
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The store sessions live in: for what the request guard does not do (listing a user's
+    /// sessions, say).
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
 }
 
 /// The request-local slot the guard fills and the fairing reads (one slot per type per request,

@@ -14,8 +14,7 @@ use sha2::{Digest, Sha256};
 /// The characters a key is made of: lowercase only, as Django's (case-insensitive file systems).
 const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
-/// The length of a key in characters.
-pub const KEY_LEN: usize = 32;
+const KEY_LEN: usize = SessionKey::LEN;
 
 /// A well-formed session key.
 ///
@@ -25,6 +24,9 @@ pub const KEY_LEN: usize = 32;
 pub struct SessionKey(String);
 
 impl SessionKey {
+    /// The length of a key in characters.
+    pub const LEN: usize = 32;
+
     /// A new key from the OS's secure random source.
     pub fn generate() -> Self {
         // One read of the OS's source for the whole key, not one per character (a system call
@@ -45,7 +47,7 @@ impl SessionKey {
         SessionKey(key)
     }
 
-    /// The key in `value` if it is well formed: exactly [`KEY_LEN`] characters of `[a-z0-9]`.
+    /// The key in `value` if it is well formed: exactly [`SessionKey::LEN`] characters of `[a-z0-9]`.
     ///
     /// Anything else (empty, too long, upper case, punctuation, non-ASCII) is `None`: such a
     /// cookie is ignored and never adopted.

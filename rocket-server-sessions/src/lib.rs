@@ -60,6 +60,8 @@
 mod commit;
 mod config;
 pub mod csrf;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod factories;
 mod fairing;
 mod guard;
 mod handle;
@@ -69,13 +71,15 @@ mod record;
 mod store;
 pub mod stores;
 
-pub use config::{redact_in, redact_password, store_settings, ConfigError, SessionConfig};
+pub use config::{store_settings, ConfigError, SessionConfig};
 pub use csrf::{rotate_csrf_token, Csrf, CsrfToken};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use factories::SessionPool;
 pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;
-pub use key::{SessionKey, KEY_LEN};
-pub use record::{decode, encode, user_of, Data, Expiry, Record, EXPIRY_KEY, USER_KEY};
+pub use key::SessionKey;
+pub use record::{decode, encode, Data, Expiry, Record, EXPIRY_KEY, USER_KEY};
 pub use store::{
     Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
     UserSession,

@@ -109,6 +109,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///     fn user_index(&self) -> Option<&dyn UserIndex> {
 ///         self.inner.user_index()
 ///     }
+///     async fn describe(&self) -> Result<String> {
+///         let inner = self.inner.describe().await?;
+///         Ok(format!("{inner}, sessions of at most {} bytes", self.max_bytes))
+///     }
 /// }
 ///
 /// # use rocket_server_sessions::stores::MemoryStore;
@@ -166,6 +170,14 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Listing and ending a user's sessions, if the store keeps an index of them.
     fn user_index(&self) -> Option<&dyn UserIndex>;
+
+    /// What the launch log says of the store: which store it is and where it keeps sessions.
+    /// The `Sessions` fairing asks at ignite, so this is also where a store checks that it can
+    /// serve at all (a SQL store, that its table is there and migrated).
+    ///
+    /// # Errors
+    /// A [`StoreError`] saying what to do; it stops the launch.
+    async fn describe(&self) -> Result<String>;
 }
 
 /// Where [`SessionStore::create`] or [`SessionStore::update`] left a session.

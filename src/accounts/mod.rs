@@ -352,20 +352,15 @@ async fn sessions(
 ) -> Result<Template, Error> {
     let SignedIn(user) = signed_in;
     let current = auth::public_id_of(&session);
-    let devices = devices::devices(
-        manager.store.as_ref(),
-        &manager.config,
-        &user,
-        current.as_deref(),
-    )
-    .await?;
+    let devices =
+        devices::devices(manager.store(), manager.config(), &user, current.as_deref()).await?;
     let listed = devices.is_some();
     Ok(Template::render(
         "accounts/sessions",
         context! {
             account, csrf_token, listed,
             devices: devices.unwrap_or_default(),
-            backend: &manager.config.backend,
+            backend: &manager.config().backend,
             nav: "sessions",
         },
     ))
@@ -382,8 +377,8 @@ async fn end_session(
     let SignedIn(user) = signed_in;
     let _ = form;
     let current = auth::public_id_of(&session);
-    let store = manager.store.as_ref();
-    let listed = devices::devices(store, &manager.config, &user, current.as_deref()).await?;
+    let store = manager.store();
+    let listed = devices::devices(store, manager.config(), &user, current.as_deref()).await?;
     // Only one of the user's own sessions, named by its public id: anything else is not found.
     let Some(device) = listed
         .unwrap_or_default()
@@ -426,7 +421,7 @@ async fn end_other_sessions(
 /// 5xx saves nothing), signing this device out too.
 async fn end_others(manager: &SessionManager, user: &users::User, session: &Session<'_>) {
     let current = auth::public_id_of(session);
-    match devices::end_others(manager.store.as_ref(), user, current.as_deref()).await {
+    match devices::end_others(manager.store(), user, current.as_deref()).await {
         Ok(ended) => log::info!("user {}: {ended} other sessions deleted", user.id),
         Err(e) => log::warn!(
             "user {}: deleting the other sessions failed ({e}); they are signed out on their \

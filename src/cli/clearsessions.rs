@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use rocket_server_sessions::stores::CLEAR_BATCH;
-
 use super::{Context, Result};
+
+/// Sessions deleted per statement by default: what the SQL store clears in one statement when
+/// its reaper clears (thousands of rows hold SQLite's write lock for a few milliseconds).
+const BATCH: u32 = 5_000;
 
 /// `rango clearsessions` options.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Sessions deleted per statement: each batch holds SQLite's write lock once, briefly.
-    #[arg(long, value_name = "ROWS", default_value_t = CLEAR_BATCH,
+    #[arg(long, value_name = "ROWS", default_value_t = BATCH,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
 }

@@ -212,7 +212,7 @@ async fn stored(app: &TestApp, device: &Device<'_>) -> bool {
         .expect("sessions attached");
     let key = device.cookie.as_deref().expect("a session key");
     manager
-        .store
+        .store()
         .load(key)
         .await
         .expect("the store answers")

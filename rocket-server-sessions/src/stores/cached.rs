@@ -301,6 +301,12 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.db.user_index().map(|_| self as &dyn UserIndex)
     }
+
+    async fn describe(&self) -> Result<String> {
+        let db = self.db.describe().await?;
+        let cache = self.cache.describe().await?;
+        Ok(format!("{db}, with copies in {cache}"))
+    }
 }
 
 #[rocket::async_trait]

@@ -188,6 +188,10 @@ impl SessionStore for CookieStore {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         None
     }
+
+    async fn describe(&self) -> Result<String> {
+        Ok("sealed in their cookies (nothing kept on the server)".into())
+    }
 }
 
 #[cfg(test)]

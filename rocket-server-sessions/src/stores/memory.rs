@@ -132,6 +132,10 @@ impl SessionStore for MemoryStore {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
     }
+
+    async fn describe(&self) -> Result<String> {
+        Ok("in this process's memory (lost at restart, not shared)".into())
+    }
 }
 
 #[rocket::async_trait]

@@ -20,17 +20,17 @@ mod redis;
 mod sql;
 
 #[cfg(feature = "redis")]
-pub use cached::{CachedStore, RETRY_AFTER, STALE_RETRY};
+pub use cached::{CachedStore, RETRY_AFTER};
 #[cfg(feature = "cookie")]
 pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
 pub use memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub use near::{Cache, Kept, NearCacheConfig, NearCached, Watched, MAX_LAG};
+pub use near::{Cache, Kept, NearCacheConfig, NearCached, Watched};
 #[cfg(feature = "redis")]
-pub use redis::{watcher_name, Entry, RedisConfig, RedisStore, CACHE_TTL};
+pub use redis::{Entry, RedisConfig, RedisStore, CACHE_TTL};
 #[cfg(feature = "sqlite")]
 pub use sql::GroupCommits;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::SqlStore;
 #[cfg(feature = "postgres")]
 pub use sql::CHANNEL;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::{SqlStore, CLEAR_BATCH, CLEAR_PAUSE};

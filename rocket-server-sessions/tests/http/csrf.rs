@@ -21,6 +21,14 @@ fn token(token: CsrfToken) -> String {
     token.to_string()
 }
 
+#[get("/form")]
+fn form(token: CsrfToken) -> rocket::response::content::RawHtml<String> {
+    rocket::response::content::RawHtml(format!(
+        "<form method=post action=/comment>{}<input name=text></form>",
+        token.hidden_input()
+    ))
+}
+
 #[post("/comment", data = "<comment>")]
 fn comment(comment: Csrf<Comment>, session: Session<'_>) -> &'static str {
     session.insert("comment", &comment.text).ok();
@@ -51,7 +59,7 @@ fn forbidden(req: &Request<'_>) -> String {
 async fn client() -> Client {
     let rocket = rocket::custom(figment(&[]))
         .attach(Sessions::with_store(MemoryStore::new()))
-        .mount("/", routes![token, comment, login, read])
+        .mount("/", routes![token, form, comment, login, read])
         .register("/", rocket::catchers![forbidden]);
     Client::untracked(rocket).await.expect("valid rocket")
 }
@@ -115,6 +123,30 @@ async fn a_form_with_its_sessions_token_posts_from_the_field_or_the_header() {
     let by_header = post_comment(&client, Some(&cookie), "text=again".into(), Some(&token)).await;
     assert_eq!(by_header.status(), Status::Ok);
     assert_eq!(comment_of(&client, &cookie).await, "again");
+}
+
+/// The form's hidden input, as a page renders it, posts: the field a browser sends back is the
+/// one `Csrf<T>` reads.
+#[rocket::async_test]
+async fn a_page_with_the_hidden_input_posts_its_form() {
+    let client = client().await;
+    let response = client.get("/form").dispatch().await;
+    let cookie = session_of(&response);
+    let page = response.into_string().await.expect("a page");
+    let prefix = format!(r#"<input type="hidden" name="{CSRF_FIELD}" value=""#);
+    let start = page.find(&prefix).expect("the hidden input") + prefix.len();
+    let token = &page[start..start + 64];
+    assert_eq!(&page[start + 64..start + 66], "\">", "{page}");
+    assert!(token.chars().all(|c| c.is_ascii_alphanumeric()), "{token}");
+    let posted = post_comment(
+        &client,
+        Some(&cookie),
+        format!("{CSRF_FIELD}={token}&text=from the form"),
+        None,
+    )
+    .await;
+    assert_eq!(posted.status(), Status::Ok);
+    assert_eq!(comment_of(&client, &cookie).await, "from the form");
 }
 
 #[rocket::async_test]

@@ -64,6 +64,9 @@ impl SessionStore for Counting {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index()
     }
+    async fn describe(&self) -> rocket_server_sessions::Result<String> {
+        self.inner.describe().await
+    }
 }
 
 /// A store that is down.
@@ -107,6 +110,10 @@ impl SessionStore for Down {
     }
     fn user_index(&self) -> Option<&dyn UserIndex> {
         None
+    }
+    // Up at launch; down from the first request on.
+    async fn describe(&self) -> rocket_server_sessions::Result<String> {
+        Ok("a store that goes down".into())
     }
 }
 
@@ -300,4 +307,47 @@ async fn a_wrapper_that_hands_on_its_stores_capabilities_keeps_them_working() {
         "the memory store clears in one pass"
     );
     assert!(!store.expires_by_itself());
+}
+
+/// A SQLite pool on a fresh file in `dir`, in the journal mode SQLite gives a new file.
+async fn fresh_sqlite(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("sessions.sqlite3"))
+        .create_if_missing(true);
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .expect("the temporary database opens")
+}
+
+/// A store whose table was never made stops the launch (saying to migrate), rather than
+/// answering 503 on the first save; once migrated, it launches and says which store it is,
+/// and `migrate` has set the file to WAL.
+#[tokio::test]
+async fn an_unmigrated_sql_store_stops_the_launch_and_a_migrated_one_says_what_it_is() {
+    use rocket_server_sessions::stores::SqlStore;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = fresh_sqlite(&dir).await;
+    let store = SqlStore::sqlite(pool.clone());
+    let refused = store.describe().await.expect_err("no session table");
+    assert!(refused.to_string().contains("migrate"), "{refused}");
+    let rocket = rocket::custom(crate::common::figment(&[]))
+        .attach(Sessions::with_store(store.clone()))
+        .mount("/", routes![read]);
+    let error = rocket.ignite().await.expect_err("the launch stops");
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{error:?}"
+    );
+
+    store.migrate().await.expect("migrates");
+    let described = store.describe().await.expect("ready");
+    assert!(described.starts_with("SQLite at "), "{described}");
+    assert!(described.ends_with("(journal_mode=wal)"), "{described}");
+    let rocket = rocket::custom(crate::common::figment(&[]))
+        .attach(Sessions::with_store(store))
+        .mount("/", routes![read]);
+    let client = Client::untracked(rocket).await.expect("launches");
+    assert_eq!(client.get("/read").dispatch().await.status(), Status::Ok);
 }

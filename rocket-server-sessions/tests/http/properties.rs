@@ -20,7 +20,6 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use rocket_server_sessions::stores::CookieStore;
 use rocket_server_sessions::{
     decode, encode, Data, Expiry, Record, SessionKey, SessionStore, StoreError, Stored, EXPIRY_KEY,
-    KEY_LEN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -47,7 +46,7 @@ fn in_an_hour() -> OffsetDateTime {
 }
 
 fn is_well_formed_key(s: &str) -> bool {
-    s.len() == KEY_LEN
+    s.len() == SessionKey::LEN
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
@@ -214,7 +213,7 @@ proptest! {
     #[test]
     fn keys_with_one_bad_character_are_refused(
         value in "[a-z0-9]{32}",
-        at in 0..KEY_LEN,
+        at in 0..SessionKey::LEN,
         bad in any::<char>().prop_filter("outside the alphabet", |c| {
             !(c.is_ascii_lowercase() || c.is_ascii_digit())
         }),

@@ -27,7 +27,7 @@ use std::time::Duration as StdDuration;
 use rocket::futures::future::join_all;
 use rocket::tokio::sync::Barrier;
 use rocket_server_sessions::{
-    Data, Record, SessionKey, SessionStore, Stored, UserIndex, UserSession, KEY_LEN, USER_KEY,
+    Data, Record, SessionKey, SessionStore, Stored, UserIndex, UserSession, USER_KEY,
 };
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
@@ -234,7 +234,7 @@ fn near_misses(id: &str) -> Vec<String> {
         format!("{id}\0"),
         format!("{id};"),
         format!("{id}{id}"),
-        id[..KEY_LEN - 1].to_owned(),
+        id[..SessionKey::LEN - 1].to_owned(),
         key.digest_hex(),
     ]
 }
@@ -336,7 +336,7 @@ pub async fn create_returns_distinct_well_formed_keys(store: &dyn SessionStore) 
     let mut ids = HashSet::new();
     for n in 0..100 {
         let id = create(store, &data(json!({ "n": n })), in_an_hour()).await;
-        assert_eq!(id.len(), KEY_LEN, "{id:?}");
+        assert_eq!(id.len(), SessionKey::LEN, "{id:?}");
         assert!(
             id.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),

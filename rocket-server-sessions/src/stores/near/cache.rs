@@ -136,6 +136,11 @@ impl<V: Clone> std::fmt::Debug for NearCache<V> {
 }
 
 impl<V: Clone> NearCache<V> {
+    /// How many sessions it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.entries().lru.cap().get()
+    }
+
     /// A cache of at most `capacity` sessions (the least recently used go first), not yet
     /// watching.
     pub fn new(capacity: NonZeroUsize) -> Self {

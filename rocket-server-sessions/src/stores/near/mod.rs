@@ -41,7 +41,6 @@ pub(crate) fn kept() -> Kept {
         until: None,
     }
 }
-pub use cache::MAX_LAG;
 pub(crate) use cache::{keep_watching, Beats, NearCache, Watch, HEARTBEAT, SILENCE};
 
 /// What the cache keeps of a session: the record, and until when it may be served without
@@ -204,6 +203,14 @@ impl<S: Watched> SessionStore for NearCached<S> {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index().map(|_| self as &dyn UserIndex)
     }
+
+    async fn describe(&self) -> Result<String> {
+        let inner = self.inner.describe().await?;
+        Ok(format!(
+            "{inner}, recent sessions kept near (up to {})",
+            self.cache.capacity()
+        ))
+    }
 }
 
 #[rocket::async_trait]
@@ -233,7 +240,7 @@ pub struct NearCacheConfig {
     /// no round trip (default true). Used by the stores whose servers report every change on
     /// a connection of its own: Redis (client tracking) and PostgreSQL (`LISTEN`). A change
     /// made by another server is seen as soon as its report arrives, and every load asks the
-    /// store again within [`MAX_LAG`] of that connection dying. False: every load asks the
+    /// store again within a second of that connection dying. False: every load asks the
     /// store.
     pub enabled: bool,
     /// How many sessions it keeps at most, least recently used first out (default 10000).
@@ -342,6 +349,9 @@ mod tests {
         }
         fn user_index(&self) -> Option<&dyn UserIndex> {
             None
+        }
+        async fn describe(&self) -> Result<String> {
+            Ok("a fake".into())
         }
     }
 

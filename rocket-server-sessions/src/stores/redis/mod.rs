@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use rocket::figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{redact_password, store_settings, ConfigError};
+use crate::config::{store_settings, ConfigError};
 use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
 use crate::store::{
@@ -41,7 +41,6 @@ use crate::store::{
 use crate::stores::near::{Cache, Kept, Watched};
 
 use batch::Reads;
-pub use watch::watcher_name;
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
@@ -262,6 +261,19 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Where `client` connects, as a URL without its user or password: what a message may show.
+fn shown(client: &redis::Client) -> String {
+    let info = client.get_connection_info();
+    let scheme = match info.addr() {
+        redis::ConnectionAddr::Tcp(..) => "redis",
+        redis::ConnectionAddr::TcpTls { .. } => "rediss",
+        // A Unix socket (the only other address there is).
+        _ => "redis+unix",
+    };
+    let db = info.redis_settings().db();
+    format!("{scheme}://{}/{db}", info.addr())
+}
+
 fn backend(e: redis::RedisError) -> StoreError {
     StoreError::backend(e)
 }
@@ -273,16 +285,13 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Backend`] naming the URL when it is invalid or the server does not answer.
     pub async fn connect(settings: &RedisConfig) -> Result<Self> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(|e| {
+            StoreError::Backend(format!("session.redis.url is not a Redis URL: {e}").into())
+        })?;
+        let at = shown(&client);
         let unreachable = |e: redis::RedisError| {
-            StoreError::Backend(
-                format!(
-                    "cannot reach Redis at {}: {e}",
-                    redact_password(&settings.url)
-                )
-                .into(),
-            )
+            StoreError::Backend(format!("cannot reach Redis at {at}: {e}").into())
         };
-        let client = redis::Client::open(settings.url.as_str()).map_err(unreachable)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout()))
             .set_response_timeout(Some(settings.timeout()))
@@ -590,6 +599,14 @@ impl SessionStore for RedisStore {
 
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
+    }
+
+    async fn describe(&self) -> Result<String> {
+        Ok(format!(
+            "Redis at {}, keys under {:?}",
+            shown(&self.client),
+            self.prefix
+        ))
     }
 }
 

@@ -193,7 +193,7 @@ fn apply(cache: &Near, prefix: &str, probes: &Probes, push: PushInfo) {
 }
 
 /// The client name of the watcher of `prefix` (`CLIENT LIST` shows it).
-pub fn watcher_name(prefix: &str) -> String {
+pub(crate) fn watcher_name(prefix: &str) -> String {
     let printable: String = prefix
         .chars()
         .map(|c| if c.is_ascii_graphic() { c } else { '_' })

@@ -302,6 +302,11 @@ impl SqlStore {
         match &self.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
+                // WAL, so that loads never wait for saves: kept by the file itself. Best
+                // effort (another process may hold the file); `describe` warns at launch.
+                if let Err(e) = sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await {
+                    log::debug!("could not set the session database to WAL: {e}");
+                }
                 async {
                     sqlx::Executor::execute(pool, SQLITE_SCHEMA).await?;
                     let has_users: bool = sqlx::query_scalar(
@@ -589,6 +594,51 @@ impl SessionStore for SqlStore {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         Some(self)
     }
+
+    /// Which database, after checking that the session table is there with every column
+    /// (`migrate` made it); on SQLite, the journal mode, with a warning unless it is WAL.
+    async fn describe(&self) -> Result<String> {
+        let table = on_pool!(&self.pool, pool => sqlx::query(
+            "SELECT key_hash, data, expires, version, user_id FROM session LIMIT 0",
+        )
+        .execute(pool).await.map(drop));
+        if let Err(e) = table {
+            return Err(StoreError::Backend(
+                format!(
+                    "the session table is missing or not migrated ({e}): call \
+                     SqlStore::migrate() before serving (at ignite), or run your migrate command"
+                )
+                .into(),
+            ));
+        }
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                let (file, mode): (String, String) = sqlx::query_as(
+                    "SELECT (SELECT file FROM pragma_database_list WHERE name = 'main'), \
+                            (SELECT journal_mode FROM pragma_journal_mode)",
+                )
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::backend)?;
+                if file.is_empty() {
+                    return Ok(format!("SQLite in memory (journal_mode={mode})"));
+                }
+                if !mode.eq_ignore_ascii_case("wal") {
+                    log::warn!(
+                        "the session database {file} is in journal_mode={mode}: every load waits \
+                         for saves; SqlStore::migrate sets WAL, or open it with journal_mode=WAL"
+                    );
+                }
+                Ok(format!("SQLite at {file} (journal_mode={mode})"))
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => Ok(format!(
+                "PostgreSQL, changes notified on channel {:?}",
+                self.channel
+            )),
+        }
+    }
 }
 
 #[rocket::async_trait]
@@ -600,7 +650,7 @@ impl ClearInBatches for SqlStore {
     /// expired session, or after `4 × batch` rows, whichever comes first. Finding the window
     /// is a read (WAL readers never wait for writers nor hold them up); deleting its expired
     /// sessions is one statement over contiguous rows, so one short hold of SQLite's write
-    /// lock. It pauses [`CLEAR_PAUSE`] between windows so that other writers get their turn. A
+    /// lock. It pauses 10 ms between windows so that other writers get their turn. A
     /// session saved during the sweep is judged by its expiry at the time of the delete.
     ///
     /// # Errors
