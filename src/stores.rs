@@ -12,7 +12,7 @@ use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use rocket_server_sessions::stores::{
     CachedStore, CookieStore, NearCacheConfig, NearCached, RedisConfig, RedisStore, SqlStore,
-    Watched, CACHE_TTL,
+    Watched,
 };
 use rocket_server_sessions::{BuildError, SessionConfig, SessionStore, StoreFactory};
 use time::format_description::well_known::Rfc3339;
@@ -90,14 +90,16 @@ impl Maintenance {
             ),
             _ => return None,
         };
-        let until = (OffsetDateTime::now_utc() + time::Duration::seconds(CACHE_TTL))
+        let ttl = CachedStore::<SqlStore>::COPY_TTL;
+        let until = (OffsetDateTime::now_utc() + ttl)
             .replace_nanosecond(0)
             .ok()
             .and_then(|at| at.format(&Rfc3339).ok())
             .unwrap_or_default();
         Some(format!(
             "{what}: other servers may serve the ended sessions from their copies in Redis \
-             until {until} at the latest ({CACHE_TTL} s)"
+             until {until} at the latest ({} s)",
+            ttl.as_secs()
         ))
     }
 }

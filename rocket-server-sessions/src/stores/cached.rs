@@ -35,11 +35,11 @@ use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
 
 /// How long the store leaves Redis alone after it failed.
-pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// How often copies that a save could not bring up to date are invalidated again, until Redis
 /// answers.
-pub const STALE_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const STALE_RETRY: Duration = Duration::from_millis(250);
 
 /// How many stale copies are remembered at most; past that, the rest expire by their TTL.
 const MAX_STALE: usize = 100_000;
@@ -82,6 +82,10 @@ fn now_ms() -> i64 {
 }
 
 impl<S: SessionStore> CachedStore<S> {
+    /// How long a copy lives in Redis at most (300 s): the longest another server may serve a
+    /// copy that this store could not bring up to date or bury because Redis stopped answering.
+    pub const COPY_TTL: Duration = Duration::from_secs(CACHE_TTL.unsigned_abs());
+
     /// `cache` in front of `db`.
     pub fn new(cache: RedisStore, db: S) -> Self {
         CachedStore {
@@ -100,7 +104,7 @@ impl<S: SessionStore> CachedStore<S> {
 
     /// How many copies in Redis a save or a delete could not bring up to date (or bury) and
     /// that are not repaired yet: other servers may serve them until Redis answers this store
-    /// again, or for [`CACHE_TTL`] at most.
+    /// again, or for [`Self::COPY_TTL`] at most.
     pub fn stale_copies(&self) -> usize {
         let stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
         stale.names.len() + usize::try_from(stale.dropped).unwrap_or(usize::MAX)
@@ -339,6 +343,8 @@ impl<S: SessionStore> UserIndex for CachedStore<S> {
 /// [`NearCached`](super::NearCached) store can keep what this one loads, for as long as the
 /// copy it came from may live ([`CACHE_TTL`] after it was written): Redis reports a copy's
 /// expiry only when it notices it.
+impl<S: SessionStore> crate::stores::near::sealed::Sealed for CachedStore<S> {}
+
 #[rocket::async_trait]
 impl<S: SessionStore> Watched for CachedStore<S> {
     fn watched_name(&self, id: &str) -> Option<String> {

@@ -14,7 +14,7 @@ use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, StoreError, Stored, UserIndex};
 
 /// The most a browser keeps of one cookie's name and value (RFC 6265 section 6.1).
-pub const MAX_COOKIE_BYTES: usize = 4096;
+pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
 
 /// A store that seals sessions into their cookie.
 pub struct CookieStore {

@@ -20,17 +20,15 @@ mod redis;
 mod sql;
 
 #[cfg(feature = "redis")]
-pub use cached::{CachedStore, RETRY_AFTER};
+pub use cached::CachedStore;
 #[cfg(feature = "cookie")]
-pub use cookie::{BadSecretKey, CookieStore, MAX_COOKIE_BYTES};
+pub use cookie::{BadSecretKey, CookieStore};
 pub use memory::MemoryStore;
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub use near::{Cache, Kept, NearCacheConfig, NearCached, Watched};
+pub use near::{NearCacheConfig, NearCached, Watched};
 #[cfg(feature = "redis")]
-pub use redis::{Entry, RedisConfig, RedisStore, CACHE_TTL};
+pub use redis::{RedisConfig, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use sql::GroupCommits;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::SqlStore;
-#[cfg(feature = "postgres")]
-pub use sql::CHANNEL;

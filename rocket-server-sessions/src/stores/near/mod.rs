@@ -58,10 +58,18 @@ pub struct Kept {
 /// The cache of a [`NearCached`] store, by the name its watcher reports changes under.
 pub type Cache = NearCache<Kept>;
 
+/// The seal on [`Watched`]: only the crate's stores are watched, since what makes a watcher
+/// safe (the coherence rule in `cache.rs`) is checked by the crate's cross-server tests.
+pub(crate) mod sealed {
+    /// Implemented by the crate's watched stores only.
+    pub trait Sealed {}
+}
+
 /// A store whose server reports every change to a session, so that a [`NearCached`] store can
-/// keep what it loads.
+/// keep what it loads: the crate's Redis store, Redis in front of another store, and the SQL
+/// store on PostgreSQL (on SQLite, which reports nothing, the near cache never serves).
 #[rocket::async_trait]
-pub trait Watched: SessionStore {
+pub trait Watched: SessionStore + sealed::Sealed {
     /// The name under which the watcher reports changes to the session `id`; `None` for an id
     /// that names no stored session (a malformed one).
     fn watched_name(&self, id: &str) -> Option<String>;
@@ -354,6 +362,8 @@ mod tests {
             Ok("a fake".into())
         }
     }
+
+    impl super::sealed::Sealed for Fake {}
 
     #[rocket::async_trait]
     impl Watched for Fake {

@@ -164,7 +164,7 @@ return redis.call('DEL', KEYS[1])";
 
 /// How long a copy written by [`RedisStore::put_if_newer`] lives at most: a cache in front of
 /// another store whose writes to Redis failed (Redis was down) serves a stale copy no longer.
-pub const CACHE_TTL: i64 = 300;
+pub(crate) const CACHE_TTL: i64 = 300;
 
 /// The settings of a Redis store: `[default.session.redis]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,7 +220,7 @@ impl RedisConfig {
 
 /// What Redis holds for a session id.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// Nothing.
     Missing,
     /// A session deleted a moment ago.
@@ -364,7 +364,7 @@ impl RedisStore {
     ///
     /// # Errors
     /// [`StoreError::Backend`] when Redis does not answer.
-    pub async fn entry(&self, id: &str) -> Result<Entry> {
+    pub(crate) async fn entry(&self, id: &str) -> Result<Entry> {
         match SessionKey::parse(id) {
             Some(key) => self.entry_at(&self.redis_key(&key)).await,
             None => Ok(Entry::Missing),
@@ -411,7 +411,7 @@ impl RedisStore {
     }
 
     /// Stores `record` under `id`, with the time of writing, unless Redis has a newer version
-    /// or a tombstone (for a cache in front of another store), for [`CACHE_TTL`] seconds at
+    /// or a tombstone (for a cache in front of another store), for 300 seconds at
     /// most. Returns whether it wrote.
     ///
     /// # Errors
@@ -633,6 +633,8 @@ impl UserIndex for RedisStore {
 }
 
 /// Redis reports every change to a key under the prefix through client tracking (`watch.rs`).
+impl crate::stores::near::sealed::Sealed for RedisStore {}
+
 #[rocket::async_trait]
 impl Watched for RedisStore {
     fn watched_name(&self, id: &str) -> Option<String> {

@@ -29,7 +29,7 @@ use sqlx::PgPool;
 use crate::stores::near::{keep_watching, Beats, Cache, Watch, HEARTBEAT, SILENCE};
 
 /// The channel the session table's triggers notify, unless the store names another.
-pub const CHANNEL: &str = "session_changes";
+pub(crate) const CHANNEL: &str = "session_changes";
 
 /// The near cache of a PostgreSQL store, by key digest in hex.
 type Near = Cache;

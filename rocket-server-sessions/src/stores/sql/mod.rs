@@ -63,7 +63,7 @@ use lanes::Own;
 use lanes::{on_lane, Lanes};
 
 #[cfg(feature = "postgres")]
-pub use listen::CHANNEL;
+pub(crate) use listen::CHANNEL;
 
 /// A load: the live session of a key digest at a unix time. (On SQLite, `$1` and `$2` are
 /// parameters 1 and 2 as well, so [`InlineReader`] runs the same statement.)
@@ -282,7 +282,7 @@ impl SqlStore {
         }
     }
 
-    /// The same store, its table's triggers notifying `channel` instead of [`CHANNEL`] (for a
+    /// The same store, its table's triggers notifying `channel` instead of `session_changes` (for a
     /// site whose session table already reports on a channel of its own: servers of the old
     /// and the new version must hear the same one while both run). A name of lowercase
     /// letters, digits and `_`; [`SqlStore::migrate`] refuses any other.
@@ -467,6 +467,9 @@ impl SqlStore {
         }
     }
 }
+
+#[cfg(feature = "postgres")]
+impl crate::stores::near::sealed::Sealed for SqlStore {}
 
 /// On PostgreSQL, the session table's triggers report every change (see `listen.rs`), so a
 /// [`NearCached`](crate::stores::NearCached) store can keep what this one loads. A SQLite
