@@ -119,7 +119,7 @@ impl DbPool {
         Ok(DbPool::Sqlite(pool))
     }
 
-    /// The session store on this database.
+    /// The session store on this database (not migrated: [`run_migrations`] makes its table).
     pub fn session_store(&self) -> SqlStore {
         match self {
             DbPool::Sqlite(pool) => SqlStore::sqlite(pool.clone()),
@@ -190,6 +190,13 @@ pub async fn run_migrations(pool: &DbPool) -> Result<(), MigrationError> {
     on_pool!(pool, p => pool.migrator().run(p).await)?;
     pool.session_store().migrate().await?;
     Ok(())
+}
+
+/// The crate's factory builds the server's SQL store on the site's pool through this.
+impl rocket_server_sessions::SessionPool for DbPool {
+    fn sql_store(&self) -> SqlStore {
+        self.session_store()
+    }
 }
 
 #[rocket::async_trait]

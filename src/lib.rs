@@ -36,7 +36,7 @@ pub fn rocket_with(figment: Figment) -> Rocket<Build> {
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Migrations", db::migrate))
         .attach(rango::fairing())
-        .attach(Sessions::fairing(stores::RangoStores))
+        .attach(Sessions::fairing(stores::factory()))
         .attach(Template::fairing())
         .attach(AdHoc::try_on_ignite("Static files", mount_static_files))
         .mount("/", rango::routes())

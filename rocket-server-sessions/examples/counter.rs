@@ -2,8 +2,8 @@
 //! then open <http://127.0.0.1:8000/> and reload. `/forget` ends the session (a logout).
 //!
 //! Sessions live in memory here. For a real store, see the examples `sqlite`, `postgres` and
-//! `redis` (`Sessions::on_database::<Db>()` on a `rocket_db_pools` database, or
-//! `Sessions::on_redis()`).
+//! `redis` (`Sessions::fairing(Backends::new().database::<Db>())` on a `rocket_db_pools`
+//! database, the store chosen by `session.backend`).
 
 use rocket::response::Redirect;
 use rocket::{get, launch, routes};

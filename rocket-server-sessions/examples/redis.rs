@@ -12,10 +12,13 @@
 //! key_prefix = "session:"
 //! ```
 //!
-//! or `ROCKET_SESSION='{redis={url="redis://127.0.0.1:6379/1"}}'`.
+//! or `ROCKET_SESSION='{redis={url="redis://127.0.0.1:6379/1"}}'`. The store is the one
+//! `session.backend` names (`backend = "redis"`, this example's default): the same application
+//! keeps its sessions in memory with `ROCKET_SESSION='{backend="memory"}'`.
 
+use rocket::figment::Figment;
 use rocket::{get, launch, routes};
-use rocket_server_sessions::{Session, Sessions};
+use rocket_server_sessions::{Backends, Session, Sessions};
 
 #[get("/")]
 fn index(session: Session<'_>) -> String {
@@ -26,7 +29,9 @@ fn index(session: Session<'_>) -> String {
 
 #[launch]
 fn rocket() -> _ {
-    rocket::build()
-        .attach(Sessions::on_redis())
+    // Rocket's own configuration (Rocket.toml, ROCKET_*), over this example's default store.
+    let figment = Figment::from(rocket::Config::figment()).join(("session.backend", "redis"));
+    rocket::custom(figment)
+        .attach(Sessions::fairing(Backends::new()))
         .mount("/", routes![index])
 }

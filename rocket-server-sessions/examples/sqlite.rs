@@ -14,7 +14,7 @@
 use rocket::figment::Figment;
 use rocket::{get, launch, routes};
 use rocket_db_pools::Database;
-use rocket_server_sessions::{Session, Sessions};
+use rocket_server_sessions::{Backends, Session, Sessions};
 
 /// The database, as `rocket_db_pools` names it: `[default.databases.sessions]`.
 #[derive(Database)]
@@ -37,6 +37,6 @@ fn rocket() -> _ {
     ));
     rocket::custom(figment)
         .attach(Db::init())
-        .attach(Sessions::on_database::<Db>())
+        .attach(Sessions::fairing(Backends::new().database::<Db>()))
         .mount("/", routes![index])
 }

@@ -1,53 +1,148 @@
-//! Step two in one line: factories for the stores a Rocket application runs most, built from
-//! what Rocket already has at ignite.
-//!
-//! - [`Sessions::on_database`]: the SQL store on a database of `rocket_db_pools` (its
-//!   `#[derive(Database)]` type), the pool fetched and the session table made or brought up to
-//!   date (`migrate`) at ignite; on PostgreSQL with a near cache as `[session.near_cache]` says.
-//! - [`Sessions::on_redis`]: the Redis store of `[session.redis]`, with the same near cache.
+//! Step two in one line: [`Backends`], the crate's own [`StoreFactory`], builds the store that
+//! `session.backend` names from what Rocket already has at ignite, so that switching stores is
+//! a line of `Rocket.toml`. An application writes a factory only for a store of its own.
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 
 use crate::config::SessionConfig;
-use crate::fairing::{BuildError, Sessions, StoreFactory};
+use crate::fairing::{BuildError, StoreFactory};
 use crate::store::SessionStore;
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// A database pool the SQL session store runs on: sqlx's SQLite pool (feature `sqlite`) and
-/// PostgreSQL pool (feature `postgres`), as `rocket_db_pools` hands them out.
-#[rocket::async_trait]
+/// PostgreSQL pool (feature `postgres`), as `rocket_db_pools` hands them out; an application
+/// whose pool type is its own implements it to name the store on it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub trait SessionPool: Send + Sync + 'static {
-    /// The session store on this pool, its table made or brought up to date, with what the
-    /// settings in `figment` ask of it (on PostgreSQL, the near cache).
-    ///
-    /// # Errors
-    /// [`BuildError`] when the table cannot be made or a setting is invalid.
-    async fn session_store(&self, figment: &Figment) -> Result<Arc<dyn SessionStore>, BuildError>;
+    /// The SQL store on this pool ([`Backends`] makes its table or brings it up to date).
+    fn sql_store(&self) -> crate::stores::SqlStore;
 }
 
 #[cfg(feature = "sqlite")]
-#[rocket::async_trait]
 impl SessionPool for sqlx::SqlitePool {
-    /// SQLite loads cost no round trip: no near cache.
-    async fn session_store(&self, _: &Figment) -> Result<Arc<dyn SessionStore>, BuildError> {
-        let store = crate::stores::SqlStore::sqlite(self.clone());
-        store.migrate().await?;
-        Ok(Arc::new(store))
+    fn sql_store(&self) -> crate::stores::SqlStore {
+        crate::stores::SqlStore::sqlite(self.clone())
     }
 }
 
 #[cfg(feature = "postgres")]
-#[rocket::async_trait]
 impl SessionPool for sqlx::PgPool {
-    async fn session_store(&self, figment: &Figment) -> Result<Arc<dyn SessionStore>, BuildError> {
-        let store = crate::stores::SqlStore::postgres(self.clone());
+    fn sql_store(&self) -> crate::stores::SqlStore {
+        crate::stores::SqlStore::postgres(self.clone())
+    }
+}
+
+/// Where [`Backends`] finds the SQL pool: a `rocket_db_pools` database, by its type.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+struct Database {
+    /// Its name in `[databases]`.
+    name: &'static str,
+    /// The type's name, for a message.
+    type_name: &'static str,
+    fetch: for<'a> fn(&'a Rocket<Build>) -> Option<&'a dyn SessionPool>,
+}
+
+/// The crate's [`StoreFactory`]: the store `session.backend` names, built from the settings.
+///
+/// | `session.backend` | the store | needs |
+/// |---|---|---|
+/// | `"db"` (the default) | SQL, on the database given to [`Backends::database`]; its table made or brought up to date at ignite; on PostgreSQL behind a near cache | features `sqlite` or `postgres` |
+/// | `"redis"` (or Django's name, `"cache"`) | Redis as `[session.redis]` says, behind a near cache | feature `redis` |
+/// | `"cached_db"` | Redis in front of the SQL database, behind a near cache | `redis` and a database |
+/// | `"cookie"` | sealed in the cookie with Rocket's `secret_key` (a random key in debug) | feature `cookie` |
+/// | `"memory"` | this process's memory | nothing |
+///
+/// The near cache follows `[session.near_cache]` (`enabled`, `size`). Every store's settings
+/// are checked at ignite, the unused ones' too: a mistake shows at launch, not on the day the
+/// site switches stores.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] {
+/// use rocket_db_pools::Database;
+/// use rocket_server_sessions::{Backends, Sessions};
+///
+/// #[derive(Database)]
+/// #[database("sessions")]
+/// struct Db(sqlx::SqlitePool);
+///
+/// let rocket = rocket::build()
+///     .attach(Db::init())
+///     .attach(Sessions::fairing(Backends::new().database::<Db>()));
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Backends {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    database: Option<Database>,
+}
+
+impl Backends {
+    /// The names this build of the crate knows (by its features).
+    pub const KNOWN: &'static [&'static str] = &[
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        "db",
+        #[cfg(feature = "redis")]
+        "redis",
+        #[cfg(feature = "redis")]
+        "cache",
+        #[cfg(all(feature = "redis", any(feature = "sqlite", feature = "postgres")))]
+        "cached_db",
+        #[cfg(feature = "cookie")]
+        "cookie",
+        "memory",
+    ];
+
+    /// The factory, with no database yet.
+    pub fn new() -> Self {
+        Backends::default()
+    }
+
+    /// The SQL store of `db` and `cached_db` runs on the `rocket_db_pools` database `D` (its
+    /// `#[derive(Database)]` type): attach `D::init()` before the `Sessions` fairing.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[must_use]
+    pub fn database<D>(mut self) -> Self
+    where
+        D: rocket_db_pools::Database,
+        D::Pool: SessionPool,
+    {
+        fn fetch<D>(rocket: &Rocket<Build>) -> Option<&dyn SessionPool>
+        where
+            D: rocket_db_pools::Database,
+            D::Pool: SessionPool,
+        {
+            let pool: &D::Pool = D::fetch(rocket)?;
+            Some(pool)
+        }
+        let type_name = std::any::type_name::<D>();
+        self.database = Some(Database {
+            name: D::NAME,
+            type_name: type_name.rsplit("::").next().unwrap_or(type_name),
+            fetch: fetch::<D>,
+        });
+        self
+    }
+
+    /// The SQL store on the database, migrated.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    async fn sql(&self, rocket: &Rocket<Build>) -> Result<crate::stores::SqlStore, BuildError> {
+        let Some(database) = &self.database else {
+            return Err(BuildError::Missing(
+                "no database: give the factory one (`Backends::new().database::<Db>()`)".into(),
+            ));
+        };
+        let Some(pool) = (database.fetch)(rocket) else {
+            return Err(BuildError::Missing(format!(
+                "the database {:?} is not attached: attach `{}::init()` before the Sessions \
+                 fairing",
+                database.name, database.type_name
+            )));
+        };
+        let store = pool.sql_store();
         store.migrate().await?;
-        Ok(near(store, figment)?)
+        Ok(store)
     }
 }
 
@@ -64,97 +159,73 @@ fn near<S: crate::stores::Watched>(
     })
 }
 
-/// The factory of [`Sessions::on_database`].
+/// The SQL store as served: on PostgreSQL behind the near cache; on SQLite as it is (its loads
+/// cost no round trip, and SQLite reports no change for a near cache to hear).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-struct OnDatabase<D>(PhantomData<fn() -> D>);
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[rocket::async_trait]
-impl<D> StoreFactory for OnDatabase<D>
-where
-    D: rocket_db_pools::Database,
-    D::Pool: SessionPool,
-{
-    async fn build(
-        &self,
-        rocket: &Rocket<Build>,
-        _: &SessionConfig,
-    ) -> Result<Arc<dyn SessionStore>, BuildError> {
-        let Some(database) = D::fetch(rocket) else {
-            return Err(BuildError::Missing(format!(
-                "the database {:?} is not attached: attach `{}::init()` before the Sessions \
-                 fairing",
-                D::NAME,
-                short_name::<D>()
-            )));
-        };
-        let pool: &D::Pool = database;
-        pool.session_store(rocket.figment()).await
+fn served(
+    store: crate::stores::SqlStore,
+    figment: &Figment,
+) -> Result<Arc<dyn SessionStore>, BuildError> {
+    #[cfg(feature = "postgres")]
+    if store.reports_changes() {
+        return near(store, figment);
     }
+    let _ = figment;
+    Ok(Arc::new(store))
 }
 
-/// The factory of [`Sessions::on_redis`].
-#[cfg(feature = "redis")]
-struct OnRedis;
-
-#[cfg(feature = "redis")]
 #[rocket::async_trait]
-impl StoreFactory for OnRedis {
+impl StoreFactory for Backends {
     async fn build(
         &self,
         rocket: &Rocket<Build>,
-        _: &SessionConfig,
+        config: &SessionConfig,
     ) -> Result<Arc<dyn SessionStore>, BuildError> {
         let figment = rocket.figment();
-        let settings = crate::stores::RedisConfig::from_figment(figment)?;
-        near(
-            crate::stores::RedisStore::connect(&settings).await?,
-            figment,
-        )
+        check_settings(figment)?;
+        Ok(match config.backend.as_str() {
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            "db" => served(self.sql(rocket).await?, figment)?,
+            #[cfg(feature = "redis")]
+            "redis" | "cache" => near(redis(figment).await?, figment)?,
+            #[cfg(all(feature = "redis", any(feature = "sqlite", feature = "postgres")))]
+            "cached_db" => {
+                let db = self.sql(rocket).await?;
+                near(
+                    crate::stores::CachedStore::new(redis(figment).await?, db),
+                    figment,
+                )?
+            }
+            #[cfg(feature = "cookie")]
+            "cookie" => Arc::new(crate::stores::CookieStore::from_figment(
+                figment,
+                &config.cookie_name,
+            )?),
+            "memory" => Arc::new(crate::stores::MemoryStore::new()),
+            name => {
+                return Err(BuildError::UnknownBackend {
+                    name: name.to_owned(),
+                    known: Backends::KNOWN,
+                })
+            }
+        })
     }
 }
 
-/// The last segment of `T`'s path, as a user wrote it.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn short_name<T>() -> &'static str {
-    let name = std::any::type_name::<T>();
-    name.rsplit("::").next().unwrap_or(name)
+/// The Redis store of `[session.redis]`.
+#[cfg(feature = "redis")]
+async fn redis(figment: &Figment) -> Result<crate::stores::RedisStore, BuildError> {
+    let settings = crate::stores::RedisConfig::from_figment(figment)?;
+    Ok(crate::stores::RedisStore::connect(&settings).await?)
 }
 
-impl Sessions {
-    /// The fairing, keeping sessions in the SQL database `D` of `rocket_db_pools` (its
-    /// `#[derive(Database)]` type, on a `sqlx::SqlitePool` or `sqlx::PgPool`): at ignite it
-    /// fetches the pool, makes or brings up to date the session table, and on PostgreSQL puts
-    /// the near cache of `[session.near_cache]` in front. Attach it after `D::init()`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "sqlite")] {
-    /// use rocket_db_pools::Database;
-    /// use rocket_server_sessions::Sessions;
-    ///
-    /// #[derive(Database)]
-    /// #[database("sessions")]
-    /// struct Db(sqlx::SqlitePool);
-    ///
-    /// let rocket = rocket::build()
-    ///     .attach(Db::init())
-    ///     .attach(Sessions::on_database::<Db>());
-    /// # }
-    /// ```
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub fn on_database<D>() -> Self
-    where
-        D: rocket_db_pools::Database,
-        D::Pool: SessionPool,
-    {
-        Sessions::fairing(OnDatabase::<D>(PhantomData))
-    }
-
-    /// The fairing, keeping sessions in Redis as `[session.redis]` says (its URL, key prefix
-    /// and timeout), behind the near cache of `[session.near_cache]`. The launch stops when
-    /// Redis cannot be reached.
+/// Reads every store table of this build's stores, so that an invalid one fails the launch
+/// whichever store serves.
+fn check_settings(figment: &Figment) -> Result<(), BuildError> {
+    #[cfg(any(feature = "postgres", feature = "redis"))]
+    crate::stores::NearCacheConfig::from_figment(figment)?;
     #[cfg(feature = "redis")]
-    pub fn on_redis() -> Self {
-        Sessions::fairing(OnRedis)
-    }
+    crate::stores::RedisConfig::from_figment(figment)?;
+    let _ = figment;
+    Ok(())
 }

@@ -46,9 +46,11 @@
 //! `[default.session]` in `Rocket.toml` or `ROCKET_SESSION`; see [`SessionConfig`].
 //!
 //! # Choosing the store from the configuration
-//! Give [`Sessions::fairing`] a [`StoreFactory`]: it reads `session.backend` and builds the store
-//! that name means, on the pools the application already has. Store settings live in tables of
-//! their own (`[default.session.redis]`, read by [`stores::RedisConfig`]).
+//! `Sessions::fairing(Backends::new().database::<Db>())`: [`Backends`], the crate's own
+//! [`StoreFactory`], builds the store `session.backend` names (`db` on the application's
+//! `rocket_db_pools` database, `redis`, `cached_db`, `cookie`, `memory`), its table migrated at
+//! ignite. Store settings live in tables of their own (`[default.session.redis]`, read by
+//! `stores::RedisConfig`). A factory of the application's own builds a store of its own.
 //!
 //! # Adding a store
 //! Implement [`SessionStore`] (its documentation lists the rules every store keeps), give it a
@@ -60,7 +62,6 @@
 mod commit;
 mod config;
 pub mod csrf;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod factories;
 mod fairing;
 mod guard;
@@ -73,6 +74,7 @@ pub mod stores;
 
 pub use config::{store_settings, ConfigError, SessionConfig};
 pub use csrf::{rotate_csrf_token, Csrf, CsrfToken};
+pub use factories::Backends;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use factories::SessionPool;
 pub use fairing::{BuildError, Sessions, StoreFactory};

@@ -4,9 +4,9 @@
 //! Cargo passes over such a test without a word; each one left out shows here instead, as an
 //! ignored test whose reason says how to run it (`--all-features` runs them all).
 
-#[cfg(not(all(feature = "sqlite", feature = "cookie")))]
+#[cfg(not(all(feature = "sqlite", feature = "redis", feature = "cookie")))]
 #[test]
-#[ignore = "tests/http (the session rules through HTTP) needs --features sqlite,cookie"]
+#[ignore = "tests/http (the session rules through HTTP) needs --features sqlite,redis,cookie"]
 fn http_tests() {}
 
 #[cfg(not(all(

@@ -67,6 +67,34 @@ impl CookieStore {
         }
     }
 
+    /// A store sealing with Rocket's `secret_key` in `figment`, as Rocket does for private
+    /// cookies: without one, a random key in the debug profile (sessions then do not survive a
+    /// restart, and a warning says so), a refusal elsewhere.
+    ///
+    /// # Errors
+    /// [`BuildError::Missing`](crate::BuildError::Missing) when the key is missing outside debug, or is not a valid key.
+    pub fn from_figment(
+        figment: &rocket::figment::Figment,
+        cookie_name: &str,
+    ) -> Result<Self, crate::fairing::BuildError> {
+        use crate::fairing::BuildError;
+        match figment.extract_inner::<String>("secret_key") {
+            Ok(key) => {
+                CookieStore::new(&key, cookie_name).map_err(|e| BuildError::Missing(e.to_string()))
+            }
+            Err(_) if figment.profile() == "debug" => {
+                log::warn!(
+                    "no secret_key: session cookies are sealed with a random key and will not \
+                     open after a restart"
+                );
+                Ok(CookieStore::with_key(Key::generate(), cookie_name))
+            }
+            Err(_) => Err(BuildError::Missing(
+                "secret_key must be set (e.g. `openssl rand -base64 32`)".into(),
+            )),
+        }
+    }
+
     fn seal(&self, data: &Data, expires: OffsetDateTime, version: i64) -> Result<String> {
         let payload = json!({ "v": version, "e": expires.unix_timestamp(), "d": data }).to_string();
         let mut jar = CookieJar::new();

@@ -3,6 +3,7 @@
 //! (`framework.rs`), the sealed-cookie store (`cookie.rs`), and property tests of the parsers
 //! and codecs that read what a client sends (`properties.rs`).
 
+mod backends;
 mod common;
 mod cookie;
 mod csrf;

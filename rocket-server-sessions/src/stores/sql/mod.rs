@@ -292,6 +292,17 @@ impl SqlStore {
         SqlStore { channel, ..self }
     }
 
+    /// Whether the database reports every change to a session (PostgreSQL, through its
+    /// triggers), so that a near cache in front can serve what it keeps. SQLite reports none.
+    pub fn reports_changes(&self) -> bool {
+        match &self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => false,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => true,
+        }
+    }
+
     /// Makes the `session` table (and on PostgreSQL its triggers) if they are not there yet;
     /// does nothing to a table that is. Call it once at launch, before serving (or from a
     /// deploy script): it is safe to run from several servers at once.
