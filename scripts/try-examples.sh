@@ -12,7 +12,9 @@ export PGOPTIONS="--client-min-messages=warning"
 : "${SESSIONS_TEST_POSTGRES_URL:?set it, as for the tests}"
 : "${SESSIONS_TEST_REDIS_URL:?set it, as for the tests}"
 root=$PWD
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples"
 
+prefix="try-examples:$$:"
 work=$(mktemp -d)
 jar="$work/cookies"
 server=
@@ -20,6 +22,8 @@ cleanup() {
     [ -n "$server" ] && kill "$server" 2>/dev/null || true
     psql -q "$SESSIONS_TEST_POSTGRES_URL" -c "DROP SCHEMA IF EXISTS try_examples CASCADE" \
         >/dev/null 2>&1 || true
+    redis-cli -u "$SESSIONS_TEST_REDIS_URL" --scan --pattern "$prefix*" 2>/dev/null |
+        xargs -r redis-cli -u "$SESSIONS_TEST_REDIS_URL" del >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -31,7 +35,6 @@ case "$SESSIONS_TEST_POSTGRES_URL" in
     *\?*) pg_url="$SESSIONS_TEST_POSTGRES_URL&options=-csearch_path%3Dtry_examples" ;;
     *) pg_url="$SESSIONS_TEST_POSTGRES_URL?options=-csearch_path%3Dtry_examples" ;;
 esac
-prefix="try-examples:$$:"
 
 for name in sqlite postgres redis; do
     cargo build -q -p rocket-server-sessions --example "$name" --features "$name"
@@ -48,26 +51,40 @@ start() {
             postgres) export ROCKET_DATABASES="{sessions={url=\"$pg_url\"}}" ;;
             redis) export ROCKET_SESSION="{redis={url=\"$SESSIONS_TEST_REDIS_URL\",key_prefix=\"$prefix\"}}" ;;
         esac
-        exec "$root/target/debug/examples/$name"
+        exec "$bin/$name"
     ) &
     server=$!
     for _ in $(seq 1 150); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" -b /dev/null 2>/dev/null && return
+        if ! kill -0 "$server" 2>/dev/null; then
+            echo "$name example: exited before serving" >&2
+            exit 1
+        fi
+        curl -s --max-time 5 -o /dev/null "http://127.0.0.1:$port/" -b /dev/null 2>/dev/null &&
+            return
         sleep 0.1
     done
     echo "$name example: did not start on port $port" >&2
     exit 1
 }
 
+# Stops the example as a service manager does (SIGTERM): it must shut down cleanly, exit 0.
 stop() {
+    local name=$1
     kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
+    if ! wait "$server"; then
+        echo "$name example: did not shut down cleanly (see its output above)" >&2
+        server=
+        exit 1
+    fi
     server=
 }
 
 expect() {
     local name=$1 port=$2 count=$3 page
-    page=$(curl -s -b "$jar" -c "$jar" "http://127.0.0.1:$port/")
+    if ! page=$(curl -s --max-time 10 -b "$jar" -c "$jar" "http://127.0.0.1:$port/"); then
+        echo "$name example: no answer on port $port" >&2
+        exit 1
+    fi
     case "$page" in
         "$count visits"*) ;;
         *) echo "$name example: expected $count visits, got: $page" >&2; exit 1 ;;
@@ -80,14 +97,13 @@ for name in sqlite postgres redis; do
     start "$name" "$port"
     expect "$name" "$port" 1
     expect "$name" "$port" 2
-    stop
+    stop "$name"
     start "$name" "$port"
     expect "$name" "$port" 3
-    stop
+    stop "$name"
     if [ "$name" = sqlite ] && [ ! -f "$work/sessions.sqlite3" ]; then
         echo "sqlite example: no database in the working directory" >&2
         exit 1
     fi
     echo "$name example: ok (a count of 3 across a restart)"
 done
-redis-cli -u "$SESSIONS_TEST_REDIS_URL" --scan --pattern "$prefix*" | xargs -r redis-cli -u "$SESSIONS_TEST_REDIS_URL" del >/dev/null

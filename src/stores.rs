@@ -110,6 +110,13 @@ pub async fn maintenance(
             figment,
             &config.cookie_name,
         )?)),
+        "memory" => {
+            return Err(BuildError::Missing(
+                "session.backend = \"memory\": the sessions live in the server's own process; \
+                 a command has none to work on"
+                    .into(),
+            ))
+        }
         other => return Err(unknown(other)),
     })
 }

@@ -135,8 +135,8 @@ impl Backends {
         };
         let Some(pool) = (database.fetch)(rocket) else {
             return Err(BuildError::Missing(format!(
-                "the database {:?} is not attached: attach `{}::init()` before the Sessions \
-                 fairing",
+                "the database {:?} is not available: its fairing failed (see above), or \
+                 `{}::init()` is not attached before the Sessions fairing",
                 database.name, database.type_name
             )));
         };

@@ -1,7 +1,7 @@
 //! "Your sessions": a user's signed-in sessions as the store lists them, and ending them.
 //!
 //! A store that keeps an index from users to their sessions lists and deletes them
-//! (`SessionStore::user_sessions`, `end_user_session`); the page names each by its public id,
+//! (its `UserIndex`: `user_sessions`, `end_user_session`); the page names each by its public id,
 //! never its key. A store that cannot list them (the sealed-cookie store) still signs out every
 //! other session: the user's session generation goes up, and every session holding the old
 //! one is flushed on its next request (`auth.rs`).

@@ -231,9 +231,9 @@ impl Context {
         Ok(pool)
     }
 
-    /// The store `session.backend` names, built by the server's own module
-    /// ([`stores::maintenance`]) for maintenance, on a migrated database if the store keeps
-    /// its sessions there.
+    /// The store `session.backend` names, for maintenance ([`stores::maintenance`]: the
+    /// server's store without its near cache), on a migrated database if the store keeps its
+    /// sessions there.
     ///
     /// # Errors
     /// Invalid settings, the database cannot be opened or is not migrated, or the store

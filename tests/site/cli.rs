@@ -365,6 +365,20 @@ fn clearsessions_for_a_store_that_expires_sessions_itself_says_so_and_succeeds()
     assert!(stdout.contains("nothing to clear"), "{stdout}");
 }
 
+/// The server takes `backend = "memory"` (the crate's factory knows it); a command has no
+/// sessions to work on then, and says so rather than that the name is unknown.
+#[test]
+fn a_command_on_the_memory_store_says_the_sessions_are_in_the_server() {
+    let site = Site::new();
+    let stderr = site
+        .rango_with(
+            &["clearsessions"],
+            &[("ROCKET_SESSION", "{backend=\"memory\"}")],
+        )
+        .failure();
+    assert!(stderr.contains("in the server's own process"), "{stderr}");
+}
+
 #[test]
 fn clearsessions_exits_1_when_the_database_cannot_be_opened() {
     let site = Site::new();

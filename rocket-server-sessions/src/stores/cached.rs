@@ -338,13 +338,13 @@ impl<S: SessionStore> UserIndex for CachedStore<S> {
     }
 }
 
+impl<S: SessionStore> crate::stores::near::sealed::Sealed for CachedStore<S> {}
+
 /// Redis reports every change to its copies (`redis/watch.rs`), and every change to a session
 /// goes through its copy in Redis (written over, invalidated or buried), so a
 /// [`NearCached`](super::NearCached) store can keep what this one loads, for as long as the
-/// copy it came from may live ([`CACHE_TTL`] after it was written): Redis reports a copy's
+/// copy it came from may live (`CachedStore::COPY_TTL` after it was written): Redis reports a copy's
 /// expiry only when it notices it.
-impl<S: SessionStore> crate::stores::near::sealed::Sealed for CachedStore<S> {}
-
 #[rocket::async_trait]
 impl<S: SessionStore> Watched for CachedStore<S> {
     fn watched_name(&self, id: &str) -> Option<String> {

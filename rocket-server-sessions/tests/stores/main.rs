@@ -905,3 +905,30 @@ async fn sqlite_clearing_leaves_no_index_entry_of_an_expired_session() {
     assert_eq!(store.clear_expired().await.expect("clears"), 3);
     assert_eq!(indexed().await, 1);
 }
+
+/// An application's `main` drops its Rocket, and so its store, after the runtime is gone (the
+/// `#[launch]` macro does): the PostgreSQL store, holding pooled connections, must let go of
+/// them without a runtime to hand them back on, rather than panic at exit.
+#[test]
+fn a_postgres_store_dropped_after_its_runtime_is_gone_does_not_panic() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let made = runtime.block_on(async {
+        let (store, keep) = new_postgres_store().await?;
+        let stored = store
+            .create(&data(json!({"n": 1})), in_an_hour())
+            .await
+            .expect("create");
+        // A load too: the store's lanes now hold a connection each for reads and writes.
+        assert!(store.load(&stored.id).await.expect("load").is_some());
+        Some((store, keep))
+    });
+    drop(runtime);
+    let Some((store, (pool, schema))) = made else {
+        return;
+    };
+    drop(store);
+    // The schema goes on a thread and runtime of its own. (Closing the pool would wait for the
+    // connections the store let go of, which it never gets back: the process is not ending.)
+    drop(pool);
+    drop(schema);
+}

@@ -64,6 +64,12 @@ pub(crate) trait Source: Send + Sync + 'static {
     fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
         std::future::pending()
     }
+
+    /// Lets go of a connection when the lanes are dropped outside any Tokio runtime (an
+    /// application's `main` drops its Rocket, and so the store, after the runtime is gone).
+    fn abandon(held: Self::Held) {
+        drop(held);
+    }
 }
 
 /// Connections of the lanes' own, opened with the pool's options: for SQLite, where the pool's
@@ -118,6 +124,13 @@ impl<DB: Database> Source for Borrowed<DB> {
     /// Closed, not handed back: the pool must not give it to anyone else.
     fn discard(held: PoolConnection<DB>) {
         drop(held.detach());
+    }
+
+    /// Forgotten: dropping or detaching a pooled connection spawns a task on the runtime
+    /// (sqlx returns it to the pool, or keeps the pool's `min_connections`), and without one
+    /// that panics. The process is ending; its sockets close with it.
+    fn abandon(held: PoolConnection<DB>) {
+        std::mem::forget(held);
     }
 
     /// The pool is closing (the application shuts down): it waits for every connection it
@@ -362,6 +375,19 @@ pub(crate) enum Failure {
     Retry(sqlx::Error),
     /// For good.
     Fatal(sqlx::Error),
+}
+
+impl<S: Source> Drop for Lanes<S> {
+    fn drop(&mut self) {
+        if rocket::tokio::runtime::Handle::try_current().is_ok() {
+            return; // the connections drop with their slots, as anywhere else
+        }
+        for slot in self.slots.iter() {
+            if let Some(open) = slot.try_lock().ok().and_then(|mut slot| slot.take()) {
+                S::abandon(open.conn);
+            }
+        }
+    }
 }
 
 impl<S: Source> Drop for Lane<'_, S> {
