@@ -17,7 +17,7 @@ pub enum Error {
     Time(#[from] time::error::Format),
     /// The session store failed (listing or ending a user's sessions).
     #[error("session store: {0}")]
-    Store(#[from] rocket_server_sessions::StoreError),
+    Store(#[from] rocket_server_sessions::store::StoreError),
     /// A user could not be stored: its password could not be hashed (or, where a form does
     /// not handle it, its name was taken).
     #[error("storing a user: {0}")]
@@ -33,7 +33,7 @@ impl<'r> Responder<'r, 'static> for Error {
             Error::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
             ) => Status::ServiceUnavailable,
-            Error::Store(rocket_server_sessions::StoreError::Backend(_)) => {
+            Error::Store(rocket_server_sessions::store::StoreError::Backend(_)) => {
                 Status::ServiceUnavailable
             }
             _ => Status::InternalServerError,

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use rocket::figment::Figment;
+use rocket_server_sessions::store::SessionStore;
 use rocket_server_sessions::stores::{CachedStore, CookieStore, RedisConfig, RedisStore, SqlStore};
-use rocket_server_sessions::{Backends, BuildError, SessionConfig, SessionStore};
+use rocket_server_sessions::{Backends, BuildError, SessionConfig};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rocket_server_sessions::{SessionKey, SessionStore};
+use rocket_server_sessions::store::{SessionKey, SessionStore};
 use rango_fuzz::{block_on, cookie_store, is_well_formed_key, session_cookie_of_header};
 
 fuzz_target!(|bytes: &[u8]| {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rocket_server_sessions::{decode, SessionStore, StoreError};
+use rocket_server_sessions::store::{decode, SessionStore, StoreError};
 use rango_fuzz::{block_on, cookie_store, seal};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};

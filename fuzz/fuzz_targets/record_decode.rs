@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rocket_server_sessions::{decode, encode, Data, Expiry, EXPIRY_KEY};
+use rocket_server_sessions::Expiry;
+use rocket_server_sessions::store::{decode, encode, Data, EXPIRY_KEY};
 
 fuzz_target!(|bytes: &[u8]| {
     let data = decode(&String::from_utf8_lossy(bytes));

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rocket_server_sessions::SessionKey;
+use rocket_server_sessions::store::SessionKey;
 use rango_fuzz::is_well_formed_key;
 
 fuzz_target!(|bytes: &[u8]| {

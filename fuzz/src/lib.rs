@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 
 use cookie::{Cookie, CookieJar, Key};
 use rocket_server_sessions::stores::CookieStore;
-use rocket_server_sessions::SessionKey;
+use rocket_server_sessions::store::SessionKey;
 
 /// The cookie name the site uses.
 pub const COOKIE_NAME: &str = "sessionid";

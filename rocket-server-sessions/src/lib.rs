@@ -14,7 +14,7 @@
 //!   after each response ends the request's session by Django's middleware rules (save, merge,
 //!   delete, set or remove the cookie);
 //! - the [`Session`] request guard hands a handler the session of its request;
-//! - a [`SessionStore`] keeps records; [`stores`] has one per Cargo feature: `sqlite` and
+//! - a [`SessionStore`](store::SessionStore) keeps records; [`stores`] has one per Cargo feature: `sqlite` and
 //!   `postgres` ([`stores::SqlStore`] on a pool the application hands it), `redis`
 //!   ([`stores::RedisStore`], and [`stores::CachedStore`]: Redis in front of another store),
 //!   `cookie` ([`stores::CookieStore`], sealed with Rocket's `secret_key`), and
@@ -53,7 +53,7 @@
 //! `stores::RedisConfig`). A factory of the application's own builds a store of its own.
 //!
 //! # Adding a store
-//! Implement [`SessionStore`] (its documentation lists the rules every store keeps), give it a
+//! Implement [`SessionStore`](store::SessionStore) (its documentation lists the rules every store keeps), give it a
 //! name in the application's factory, and run the crate's generic store suite on it (this
 //! crate's `tests/stores/`). The crate's README walks through [`stores::MemoryStore`] as the
 //! example.
@@ -69,10 +69,10 @@ mod handle;
 mod key;
 mod reaper;
 mod record;
-mod store;
+pub mod store;
 pub mod stores;
 
-pub use config::{store_settings, ConfigError, SessionConfig};
+pub use config::{ConfigError, SessionConfig};
 pub use csrf::{rotate_csrf_token, Csrf, CsrfToken};
 pub use factories::Backends;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -80,9 +80,4 @@ pub use factories::SessionPool;
 pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;
-pub use key::SessionKey;
-pub use record::{decode, encode, Data, Expiry, Record, EXPIRY_KEY, USER_KEY};
-pub use store::{
-    Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
-    UserSession,
-};
+pub use record::{Expiry, USER_KEY};

@@ -16,7 +16,7 @@ pub const EXPIRY_KEY: &str = "_session_expiry";
 /// The data key that names the user a session is signed in as (Django's `_auth_user_id`): a
 /// string. Stores that list a user's sessions ([`UserIndex::user_sessions`]) index it.
 ///
-/// [`UserIndex::user_sessions`]: crate::UserIndex::user_sessions
+/// [`UserIndex::user_sessions`]: crate::store::UserIndex::user_sessions
 pub const USER_KEY: &str = "_auth_user_id";
 
 /// The user `data` is signed in as: the string under [`USER_KEY`], if there is one.

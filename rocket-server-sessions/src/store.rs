@@ -1,8 +1,13 @@
-//! The seam between the session layer and where sessions are kept.
+//! The seam between the session layer and where sessions are kept: what a store implements
+//! ([`SessionStore`] and its capabilities), what it keeps ([`Record`]s of [`Data`], named by a
+//! [`SessionKey`]'s digest), and what an application's own [`StoreFactory`](crate::StoreFactory)
+//! returns. An application that uses the crate's stores needs none of it.
 
 use time::OffsetDateTime;
 
-use crate::record::{Data, Record};
+pub use crate::config::store_settings;
+pub use crate::key::SessionKey;
+pub use crate::record::{decode, encode, Data, Record, EXPIRY_KEY};
 
 /// What went wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +39,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Where sessions live. Object safe, so the configured store is chosen at launch.
 ///
 /// A session is named by its *id*: the value its cookie holds. For a server-side store that is
-/// a [`SessionKey`](super::SessionKey); a store that keeps the data in the cookie itself would
+/// a [`SessionKey`]; a store that keeps the data in the cookie itself would
 /// return the sealed data as the id. The store, not the session layer, decides.
 ///
 /// The rules every store keeps (the generic store suite checks them):
@@ -57,7 +62,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// memory store:
 ///
 /// ```
-/// use rocket_server_sessions::{
+/// use rocket_server_sessions::store::{
 ///     encode, Census, ClearInBatches, Data, Record, Result, SessionStore, StoreError, Stored,
 ///     UserIndex,
 /// };

@@ -6,7 +6,8 @@
 //! other session: the user's session generation goes up, and every session holding the old
 //! one is flushed on its next request (`auth.rs`).
 
-use rocket_server_sessions::{Expiry, Record, SessionConfig, SessionStore, StoreError};
+use rocket_server_sessions::store::{Record, SessionStore, StoreError};
+use rocket_server_sessions::{Expiry, SessionConfig};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

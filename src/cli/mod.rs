@@ -22,7 +22,8 @@ use clap::{Parser, Subcommand};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket_db_pools::Database;
-use rocket_server_sessions::{BuildError, ConfigError, SessionConfig, StoreError};
+use rocket_server_sessions::store::StoreError;
+use rocket_server_sessions::{BuildError, ConfigError, SessionConfig};
 
 use crate::db::{Db, DbPool, MigrationError};
 use crate::stores;

@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use super::{Context, Error, Result};
-use rocket_server_sessions::SessionKey;
+use rocket_server_sessions::store::SessionKey;
 
 /// Prints the session whose cookie value is `key`: its expiry date, whether it ends at browser
 /// close, and its data as pretty JSON.

@@ -271,7 +271,7 @@ async fn cached_db_keeps_sessions_working_from_sql_while_its_redis_is_down_then_
     let mut server = Server::start(&redis_env(&dir, "cached_db", &redis.url()));
     let http = Http::fresh();
     let cached = |redis: &RedisServer, key: &str| -> Option<String> {
-        let digest = rocket_server_sessions::SessionKey::parse(key)
+        let digest = rocket_server_sessions::store::SessionKey::parse(key)
             .expect("a key")
             .digest_hex();
         redis::cmd("HGET")
@@ -317,7 +317,7 @@ async fn cached_db_keeps_sessions_working_from_sql_while_its_redis_is_down_then_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(visits_in(cached(&redis, &key)), Some(n));
-    let digest = rocket_server_sessions::SessionKey::parse(&key)
+    let digest = rocket_server_sessions::store::SessionKey::parse(&key)
         .expect("a key")
         .digest_hex();
     let planted = cached(&redis, &key)
@@ -377,7 +377,7 @@ async fn cached_db_waits_for_a_redis_that_stops_answering_once_not_on_every_requ
     tokio::time::sleep(Duration::from_secs(5)).await;
     let reply = http.get(&server.url("/rango/"), Some(&key)).await;
     assert_eq!((reply.status, reply.visits()), (200, 9));
-    let digest = rocket_server_sessions::SessionKey::parse(&key)
+    let digest = rocket_server_sessions::store::SessionKey::parse(&key)
         .expect("a key")
         .digest_hex();
     let cached: Option<String> = redis::cmd("HGET")

@@ -184,7 +184,7 @@ async fn cached_db_servers_agree_within_a_bound_after_one_loses_redis_while_savi
     let name = format!(
         "{}{}",
         redis.prefix,
-        rocket_server_sessions::SessionKey::parse(&key)
+        rocket_server_sessions::store::SessionKey::parse(&key)
             .expect("a key")
             .digest_hex()
     );

@@ -14,8 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::common::csrf_token;
+use rocket_server_sessions::store::{Census, Data, SessionStore, Stored};
 use rocket_server_sessions::stores::SqlStore;
-use rocket_server_sessions::{Census, Data, SessionStore, Stored};
 
 /// A temporary database and the binary pointed at it.
 struct Site {

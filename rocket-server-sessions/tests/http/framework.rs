@@ -9,11 +9,11 @@ use rocket::local::asynchronous::Client;
 use rocket::{get, routes, Build, Rocket};
 use time::OffsetDateTime;
 
-use rocket_server_sessions::stores::MemoryStore;
-use rocket_server_sessions::{
-    Census, ClearInBatches, Data, Record, Session, SessionConfig, SessionStore, Sessions,
-    StoreError, Stored, UserIndex,
+use rocket_server_sessions::store::{
+    Census, ClearInBatches, Data, Record, SessionStore, StoreError, Stored, UserIndex,
 };
+use rocket_server_sessions::stores::MemoryStore;
+use rocket_server_sessions::{Session, SessionConfig, Sessions};
 
 /// A memory store that counts the calls it gets.
 #[derive(Default)]
@@ -25,7 +25,7 @@ struct Counting {
 
 #[rocket::async_trait]
 impl SessionStore for Counting {
-    async fn load(&self, id: &str) -> rocket_server_sessions::Result<Option<Record>> {
+    async fn load(&self, id: &str) -> rocket_server_sessions::store::Result<Option<Record>> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(id).await
     }
@@ -33,7 +33,7 @@ impl SessionStore for Counting {
         &self,
         data: &Data,
         expires: OffsetDateTime,
-    ) -> rocket_server_sessions::Result<Stored> {
+    ) -> rocket_server_sessions::store::Result<Stored> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.create(data, expires).await
     }
@@ -41,15 +41,15 @@ impl SessionStore for Counting {
         &self,
         id: &str,
         record: &Record,
-    ) -> rocket_server_sessions::Result<Option<Stored>> {
+    ) -> rocket_server_sessions::store::Result<Option<Stored>> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.update(id, record).await
     }
-    async fn delete(&self, id: &str) -> rocket_server_sessions::Result<()> {
+    async fn delete(&self, id: &str) -> rocket_server_sessions::store::Result<()> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(id).await
     }
-    async fn clear_expired(&self) -> rocket_server_sessions::Result<u64> {
+    async fn clear_expired(&self) -> rocket_server_sessions::store::Result<u64> {
         self.inner.clear_expired().await
     }
     fn expires_by_itself(&self) -> bool {
@@ -64,7 +64,7 @@ impl SessionStore for Counting {
     fn user_index(&self) -> Option<&dyn UserIndex> {
         self.inner.user_index()
     }
-    async fn describe(&self) -> rocket_server_sessions::Result<String> {
+    async fn describe(&self) -> rocket_server_sessions::store::Result<String> {
         self.inner.describe().await
     }
 }
@@ -74,27 +74,35 @@ struct Down;
 
 #[rocket::async_trait]
 impl SessionStore for Down {
-    async fn load(&self, _: &str) -> rocket_server_sessions::Result<Option<Record>> {
+    async fn load(&self, _: &str) -> rocket_server_sessions::store::Result<Option<Record>> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn create(&self, _: &Data, _: OffsetDateTime) -> rocket_server_sessions::Result<Stored> {
+    async fn create(
+        &self,
+        _: &Data,
+        _: OffsetDateTime,
+    ) -> rocket_server_sessions::store::Result<Stored> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn update(&self, _: &str, _: &Record) -> rocket_server_sessions::Result<Option<Stored>> {
+    async fn update(
+        &self,
+        _: &str,
+        _: &Record,
+    ) -> rocket_server_sessions::store::Result<Option<Stored>> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn delete(&self, _: &str) -> rocket_server_sessions::Result<()> {
+    async fn delete(&self, _: &str) -> rocket_server_sessions::store::Result<()> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
     }
-    async fn clear_expired(&self) -> rocket_server_sessions::Result<u64> {
+    async fn clear_expired(&self) -> rocket_server_sessions::store::Result<u64> {
         Err(StoreError::backend(std::io::Error::other(
             "connection refused",
         )))
@@ -112,7 +120,7 @@ impl SessionStore for Down {
         None
     }
     // Up at launch; down from the first request on.
-    async fn describe(&self) -> rocket_server_sessions::Result<String> {
+    async fn describe(&self) -> rocket_server_sessions::store::Result<String> {
         Ok("a store that goes down".into())
     }
 }

@@ -30,7 +30,7 @@ pub trait App {
 
     /// The stored row of the session `key`: (data, expires, version).
     async fn row(&self, key: &str) -> Option<(String, i64, i64)> {
-        let digest = rocket_server_sessions::SessionKey::parse(key)
+        let digest = rocket_server_sessions::store::SessionKey::parse(key)
             .expect("well-formed key")
             .digest();
         sqlx::query_as("SELECT data, expires, version FROM session WHERE key_hash = ?1")
@@ -42,7 +42,7 @@ pub trait App {
 
     /// Runs `sql` with `key`'s digest bound to `?1`.
     async fn exec_on(&self, key: &str, sql: &str) {
-        let digest = rocket_server_sessions::SessionKey::parse(key)
+        let digest = rocket_server_sessions::store::SessionKey::parse(key)
             .expect("well-formed key")
             .digest();
         sqlx::query(sql)

@@ -17,10 +17,11 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
-use rocket_server_sessions::stores::CookieStore;
-use rocket_server_sessions::{
-    decode, encode, Data, Expiry, Record, SessionKey, SessionStore, StoreError, Stored, EXPIRY_KEY,
+use rocket_server_sessions::store::{
+    decode, encode, Data, Record, SessionKey, SessionStore, StoreError, Stored, EXPIRY_KEY,
 };
+use rocket_server_sessions::stores::CookieStore;
+use rocket_server_sessions::Expiry;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

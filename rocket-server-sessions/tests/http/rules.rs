@@ -675,7 +675,7 @@ async fn the_store_keeps_only_a_digest_of_the_key() {
         .fetch_one(app.pool())
         .await
         .expect("row");
-    let digest = rocket_server_sessions::SessionKey::parse(&key)
+    let digest = rocket_server_sessions::store::SessionKey::parse(&key)
         .expect("key")
         .digest();
     assert_eq!(stored, digest.to_vec());

@@ -15,11 +15,11 @@ mod suite;
 use std::path::Path;
 use std::str::FromStr;
 
+use rocket_server_sessions::store::{
+    Census, ClearInBatches, Data, Record, SessionKey, SessionStore, Stored, UserIndex,
+};
 use rocket_server_sessions::stores::{
     CachedStore, CookieStore, MemoryStore, NearCached, RedisStore, SqlStore, Watched,
-};
-use rocket_server_sessions::{
-    Census, ClearInBatches, Data, Record, SessionKey, SessionStore, Stored, UserIndex,
 };
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
@@ -591,7 +591,7 @@ fn corruptions() -> Vec<(&'static str, Box<Corrupt>)> {
 async fn load_together<S: SessionStore>(
     store: &S,
     ids: [&str; 3],
-) -> [rocket_server_sessions::Result<Option<Record>>; 3] {
+) -> [rocket_server_sessions::store::Result<Option<Record>>; 3] {
     let (a, b, c) = tokio::join!(store.load(ids[0]), store.load(ids[1]), store.load(ids[2]));
     [a, b, c]
 }
@@ -620,7 +620,7 @@ async fn redis_entry_that_does_not_decode_is_an_empty_session_and_hurts_no_other
         corrupt(&mut conn, &store.watched_name(&ids[1]).expect("a name"));
 
         let [ann, bob, cid] = load_together(&store, [&ids[0], &ids[1], &ids[2]]).await;
-        let user = |loaded: rocket_server_sessions::Result<Option<Record>>| {
+        let user = |loaded: rocket_server_sessions::store::Result<Option<Record>>| {
             let record = loaded.unwrap_or_else(|e| panic!("{corruption}: a load failed: {e}"));
             record.map(|record| record.data["user"].clone())
         };

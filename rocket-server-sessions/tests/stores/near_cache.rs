@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::services::{PgSchema, RedisPrefix};
 use std::num::NonZeroUsize;
 
+use rocket_server_sessions::store::{Data, Record, SessionStore, Stored};
 use rocket_server_sessions::stores::{NearCached, RedisStore, SqlStore, Watched};
-use rocket_server_sessions::{Data, Record, SessionStore, Stored};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -426,7 +426,7 @@ async fn postgres_notifies_updates_and_deletes_of_live_sessions_only() {
     let Stored { id: renewed, .. } = store.create(&data(3), past).await.expect("created");
 
     let digest = |id: &str| {
-        rocket_server_sessions::SessionKey::parse(id)
+        rocket_server_sessions::store::SessionKey::parse(id)
             .expect("a key")
             .digest_hex()
     };

@@ -26,9 +26,10 @@ use std::time::Duration as StdDuration;
 
 use rocket::futures::future::join_all;
 use rocket::tokio::sync::Barrier;
-use rocket_server_sessions::{
-    Data, Record, SessionKey, SessionStore, Stored, UserIndex, UserSession, USER_KEY,
+use rocket_server_sessions::store::{
+    Data, Record, SessionKey, SessionStore, Stored, UserIndex, UserSession,
 };
+use rocket_server_sessions::USER_KEY;
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
