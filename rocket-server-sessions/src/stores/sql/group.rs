@@ -40,7 +40,7 @@ use rocket::tokio::time::timeout;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
 
-use super::Write;
+use super::write::{Write, DELETE, END, INSERT, UPDATE};
 use crate::store::{Result, StoreError};
 
 impl Write {
@@ -52,7 +52,7 @@ impl Write {
                 expires,
                 user,
             } => conn
-                .prepare_cached(super::INSERT)?
+                .prepare_cached(INSERT)?
                 .execute((&digest[..], data, expires, user)),
             Write::Update {
                 digest,
@@ -60,17 +60,11 @@ impl Write {
                 expires,
                 version,
                 user,
-            } => conn.prepare_cached(super::UPDATE)?.execute((
-                data,
-                expires,
-                user,
-                &digest[..],
-                version,
-            )),
-            Write::Delete { digest } => conn.prepare_cached(super::DELETE)?.execute((&digest[..],)),
-            Write::End { digest, user } => conn
-                .prepare_cached(super::END)?
-                .execute((&digest[..], user)),
+            } => conn
+                .prepare_cached(UPDATE)?
+                .execute((data, expires, user, &digest[..], version)),
+            Write::Delete { digest } => conn.prepare_cached(DELETE)?.execute((&digest[..],)),
+            Write::End { digest, user } => conn.prepare_cached(END)?.execute((&digest[..], user)),
         }
     }
 }
