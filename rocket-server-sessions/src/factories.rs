@@ -148,30 +148,23 @@ impl Backends {
 
 /// `store` behind a near cache as `[session.near_cache]` says, or as it is when it is off.
 #[cfg(any(feature = "postgres", feature = "redis"))]
-fn near<S: crate::stores::Watched>(
-    store: S,
-    figment: &Figment,
-) -> Result<Arc<dyn SessionStore>, BuildError> {
-    let config = crate::stores::NearCacheConfig::from_figment(figment)?;
-    Ok(match config.capacity() {
+fn near<S: crate::stores::Watched>(store: S, settings: &Settings) -> Arc<dyn SessionStore> {
+    match settings.near_cache {
         Some(capacity) => Arc::new(crate::stores::NearCached::new(store, capacity)),
         None => Arc::new(store),
-    })
+    }
 }
 
 /// The SQL store as served: on PostgreSQL behind the near cache; on SQLite as it is (its loads
 /// cost no round trip, and SQLite reports no change for a near cache to hear).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn served(
-    store: crate::stores::SqlStore,
-    figment: &Figment,
-) -> Result<Arc<dyn SessionStore>, BuildError> {
+fn served(store: crate::stores::SqlStore, settings: &Settings) -> Arc<dyn SessionStore> {
     #[cfg(feature = "postgres")]
     if store.reports_changes() {
-        return near(store, figment);
+        return near(store, settings);
     }
-    let _ = figment;
-    Ok(Arc::new(store))
+    let _ = settings;
+    Arc::new(store)
 }
 
 #[rocket::async_trait]
@@ -182,19 +175,18 @@ impl StoreFactory for Backends {
         config: &SessionConfig,
     ) -> Result<Arc<dyn SessionStore>, BuildError> {
         let figment = rocket.figment();
-        check_settings(figment)?;
+        let settings = Settings::read(figment)?;
+        let _ = &settings; // a build with no store of settings of its own reads none
         Ok(match config.backend.as_str() {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            "db" => served(self.sql(rocket).await?, figment)?,
+            "db" => served(self.sql(rocket).await?, &settings),
             #[cfg(feature = "redis")]
-            "redis" | "cache" => near(redis(figment).await?, figment)?,
+            "redis" | "cache" => near(redis(&settings).await?, &settings),
             #[cfg(all(feature = "redis", any(feature = "sqlite", feature = "postgres")))]
             "cached_db" => {
                 let db = self.sql(rocket).await?;
-                near(
-                    crate::stores::CachedStore::new(redis(figment).await?, db),
-                    figment,
-                )?
+                let cached = crate::stores::CachedStore::new(redis(&settings).await?, db);
+                near(cached, &settings)
             }
             #[cfg(feature = "cookie")]
             "cookie" => Arc::new(crate::stores::CookieStore::from_figment(
@@ -214,18 +206,29 @@ impl StoreFactory for Backends {
 
 /// The Redis store of `[session.redis]`.
 #[cfg(feature = "redis")]
-async fn redis(figment: &Figment) -> Result<crate::stores::RedisStore, BuildError> {
-    let settings = crate::stores::RedisConfig::from_figment(figment)?;
-    Ok(crate::stores::RedisStore::connect(&settings).await?)
+async fn redis(settings: &Settings) -> Result<crate::stores::RedisStore, BuildError> {
+    Ok(crate::stores::RedisStore::connect(&settings.redis).await?)
 }
 
-/// Reads every store table of this build's stores, so that an invalid one fails the launch
-/// whichever store serves.
-fn check_settings(figment: &Figment) -> Result<(), BuildError> {
+/// The store tables of this build's stores, every one read at ignite, so that an invalid one
+/// fails the launch whichever store serves.
+struct Settings {
+    /// `[session.near_cache]`: the near cache's capacity, or `None` when it is off.
     #[cfg(any(feature = "postgres", feature = "redis"))]
-    crate::stores::NearCacheConfig::from_figment(figment)?;
+    near_cache: Option<std::num::NonZeroUsize>,
+    /// `[session.redis]`.
     #[cfg(feature = "redis")]
-    crate::stores::RedisConfig::from_figment(figment)?;
-    let _ = figment;
-    Ok(())
+    redis: crate::stores::RedisConfig,
+}
+
+impl Settings {
+    fn read(figment: &Figment) -> Result<Self, BuildError> {
+        let _ = figment;
+        Ok(Settings {
+            #[cfg(any(feature = "postgres", feature = "redis"))]
+            near_cache: crate::stores::NearCacheConfig::from_figment(figment)?.capacity(),
+            #[cfg(feature = "redis")]
+            redis: crate::stores::RedisConfig::from_figment(figment)?,
+        })
+    }
 }
