@@ -5,14 +5,14 @@
 //! For 1, 4, 16 and 64 concurrent savers (tasks that each save a new session, then the next,
 //! for two seconds), on one worker thread as a server pinned to one core has, against a fresh
 //! SQLite file in WAL mode with `synchronous = NORMAL` (what a server sets), it prints the saves
-//! per second and how many saves each commit held (`SqlStore::group_commits`).
+//! per second and how many saves each commit held (`SqliteStore::group_commits`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocket_server_sessions::store::{Data, SessionStore};
-use rocket_server_sessions::stores::SqlStore;
+use rocket_server_sessions::stores::SqliteStore;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
@@ -44,7 +44,7 @@ async fn run(savers: usize) {
         .connect_with(options)
         .await
         .expect("a pool");
-    let store = SqlStore::sqlite(pool);
+    let store = SqliteStore::new(pool);
     store.migrate().await.expect("the session table");
     let mut data = Data::new();
     data.insert("visits".into(), 1.into());

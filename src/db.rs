@@ -9,7 +9,8 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use rocket_server_sessions::store::StoreError;
-use rocket_server_sessions::stores::SqlStore;
+use rocket_server_sessions::stores::{PostgresStore, SqliteStore};
+use rocket_server_sessions::SqlStore;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -20,7 +21,7 @@ use crate::redact::{redact_in, redact_password};
 
 /// The migrations under `migrations/sqlite`, compiled into the binary.
 ///
-/// The session table is not among them: the session store makes it (`SqlStore::migrate`).
+/// The session table is not among them: the session store makes it (its `migrate`).
 /// Databases made before the session framework became a crate of its own have its two
 /// migrations (versions 2 and 3) applied; `ignore_missing` lets them be. So the site's next
 /// migration is version 4: 2 and 3 are taken in those databases.
@@ -122,11 +123,13 @@ impl DbPool {
     /// The session store on this database (not migrated: [`run_migrations`] makes its table).
     pub fn session_store(&self) -> SqlStore {
         match self {
-            DbPool::Sqlite(pool) => SqlStore::sqlite(pool.clone()),
+            DbPool::Sqlite(pool) => SqlStore::Sqlite(SqliteStore::new(pool.clone())),
             // Rango's session tables have notified this channel since they first reported
             // their changes: servers of an older version, still running beside newer ones
             // during a rolling upgrade (or after a rollback), listen on it.
-            DbPool::Postgres(pool) => SqlStore::postgres(pool.clone()).with_channel(PG_CHANNEL),
+            DbPool::Postgres(pool) => {
+                SqlStore::Postgres(PostgresStore::new(pool.clone()).with_channel(PG_CHANNEL))
+            }
         }
     }
 

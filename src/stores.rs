@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rocket::figment::Figment;
 use rocket_server_sessions::store::SessionStore;
-use rocket_server_sessions::stores::{CachedStore, CookieStore, RedisConfig, RedisStore, SqlStore};
+use rocket_server_sessions::stores::{CachedStore, CookieStore, RedisConfig, RedisStore};
 use rocket_server_sessions::{Backends, BuildError, SessionConfig};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -39,7 +39,7 @@ pub struct Maintenance {
     /// The store.
     pub store: Arc<dyn SessionStore>,
     /// cached_db's store, asked what it could not bury.
-    cached: Option<Arc<CachedStore<SqlStore>>>,
+    cached: Option<Arc<CachedStore<Arc<dyn SessionStore>>>>,
     /// Why Redis was left out, when it was.
     without_redis: Option<String>,
 }
@@ -56,7 +56,7 @@ impl Maintenance {
             ),
             _ => return None,
         };
-        let ttl = CachedStore::<SqlStore>::COPY_TTL;
+        let ttl = CachedStore::<Arc<dyn SessionStore>>::COPY_TTL;
         let until = (OffsetDateTime::now_utc() + ttl)
             .replace_nanosecond(0)
             .ok()
@@ -87,13 +87,13 @@ pub async fn maintenance(
         without_redis: None,
     };
     Ok(match config.backend.as_str() {
-        "db" => alone(Arc::new(db.ok_or_else(no_database)?.session_store())),
+        "db" => alone(db.ok_or_else(no_database)?.session_store().into_store()),
         "cache" | "redis" => alone(Arc::new(RedisStore::connect(&redis).await?)),
         "cached_db" => {
             let db = db.ok_or_else(no_database)?;
             match RedisStore::connect(&redis).await {
                 Ok(cache) => {
-                    let cached = Arc::new(CachedStore::new(cache, db.session_store()));
+                    let cached = Arc::new(CachedStore::new(cache, db.session_store().into_store()));
                     Maintenance {
                         store: cached.clone(),
                         cached: Some(cached),
@@ -101,7 +101,7 @@ pub async fn maintenance(
                     }
                 }
                 Err(e) => Maintenance {
-                    store: Arc::new(db.session_store()),
+                    store: db.session_store().into_store(),
                     cached: None,
                     without_redis: Some(e.to_string()),
                 },

@@ -17,20 +17,71 @@ use crate::store::SessionStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub trait SessionPool: Send + Sync + 'static {
     /// The SQL store on this pool ([`Backends`] makes its table or brings it up to date).
-    fn sql_store(&self) -> crate::stores::SqlStore;
+    fn sql_store(&self) -> SqlStore;
 }
 
 #[cfg(feature = "sqlite")]
 impl SessionPool for sqlx::SqlitePool {
-    fn sql_store(&self) -> crate::stores::SqlStore {
-        crate::stores::SqlStore::sqlite(self.clone())
+    fn sql_store(&self) -> SqlStore {
+        SqlStore::Sqlite(crate::stores::SqliteStore::new(self.clone()))
     }
 }
 
 #[cfg(feature = "postgres")]
 impl SessionPool for sqlx::PgPool {
-    fn sql_store(&self) -> crate::stores::SqlStore {
-        crate::stores::SqlStore::postgres(self.clone())
+    fn sql_store(&self) -> SqlStore {
+        SqlStore::Postgres(crate::stores::PostgresStore::new(self.clone()))
+    }
+}
+
+/// The SQL store on a [`SessionPool`], on whichever database the pool is.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SqlStore {
+    /// [`SqliteStore`](crate::stores::SqliteStore).
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::stores::SqliteStore),
+    /// [`PostgresStore`](crate::stores::PostgresStore).
+    #[cfg(feature = "postgres")]
+    Postgres(crate::stores::PostgresStore),
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl SqlStore {
+    /// Makes the session table if it is not there yet (the store's own `migrate`).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`](crate::store::StoreError::Backend) when a statement fails.
+    pub async fn migrate(&self) -> crate::store::Result<()> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(store) => store.migrate().await,
+            #[cfg(feature = "postgres")]
+            SqlStore::Postgres(store) => store.migrate().await,
+        }
+    }
+
+    /// The store itself, as any store.
+    pub fn into_store(self) -> Arc<dyn SessionStore> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(store) => Arc::new(store),
+            #[cfg(feature = "postgres")]
+            SqlStore::Postgres(store) => Arc::new(store),
+        }
+    }
+
+    /// The store as `db` serves it: on PostgreSQL behind the near cache; on SQLite as it is
+    /// (its loads cost no round trip, and SQLite reports no change for a near cache to hear).
+    fn served(self, settings: &Settings) -> Arc<dyn SessionStore> {
+        let _ = settings; // a build without PostgreSQL has no near cache to read
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(store) => Arc::new(store),
+            #[cfg(feature = "postgres")]
+            SqlStore::Postgres(store) => near(store, settings),
+        }
     }
 }
 
@@ -127,7 +178,7 @@ impl Backends {
 
     /// The SQL store on the database, migrated.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    async fn sql(&self, rocket: &Rocket<Build>) -> Result<crate::stores::SqlStore, BuildError> {
+    async fn sql(&self, rocket: &Rocket<Build>) -> Result<SqlStore, BuildError> {
         let Some(database) = &self.database else {
             return Err(BuildError::Missing(
                 "no database: give the factory one (`Backends::new().database::<Db>()`)".into(),
@@ -155,18 +206,6 @@ fn near<S: crate::stores::Watched>(store: S, settings: &Settings) -> Arc<dyn Ses
     }
 }
 
-/// The SQL store as served: on PostgreSQL behind the near cache; on SQLite as it is (its loads
-/// cost no round trip, and SQLite reports no change for a near cache to hear).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn served(store: crate::stores::SqlStore, settings: &Settings) -> Arc<dyn SessionStore> {
-    #[cfg(feature = "postgres")]
-    if store.reports_changes() {
-        return near(store, settings);
-    }
-    let _ = settings;
-    Arc::new(store)
-}
-
 #[rocket::async_trait]
 impl StoreFactory for Backends {
     async fn build(
@@ -179,12 +218,12 @@ impl StoreFactory for Backends {
         let _ = &settings; // a build with no store of settings of its own reads none
         Ok(match config.backend.as_str() {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            "db" => served(self.sql(rocket).await?, &settings),
+            "db" => self.sql(rocket).await?.served(&settings),
             #[cfg(feature = "redis")]
             "redis" | "cache" => near(redis(&settings).await?, &settings),
             #[cfg(all(feature = "redis", any(feature = "sqlite", feature = "postgres")))]
             "cached_db" => {
-                let db = self.sql(rocket).await?;
+                let db = self.sql(rocket).await?.into_store();
                 let cached = crate::stores::CachedStore::new(redis(&settings).await?, db);
                 near(cached, &settings)
             }

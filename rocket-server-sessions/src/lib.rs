@@ -15,7 +15,7 @@
 //!   delete, set or remove the cookie);
 //! - the [`Session`] request guard hands a handler the session of its request;
 //! - a [`SessionStore`](store::SessionStore) keeps records; [`stores`] has one per Cargo feature: `sqlite` and
-//!   `postgres` ([`stores::SqlStore`] on a pool the application hands it), `redis`
+//!   `postgres` ([`stores::SqliteStore`], [`stores::PostgresStore`] on a pool the application hands it), `redis`
 //!   ([`stores::RedisStore`], and [`stores::CachedStore`]: Redis in front of another store),
 //!   `cookie` ([`stores::CookieStore`], sealed with Rocket's `secret_key`), and
 //!   [`stores::MemoryStore`], always there; [`stores::NearCached`] is a store in front of a
@@ -76,7 +76,7 @@ pub use config::{ConfigError, SessionConfig};
 pub use csrf::{rotate_csrf_token, Csrf, CsrfToken};
 pub use factories::Backends;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use factories::SessionPool;
+pub use factories::{SessionPool, SqlStore};
 pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;

@@ -185,6 +185,43 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn describe(&self) -> Result<String>;
 }
 
+/// A shared store is the store: what a factory chose at ignite (`Arc<dyn SessionStore>`) can be
+/// wrapped like any store, e.g. by [`CachedStore`](crate::stores::CachedStore), with every
+/// capability it has.
+#[rocket::async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    async fn load(&self, id: &str) -> Result<Option<Record>> {
+        (**self).load(id).await
+    }
+    async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
+        (**self).create(data, expires).await
+    }
+    async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
+        (**self).update(id, record).await
+    }
+    async fn delete(&self, id: &str) -> Result<()> {
+        (**self).delete(id).await
+    }
+    async fn clear_expired(&self) -> Result<u64> {
+        (**self).clear_expired().await
+    }
+    fn expires_by_itself(&self) -> bool {
+        (**self).expires_by_itself()
+    }
+    fn batches(&self) -> Option<&dyn ClearInBatches> {
+        (**self).batches()
+    }
+    fn census(&self) -> Option<&dyn Census> {
+        (**self).census()
+    }
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        (**self).user_index()
+    }
+    async fn describe(&self) -> Result<String> {
+        (**self).describe().await
+    }
+}
+
 /// Where [`SessionStore::create`] or [`SessionStore::update`] left a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {

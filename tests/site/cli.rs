@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::common::csrf_token;
 use rocket_server_sessions::store::{Census, Data, SessionStore, Stored};
-use rocket_server_sessions::stores::SqlStore;
+use rocket_server_sessions::stores::SqliteStore;
 
 /// A temporary database and the binary pointed at it.
 struct Site {
@@ -88,8 +88,8 @@ impl Site {
             .expect("the database opens")
     }
 
-    async fn store(&self) -> SqlStore {
-        SqlStore::sqlite(self.pool().await)
+    async fn store(&self) -> SqliteStore {
+        SqliteStore::new(self.pool().await)
     }
 
     async fn rows(&self) -> i64 {
@@ -470,7 +470,7 @@ fn help_lists_every_subcommand() {
 }
 
 /// Waits until the store holds `expected` expired sessions, for at most `limit`.
-async fn expired_sessions_reach(store: &SqlStore, expected: u64, limit: Duration) -> bool {
+async fn expired_sessions_reach(store: &SqliteStore, expected: u64, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if store.count().await.expect("count").expired == expected {

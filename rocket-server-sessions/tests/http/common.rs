@@ -10,7 +10,7 @@ use rocket::figment::Figment;
 use rocket::local::asynchronous::Client;
 use rocket::{Build, Rocket};
 use rocket_server_sessions::store::SessionStore;
-use rocket_server_sessions::stores::{CookieStore, MemoryStore, SqlStore};
+use rocket_server_sessions::stores::{CookieStore, MemoryStore, SqliteStore};
 use rocket_server_sessions::{BuildError, SessionConfig, Sessions};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -44,7 +44,7 @@ fn factory(
 ) -> impl Fn(&Rocket<Build>, &SessionConfig) -> Result<Arc<dyn SessionStore>, BuildError> {
     move |rocket, config| -> Result<Arc<dyn SessionStore>, BuildError> {
         Ok(match config.backend.as_str() {
-            "db" => Arc::new(SqlStore::sqlite(pool.clone())),
+            "db" => Arc::new(SqliteStore::new(pool.clone())),
             "memory" => Arc::new(MemoryStore::new()),
             "cookie" => Arc::new(
                 match rocket.figment().extract_inner::<String>("secret_key") {
@@ -86,7 +86,7 @@ impl TestApp {
             .connect_with(options)
             .await
             .expect("the temporary database opens");
-        SqlStore::sqlite(pool.clone())
+        SqliteStore::new(pool.clone())
             .migrate()
             .await
             .expect("the session table is made");

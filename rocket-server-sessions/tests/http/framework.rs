@@ -334,10 +334,10 @@ async fn fresh_sqlite(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
 /// and `migrate` has set the file to WAL.
 #[tokio::test]
 async fn an_unmigrated_sql_store_stops_the_launch_and_a_migrated_one_says_what_it_is() {
-    use rocket_server_sessions::stores::SqlStore;
+    use rocket_server_sessions::stores::SqliteStore;
     let dir = tempfile::tempdir().expect("temp dir");
     let pool = fresh_sqlite(&dir).await;
-    let store = SqlStore::sqlite(pool.clone());
+    let store = SqliteStore::new(pool.clone());
     let refused = store.describe().await.expect_err("no session table");
     assert!(refused.to_string().contains("migrate"), "{refused}");
     let rocket = rocket::custom(crate::common::figment(&[]))

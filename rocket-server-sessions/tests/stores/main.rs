@@ -19,7 +19,8 @@ use rocket_server_sessions::store::{
     Census, ClearInBatches, Data, Record, SessionKey, SessionStore, Stored, UserIndex,
 };
 use rocket_server_sessions::stores::{
-    CachedStore, CookieStore, MemoryStore, NearCached, RedisStore, SqlStore, Watched,
+    CachedStore, CookieStore, MemoryStore, NearCached, PostgresStore, RedisStore, SqliteStore,
+    Watched,
 };
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
@@ -138,7 +139,7 @@ impl SqliteDb {
     async fn new() -> SqliteDb {
         let dir = TempDir::new().expect("a temporary directory");
         let pool = sqlite_pool(&dir.path().join("sessions.sqlite3")).await;
-        SqlStore::sqlite(pool.clone())
+        SqliteStore::new(pool.clone())
             .migrate()
             .await
             .expect("the session table is made in an empty database");
@@ -149,8 +150,8 @@ impl SqliteDb {
         &self.pool
     }
 
-    fn store(&self) -> SqlStore {
-        SqlStore::sqlite(self.pool.clone())
+    fn store(&self) -> SqliteStore {
+        SqliteStore::new(self.pool.clone())
     }
 
     async fn rows(&self) -> i64 {
@@ -188,10 +189,10 @@ fn name(path: &Path) -> String {
 }
 
 /// A migrated PostgreSQL schema of its own, when `SESSIONS_TEST_POSTGRES_URL` is set.
-async fn new_postgres_store() -> Option<(SqlStore, (PgPool, PgSchema))> {
+async fn new_postgres_store() -> Option<(PostgresStore, (PgPool, PgSchema))> {
     let schema = PgSchema::create("postgres store suite").await?;
     let pool = postgres_pool(&schema.url()).await;
-    let store = SqlStore::postgres(pool.clone());
+    let store = PostgresStore::new(pool.clone());
     store
         .migrate()
         .await
@@ -200,8 +201,8 @@ async fn new_postgres_store() -> Option<(SqlStore, (PgPool, PgSchema))> {
 }
 
 /// The same, with a near cache (as a site runs it on PostgreSQL).
-async fn new_postgres_store_with_near_cache() -> Option<(NearCached<SqlStore>, (PgPool, PgSchema))>
-{
+async fn new_postgres_store_with_near_cache(
+) -> Option<(NearCached<PostgresStore>, (PgPool, PgSchema))> {
     let (store, keep) = new_postgres_store().await?;
     Some((near(store).await, keep))
 }
@@ -239,8 +240,10 @@ async fn new_redis_store_without_near_cache() -> Option<(RedisStore, RedisPrefix
 }
 
 /// Redis in front of a SQLite database of its own, with a near cache (as a site runs it).
-async fn new_cached_store() -> Option<(NearCached<CachedStore<SqlStore>>, (RedisPrefix, SqliteDb))>
-{
+async fn new_cached_store() -> Option<(
+    NearCached<CachedStore<SqliteStore>>,
+    (RedisPrefix, SqliteDb),
+)> {
     let (redis, prefix) = new_redis_store_without_near_cache().await?;
     let (sql, db) = new_sqlite_store().await;
     Some((near(CachedStore::new(redis, sql)).await, (prefix, db)))
@@ -248,7 +251,7 @@ async fn new_cached_store() -> Option<(NearCached<CachedStore<SqlStore>>, (Redis
 
 /// Redis in front of a PostgreSQL schema of its own, with a near cache.
 async fn new_cached_postgres_store() -> Option<(
-    NearCached<CachedStore<SqlStore>>,
+    NearCached<CachedStore<PostgresStore>>,
     (RedisPrefix, (PgPool, PgSchema)),
 )> {
     let (redis, prefix) = new_redis_store_without_near_cache().await?;
@@ -325,7 +328,7 @@ async fn every_store_and_wrapper_offers_its_capabilities() {
 }
 
 /// The suite's constructor: the store, and the database it must not outlive.
-async fn new_sqlite_store() -> (SqlStore, SqliteDb) {
+async fn new_sqlite_store() -> (SqliteStore, SqliteDb) {
     let db = SqliteDb::new().await;
     (db.store(), db)
 }
@@ -538,7 +541,7 @@ async fn cached_db_copies_are_kept_near_no_longer_than_redis_keeps_them() {
         .await
         .expect("loads")
         .expect("live");
-    let ttl = CachedStore::<SqlStore>::COPY_TTL;
+    let ttl = CachedStore::<SqliteStore>::COPY_TTL;
     let until = kept.until.expect("a copy from Redis has a date");
     let now = OffsetDateTime::now_utc();
     assert!(
@@ -689,7 +692,7 @@ async fn postgres_judges_expiry_by_the_databases_clock_in_loads_counts_and_clear
              AS $$ SELECT pg_catalog.now() + interval '{hours} hours' $$"
         )
     };
-    let store = SqlStore::postgres(pool.clone());
+    let store = PostgresStore::new(pool.clone());
     store.migrate().await.expect("the session table is made");
     let host_now = OffsetDateTime::now_utc();
 
@@ -724,7 +727,7 @@ async fn postgres_judges_expiry_by_the_databases_clock_in_loads_counts_and_clear
     assert!(store.load(&lagging).await.expect("loads").is_some());
 
     // Through a near cache too: what it keeps, it serves by the database's clock.
-    let near = near(SqlStore::postgres(pool.clone())).await;
+    let near = near(PostgresStore::new(pool.clone())).await;
     for load in ["a miss", "a hit"] {
         let loaded = near.load(&lagging).await.expect("loads");
         assert!(
@@ -748,13 +751,16 @@ fn session_before_users() -> (SessionKey, Vec<u8>, i64) {
 
 /// After `migrate` of a table made before users: the old session still loads, a session
 /// signed in is listed, and a second `migrate` changes nothing.
-async fn assert_migrated_from_before_users(store: &SqlStore, old: &SessionKey) {
+async fn assert_migrated_from_before_users(
+    sql: rocket_server_sessions::SqlStore,
+    old: &SessionKey,
+) {
     for _ in 0..2 {
-        store
-            .migrate()
+        sql.migrate()
             .await
             .expect("migrates a table made before users");
     }
+    let store = sql.into_store();
     let loaded = store.load(old.as_str()).await.expect("loads");
     assert_eq!(
         loaded.map(|record| record.data),
@@ -762,7 +768,10 @@ async fn assert_migrated_from_before_users(store: &SqlStore, old: &SessionKey) {
     );
     let data = data(json!({ rocket_server_sessions::USER_KEY: "ann" }));
     store.create(&data, in_an_hour()).await.expect("creates");
-    let listed = store.user_sessions("ann").await.expect("lists");
+    let users = store
+        .user_index()
+        .expect("a SQL store lists a user's sessions");
+    let listed = users.user_sessions("ann").await.expect("lists");
     assert_eq!(listed.len(), 1);
 }
 
@@ -784,7 +793,11 @@ async fn sqlite_migrate_adds_users_to_a_table_made_before_them() {
         .execute(&pool)
         .await
         .expect("an old session");
-    assert_migrated_from_before_users(&SqlStore::sqlite(pool), &key).await;
+    assert_migrated_from_before_users(
+        rocket_server_sessions::SqlStore::Sqlite(SqliteStore::new(pool)),
+        &key,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -804,7 +817,11 @@ async fn postgres_migrate_adds_users_to_a_table_made_before_them() {
         .execute(&pool)
         .await
         .expect("an old session");
-    assert_migrated_from_before_users(&SqlStore::postgres(pool), &key).await;
+    assert_migrated_from_before_users(
+        rocket_server_sessions::SqlStore::Postgres(PostgresStore::new(pool)),
+        &key,
+    )
+    .await;
 }
 
 /// Redis keeps a set per user: it lives as long as the user's longest session, loses a

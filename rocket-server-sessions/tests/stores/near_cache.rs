@@ -10,7 +10,7 @@ use crate::services::{PgSchema, RedisPrefix};
 use std::num::NonZeroUsize;
 
 use rocket_server_sessions::store::{Data, Record, SessionStore, Stored};
-use rocket_server_sessions::stores::{NearCached, RedisStore, SqlStore, Watched};
+use rocket_server_sessions::stores::{NearCached, PostgresStore, RedisStore, Watched};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -99,7 +99,7 @@ impl OnPostgres {
     async fn create(test: &str) -> Option<OnPostgres> {
         let schema = PgSchema::create(test).await?;
         let pool = crate::postgres_pool(&schema.url()).await;
-        SqlStore::postgres(pool.clone())
+        PostgresStore::new(pool.clone())
             .migrate()
             .await
             .expect("the session table is made");
@@ -116,10 +116,10 @@ impl OnPostgres {
 
 #[rocket::async_trait]
 impl Database for OnPostgres {
-    type Store = SqlStore;
+    type Store = PostgresStore;
 
-    async fn plain(&self) -> SqlStore {
-        SqlStore::postgres(self.pool.clone())
+    async fn plain(&self) -> PostgresStore {
+        PostgresStore::new(self.pool.clone())
     }
 
     async fn delete_by_hand(&self) {
@@ -515,7 +515,7 @@ async fn postgres_tables_notify_the_channel_their_store_names() {
     // `OnPostgres` migrated with the default channel; a site whose table reports elsewhere
     // names its own, and its table is brought to it once.
     let before = function_version(&db.pool).await;
-    let store = SqlStore::postgres(db.pool.clone()).with_channel("site_sessions");
+    let store = PostgresStore::new(db.pool.clone()).with_channel("site_sessions");
     store.migrate().await.expect("migrates");
     let moved = function_version(&db.pool).await;
     assert_ne!(
@@ -547,7 +547,7 @@ async fn postgres_tables_notify_the_channel_their_store_names() {
         "another server's update, reported on the store's channel, reaches the cache"
     );
 
-    let refused = SqlStore::postgres(db.pool.clone())
+    let refused = PostgresStore::new(db.pool.clone())
         .with_channel("no; DROP TABLE session")
         .migrate()
         .await;
@@ -565,7 +565,7 @@ async fn postgres_listening_on_another_channel_than_the_triggers_serves_nothing(
     };
     // Migrated with the default channel; this store listens elsewhere.
     let deaf = NearCached::new(
-        SqlStore::postgres(db.pool.clone()).with_channel("elsewhere"),
+        PostgresStore::new(db.pool.clone()).with_channel("elsewhere"),
         NonZeroUsize::new(8).expect("not zero"),
     );
     let other = db.plain().await;

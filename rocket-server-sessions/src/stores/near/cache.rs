@@ -1,7 +1,7 @@
 //! The cache of a [`NearCached`](super::NearCached) store, and the rules that keep it honest.
 //!
 //! It is only as good as its invalidations. A store that can be watched ([`RedisStore`] through
-//! Redis's client tracking, [`SqlStore`] on PostgreSQL through `LISTEN`) runs a *watcher*: a
+//! Redis's client tracking, [`PostgresStore`] through `LISTEN`) runs a *watcher*: a
 //! connection of its own on which the server reports every change to a session, whoever made it
 //! (another server, a `clearsessions` command, an operator's `DEL`). The watcher calls
 //! [`NearCache::evict`] for each, and [`NearCache::confirm`] each time one of its *heartbeats*
@@ -46,7 +46,7 @@
 //! A stored session's own expiry is checked on every hit, as on a load.
 //!
 //! [`RedisStore`]: crate::stores::RedisStore
-//! [`SqlStore`]: crate::stores::SqlStore
+//! [`PostgresStore`]: crate::stores::PostgresStore
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -6,7 +6,7 @@
 //! needs of the inner store is [`Watched`]: the name under which changes to a session are
 //! reported, and a watcher that reports them (Redis's client tracking for
 //! [`RedisStore`](super::RedisStore) and [`CachedStore`](super::CachedStore), `LISTEN` for
-//! [`SqlStore`](super::SqlStore) on PostgreSQL). `cache.rs` has the cache and the rules that keep
+//! [`PostgresStore`](super::PostgresStore)). `cache.rs` has the cache and the rules that keep
 //! it from serving a stale session; the watchers live with their stores.
 //!
 //! Gain (BENCHMARKS.md, "What each change bought", 8): instructions per read-path request over

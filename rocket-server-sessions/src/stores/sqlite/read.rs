@@ -11,7 +11,8 @@
 //! It never waits on a lock: its connections have no busy timeout, and when all of them are in
 //! use (several worker threads loading at once) or SQLite answers `SQLITE_BUSY` (a WAL reader
 //! only meets that while another connection recovers the WAL), or anything else goes wrong, it
-//! declines and the caller loads through sqlx as before. A WAL reader does not wait for
+//! declines, and the caller loads on a blocking thread of Tokio's ([`InlineReader::load_waiting`]:
+//! the same connections, waiting for one and for the lock). A WAL reader does not wait for
 //! writers, so what is left of blocking is reading a few pages of the file, which the OS has
 //! in memory for any session read recently. The connections are `query_only`: they cannot
 //! write, whatever statement they are given.
@@ -21,13 +22,13 @@
 //! path 0.90 → 0.95 of the ceiling.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-/// A session row: data, expires, version.
-pub(crate) type Row = (String, i64, i64);
+use crate::stores::sql::Row;
 
 /// A few read-only connections to one SQLite file, each used by one load at a time.
 pub(crate) struct InlineReader {
@@ -35,9 +36,11 @@ pub(crate) struct InlineReader {
     /// The store's load statement: `$1` is the key digest, `$2` the time (unix seconds).
     load: &'static str,
     slots: Box<[Mutex<Option<Connection>>]>,
-    /// Set when a connection could not be opened (a read-only file, say): the reader stays
-    /// out of the way from then on instead of failing on every load.
+    /// Set when a connection could not be opened: the reader stays out of the way from then
+    /// on instead of failing on every load.
     off: AtomicBool,
+    /// The slot `load_waiting` waits for next.
+    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for InlineReader {
@@ -64,6 +67,7 @@ impl InlineReader {
             load,
             slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
             off: AtomicBool::new(false),
+            next: AtomicUsize::new(0),
         })
     }
 
@@ -79,7 +83,7 @@ impl InlineReader {
                 Ok(conn) => *slot = Some(conn),
                 Err(e) => {
                     log::warn!(
-                        "sessions load through sqlx: cannot open {} directly: {e}",
+                        "sessions load through the pool: cannot open {} directly: {e}",
                         self.path.display()
                     );
                     self.off.store(true, Ordering::Relaxed);
@@ -99,6 +103,36 @@ impl InlineReader {
                 None
             }
         }
+    }
+
+    /// Whether the reader stays out of the way (a connection could not be opened).
+    pub(crate) fn is_off(&self) -> bool {
+        self.off.load(Ordering::Relaxed)
+    }
+
+    /// What [`InlineReader::load`] declined: the same load, for a blocking thread, waiting for
+    /// a connection and, up to `limit`, for a lock held elsewhere.
+    pub(crate) fn load_waiting(
+        &self,
+        digest: &[u8],
+        now: i64,
+        limit: Duration,
+    ) -> rusqlite::Result<Option<Row>> {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[turn]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        conn.busy_timeout(limit)?;
+        let row = self.query(&conn, digest, now);
+        // Back to never waiting, for the inline loads; a connection that fails is not kept.
+        if conn.busy_timeout(Duration::ZERO).is_ok() && row.is_ok() {
+            *slot = Some(conn);
+        }
+        row
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -199,6 +233,47 @@ mod tests {
         drop(held);
         writer.execute_batch("DROP TABLE session").expect("drop");
         assert_eq!(reader.load(&[1], 100), None, "no table");
+    }
+
+    #[test]
+    fn what_it_declines_it_loads_waiting_for_the_connection_and_the_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, _writer) = database(&dir);
+        let reader = std::sync::Arc::new(InlineReader::new(&path, 1, LOAD).expect("a file"));
+        // Every connection in use: the waiting load gets one when it is given back.
+        let held = reader.slots[0].lock().expect("slot");
+        let waiting = std::thread::spawn({
+            let reader = std::sync::Arc::clone(&reader);
+            move || reader.load_waiting(&[1], 100, Duration::from_secs(5))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        let row = waiting.join().expect("no panic").expect("loaded");
+        assert_eq!(row.map(|r| r.2), Some(3));
+    }
+
+    #[test]
+    fn what_a_lock_held_elsewhere_declines_it_loads_waiting_up_to_its_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, writer) = database(&dir);
+        // An exclusive lock held elsewhere (as while another connection recovers the WAL):
+        // the inline load declines, the waiting one fails after its limit, then succeeds.
+        writer
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .expect("lock");
+        let reader = InlineReader::new(&path, 1, LOAD).expect("a file");
+        assert_eq!(reader.load(&[1], 100), None, "busy");
+        let e = reader.load_waiting(&[1], 100, Duration::from_millis(50));
+        assert!(e.as_ref().is_err_and(is_busy), "{e:?}");
+        writer
+            .execute_batch("COMMIT; PRAGMA locking_mode = NORMAL; SELECT 1 FROM session;")
+            .expect("unlock");
+        let row = reader
+            .load_waiting(&[1], 100, Duration::from_secs(5))
+            .expect("loaded");
+        assert_eq!(row.map(|r| r.2), Some(3));
+        let inline = reader.load(&[1], 100).flatten().map(|r| r.2);
+        assert_eq!(inline, Some(3), "inline again");
     }
 
     #[test]

@@ -1,18 +1,16 @@
-//! Connections a store keeps, each for one operation at a time: the session store's hot path.
+//! Connections the PostgreSQL store keeps, each for one operation at a time: its hot path.
 //!
 //! sqlx 0.7's pool checks a connection with a ping when it hands it out and again, always, when
-//! it takes it back (`PoolConnection::return_to_pool`). On PostgreSQL each ping is a network
-//! round trip; on SQLite it is a round trip to the connection's worker thread, two context
-//! switches. A session load through the pool therefore cost three round trips instead of one
-//! (measured on SQLite: 5.4 context switches per load through the pool, 1.8 on a connection of
-//! its own). [`Lanes`] keeps a few connections, each behind an async mutex: an operation takes
-//! the first free one, runs its statement (prepared once per connection and cached, as sqlx
-//! does), and leaves it in its lane, with no ping either way.
+//! it takes it back (`PoolConnection::return_to_pool`): on PostgreSQL each ping is a network
+//! round trip, so a session load through the pool cost three round trips instead of one.
+//! [`Lanes`] keeps a few connections, each behind an async mutex: an operation takes the first
+//! free one, runs its statement (prepared once per connection and cached, as sqlx does), and
+//! leaves it in its lane, with no ping either way.
 //!
-//! Where connections come from ([`Source`]): on SQLite, connections of the lanes' own, opened
-//! with the pool's options (so they get the same pragmas); on PostgreSQL, connections taken
-//! from the application's pool and kept ([`Borrowed`]), so that store and application share
-//! the pool's `max_connections`, which is what a PostgreSQL server limits. A lane opens (or
+//! The connections are taken from the application's pool and kept ([`Borrowed`]; the lanes
+//! take them from a [`Source`], so that their tests run on SQLite with no server), so that
+//! store and application share the pool's `max_connections`, which is what a PostgreSQL
+//! server limits. A lane opens (or
 //! takes) a connection only when every open lane is busy, and a task lets go of those that
 //! served nothing for the pool's `idle_timeout` (back to the pool, which closes them).
 //!
@@ -25,9 +23,8 @@
 //! comes back is handled as the pool handles it, without a restart. Every operation, connecting
 //! included, is bounded by the pool's acquire timeout.
 //!
-//! Gain (BENCHMARKS.md, "What each change bought", 1 and 2): PostgreSQL read 0.80 → 0.92 of
-//! the ceiling, write 0.69 → 0.85, update 0.58 → 0.75; SQLite update 0.60 → 0.72; one writer
-//! for SQLite took its write-path p99 from 167–208 ms to 10–12 ms.
+//! Gain (BENCHMARKS.md, "What each change bought", 1): PostgreSQL read 0.80 → 0.92 of the
+//! ceiling, write 0.69 → 0.85, update 0.58 → 0.75.
 
 use std::future::Future;
 use std::ops::DerefMut;
@@ -37,13 +34,8 @@ use std::time::{Duration, Instant};
 
 use rocket::tokio::sync::{Mutex, MutexGuard};
 use rocket::tokio::time::timeout;
-#[cfg(feature = "postgres")]
 use sqlx::pool::PoolConnection;
-#[cfg(feature = "sqlite")]
-use sqlx::ConnectOptions;
-use sqlx::Connection;
-#[cfg(feature = "postgres")]
-use sqlx::{Database, Pool};
+use sqlx::{Connection, Database, Pool};
 
 /// Where the connections of lanes come from.
 pub(crate) trait Source: Send + Sync + 'static {
@@ -72,47 +64,11 @@ pub(crate) trait Source: Send + Sync + 'static {
     }
 }
 
-/// Connections of the lanes' own, opened with the pool's options: for SQLite, where the pool's
-/// pings are what lanes avoid and connections cost the database nothing to hold.
-#[cfg(feature = "sqlite")]
-pub(crate) struct Own<C: Connection>(pub(crate) Arc<C::Options>);
-
-#[cfg(feature = "sqlite")]
-/// A connection of the lanes' own.
-pub(crate) struct Plain<C>(C);
-
-#[cfg(feature = "sqlite")]
-impl<C> std::ops::Deref for Plain<C> {
-    type Target = C;
-    fn deref(&self) -> &C {
-        &self.0
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl<C> DerefMut for Plain<C> {
-    fn deref_mut(&mut self) -> &mut C {
-        &mut self.0
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl<C: Connection + 'static> Source for Own<C> {
-    type Held = Plain<C>;
-    type Conn = C;
-
-    async fn open(&self) -> Result<Plain<C>, sqlx::Error> {
-        self.0.connect().await.map(Plain)
-    }
-}
-
 /// Connections taken from the application's pool and kept (no ping per operation), so that the
 /// store and the application share one budget, the pool's `max_connections`: for PostgreSQL,
 /// whose server caps the connections of every client together.
-#[cfg(feature = "postgres")]
 pub(crate) struct Borrowed<DB: Database>(pub(crate) Pool<DB>);
 
-#[cfg(feature = "postgres")]
 impl<DB: Database> Source for Borrowed<DB> {
     type Held = PoolConnection<DB>;
     type Conn = DB::Connection;
@@ -421,12 +377,12 @@ macro_rules! on_lane {
                 };
                 match lane.finish(outcome) {
                     Ok(value) => break Ok(value),
-                    Err($crate::stores::sql::lanes::Failure::Retry(_)) if !retried => {
+                    Err($crate::stores::postgres::lanes::Failure::Retry(_)) if !retried => {
                         retried = true;
                     }
                     Err(
-                        $crate::stores::sql::lanes::Failure::Retry(e)
-                        | $crate::stores::sql::lanes::Failure::Fatal(e),
+                        $crate::stores::postgres::lanes::Failure::Retry(e)
+                        | $crate::stores::postgres::lanes::Failure::Fatal(e),
                     ) => break Err(e),
                 }
             }
@@ -436,11 +392,40 @@ macro_rules! on_lane {
 }
 pub(crate) use on_lane;
 
-#[cfg(all(test, feature = "sqlite"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::SqliteConnection;
+    use sqlx::{ConnectOptions, SqliteConnection};
+
+    /// Connections of the lanes' own, opened with these options: lanes with no pool and no
+    /// server, on a SQLite file.
+    struct Own<C: Connection>(Arc<C::Options>);
+
+    /// A connection of the lanes' own.
+    struct Plain<C>(C);
+
+    impl<C> std::ops::Deref for Plain<C> {
+        type Target = C;
+        fn deref(&self) -> &C {
+            &self.0
+        }
+    }
+
+    impl<C> DerefMut for Plain<C> {
+        fn deref_mut(&mut self) -> &mut C {
+            &mut self.0
+        }
+    }
+
+    impl<C: Connection + 'static> Source for Own<C> {
+        type Held = Plain<C>;
+        type Conn = C;
+
+        async fn open(&self) -> Result<Plain<C>, sqlx::Error> {
+            self.0.connect().await.map(Plain)
+        }
+    }
 
     fn lanes(dir: &tempfile::TempDir, count: usize) -> Lanes<Own<SqliteConnection>> {
         let options = SqliteConnectOptions::new()

@@ -1,6 +1,6 @@
 //! The watcher of a [`NearCache`] in front of PostgreSQL, through `LISTEN`.
 //!
-//! [`SqlStore::migrate`](super::SqlStore::migrate) makes the `session` table report itself: its
+//! [`PostgresStore::migrate`](super::PostgresStore::migrate) makes the `session` table report itself: its
 //! triggers send `NOTIFY <channel>, '<table oid>:<key digest in hex>'` for every update, and
 //! every delete of a session live or expired less than five minutes ago (whoever makes it:
 //! another server, `psql`), and `'<table oid>:*'` when the table is truncated. Clearing sessions

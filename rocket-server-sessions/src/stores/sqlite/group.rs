@@ -3,7 +3,7 @@
 //! SQLite has one writer at a time, and each of its commits costs the same whatever it holds:
 //! the write lock taken and given back, the changed pages appended to the WAL, the WAL index
 //! updated. When many visitors arrive at once, each save waited for the one before it and paid
-//! for a commit of its own, through a hop to sqlx's connection thread and back. [`GroupWriter`]
+//! for a commit of its own (through sqlx, with a hop to its connection thread and back). [`GroupWriter`]
 //! runs the saves on one thread of its own, on a plain SQLite connection (rusqlite, on the
 //! library sqlx links), and commits every save that is waiting in one transaction. The first
 //! save of a group wakes the thread from a task that yields once first, so that the requests
@@ -25,7 +25,7 @@
 //!
 //! The thread starts at the first save, with the `synchronous` and `busy_timeout` pragmas of
 //! the pool's connections, and stops when the store is dropped. Where it cannot run (an
-//! in-memory database, a file it cannot open) saves go through sqlx as before.
+//! in-memory database, a file it cannot open) saves go through the application's pool.
 //!
 //! Gain (BENCHMARKS.md, "What each change bought", 10).
 
@@ -40,11 +40,12 @@ use rocket::tokio::time::timeout;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
 
-use super::write::{Write, DELETE, END, INSERT, UPDATE};
 use crate::store::{Result, StoreError};
+use crate::stores::sql::write::{Write, DELETE, END, INSERT, UPDATE};
 
 impl Write {
-    fn run(&self, conn: &Connection) -> rusqlite::Result<usize> {
+    /// Runs the save on the writer's connection; how many rows it changed.
+    fn run_here(&self, conn: &Connection) -> rusqlite::Result<usize> {
         match self {
             Write::Insert {
                 digest,
@@ -103,7 +104,7 @@ impl Counts {
     }
 }
 
-/// How a SQLite store's saves were committed: see [`SqlStore::group_commits`](super::SqlStore::group_commits).
+/// How a SQLite store's saves were committed: see [`SqliteStore::group_commits`](super::SqliteStore::group_commits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GroupCommits {
     /// Commits made.
@@ -267,7 +268,7 @@ impl GroupWriter {
             Ok(running) => Some(running),
             Err(e) => {
                 log::warn!(
-                    "sessions save through sqlx, one commit each: cannot open {}: {e}",
+                    "sessions save through the pool, one commit each: cannot open {}: {e}",
                     self.path.display()
                 );
                 None
@@ -343,7 +344,7 @@ fn commit(conn: &Connection, group: Vec<Job>, counts: &Counts) {
         }
     }
     for job in group {
-        let result = job.write.run(conn);
+        let result = job.write.run_here(conn);
         counts.add(1);
         job.done
             .send(result.map(|rows| rows as u64).map_err(StoreError::backend))
@@ -359,7 +360,7 @@ fn together(conn: &Connection, group: &[Job]) -> std::result::Result<Vec<u64>, F
         .map_err(Failed::Begin)?;
     let rows: rusqlite::Result<Vec<u64>> = group
         .iter()
-        .map(|job| job.write.run(conn).map(|rows| rows as u64))
+        .map(|job| job.write.run_here(conn).map(|rows| rows as u64))
         .collect();
     match rows.and_then(|rows| conn.execute_batch("COMMIT").map(|()| rows)) {
         Ok(rows) => Ok(rows),
