@@ -27,7 +27,7 @@ mod sql;
 mod sqlite;
 
 #[cfg(feature = "redis")]
-pub use cached::CachedStore;
+pub use cached::{CacheTier, CachedStore, Entry};
 #[cfg(feature = "cookie")]
 pub use cookie::{BadSecretKey, CookieStore};
 pub use memory::MemoryStore;

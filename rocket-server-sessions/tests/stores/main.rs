@@ -19,8 +19,8 @@ use rocket_server_sessions::store::{
     Census, ClearInBatches, Data, Record, SessionKey, SessionStore, Stored, UserIndex,
 };
 use rocket_server_sessions::stores::{
-    CachedStore, CookieStore, MemoryStore, NearCached, PostgresStore, RedisStore, SqliteStore,
-    Watched,
+    CacheTier, CachedStore, CookieStore, MemoryStore, NearCached, PostgresStore, RedisStore,
+    SqliteStore, Watched,
 };
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
@@ -284,6 +284,10 @@ async fn every_store_and_wrapper_offers_its_capabilities() {
     let sql = (false, true, true, true);
     let (sqlite, _db) = new_sqlite_store().await;
     assert_eq!(capabilities(&sqlite), sql, "sqlite");
+    // A store a factory chose is one behind an `Arc<dyn SessionStore>`: it keeps them all.
+    let (shared, _shared_db) = new_sqlite_store().await;
+    let shared: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(shared);
+    assert_eq!(capabilities(&shared), sql, "sqlite behind an Arc");
     assert_eq!(
         capabilities(&new_memory_store().await.0),
         (false, false, true, true),
@@ -318,6 +322,9 @@ async fn every_store_and_wrapper_offers_its_capabilities() {
     let cached = CachedStore::new(cache, sqlite);
     assert_eq!(capabilities(&cached), sql, "cached over sqlite");
     assert_eq!(capabilities(&near(cached).await), sql, "near over cached");
+    let (cache, _prefix) = new_redis_store_without_near_cache().await.expect("redis");
+    let cached = CachedStore::new(cache, shared);
+    assert_eq!(capabilities(&cached), sql, "cached over a shared store");
     let (cache, _prefix) = new_redis_store_without_near_cache().await.expect("redis");
     let cached = CachedStore::new(cache, MemoryStore::new());
     assert_eq!(

@@ -16,7 +16,7 @@ use redis::aio::ConnectionManager;
 use rocket::tokio::sync::oneshot;
 
 /// The fields `v`, `d`, `e` and `w` of a session's hash.
-pub(super) type Fields = (Option<i64>, Option<String>, Option<i64>, Option<i64>);
+pub(in crate::stores) type Fields = (Option<i64>, Option<String>, Option<i64>, Option<i64>);
 
 /// Where the answer to one queued load goes: its fields, `None` when the entry does not decode.
 type Waiter = oneshot::Sender<redis::RedisResult<Option<Fields>>>;

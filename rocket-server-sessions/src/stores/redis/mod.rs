@@ -3,9 +3,9 @@
 //! A session is a hash under `<prefix><sha256 of the key in hex>` with fields `v` (version),
 //! `d` (the JSON data) and `e` (expiry, unix seconds), and a TTL at its expiry: Redis drops
 //! expired sessions itself. Creating and updating are Lua scripts, so a save is one atomic
-//! compare-and-swap on the version, as in the SQL store. A deleted session can be left as a
-//! *tombstone* (`v` = -1, short TTL) so that a cache in front of SQL never brings it back from
-//! a read that was in flight when it was deleted.
+//! compare-and-swap on the version, as in the SQL store. A hash with a negative version is no
+//! session: a *tombstone* that Redis as a cache tier leaves for a deleted session
+//! (`cached/redis.rs`).
 //!
 //! A session signed in as a user also holds field `u` (the user), and its digest is a member of
 //! the set `<prefix>user:<user>`, which lives as long as the user's longest session. The save
@@ -40,16 +40,11 @@ use crate::store::{
 };
 use crate::stores::near::{Cache, Kept, Watched};
 
+pub(in crate::stores) use batch::Fields;
 use batch::Reads;
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
-
-/// The version a tombstone carries.
-const TOMBSTONE: i64 = -1;
-
-/// How long a tombstone lives: longer than any request that could still hold the session.
-const TOMBSTONE_TTL: u64 = 600;
 
 /// The Lua function the save scripts share: adds `member` to the user set `set`, which lives
 /// until the latest `expiry` of its sessions.
@@ -143,29 +138,6 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return live";
 
-/// Writes the hash unless what is there is newer or a tombstone (the same version is written
-/// again, with its new write time); what does not decode is written over. ARGV: version,
-/// data, expiry, when Redis should drop this copy (no later than the expiry), and the write
-/// time (unix milliseconds).
-const PUT_IF_NEWER: &str = r"
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
-local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
-if current and (current < 0 or current > tonumber(ARGV[1])) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'e', ARGV[3], 'w', ARGV[5])
-redis.call('EXPIREAT', KEYS[1], ARGV[4])
-return 1";
-
-/// Deletes the hash unless it is a tombstone.
-const INVALIDATE: &str = r"
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'hash' and redis.call('HGET', KEYS[1], 'v') == '-1' then return 0 end
-return redis.call('DEL', KEYS[1])";
-
-/// How long a copy written by [`RedisStore::put_if_newer`] lives at most: a cache in front of
-/// another store whose writes to Redis failed (Redis was down) serves a stale copy no longer.
-pub(crate) const CACHE_TTL: i64 = 300;
-
 /// The settings of a Redis store: `[default.session.redis]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -218,23 +190,6 @@ impl RedisConfig {
     }
 }
 
-/// What Redis holds for a session id.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Entry {
-    /// Nothing.
-    Missing,
-    /// A session deleted a moment ago.
-    Deleted,
-    /// A live session, and when [`RedisStore::put_if_newer`] wrote it (unix milliseconds), if
-    /// that is how it got there.
-    Live(Record, Option<i64>),
-}
-
-/// `at` in unix milliseconds.
-pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 /// A store in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -249,8 +204,6 @@ pub struct RedisStore {
     delete: Script,
     end_user_session: Script,
     user_sessions: Script,
-    put: Script,
-    invalidate: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -315,8 +268,6 @@ impl RedisStore {
             delete: Script::new(DELETE),
             end_user_session: Script::new(END_USER_SESSION),
             user_sessions: Script::new(USER_SESSIONS),
-            put: Script::new(PUT_IF_NEWER),
-            invalidate: Script::new(INVALIDATE),
         })
     }
 
@@ -360,140 +311,48 @@ impl RedisStore {
             .collect())
     }
 
-    /// What Redis holds for `id`, tombstones included.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when Redis does not answer.
-    pub(crate) async fn entry(&self, id: &str) -> Result<Entry> {
-        match SessionKey::parse(id) {
-            Some(key) => self.entry_at(&self.redis_key(&key)).await,
-            None => Ok(Entry::Missing),
-        }
-    }
-
-    /// What Redis holds under `redis_key` (the session's [`Watched::watched_name`]).
-    pub(crate) async fn entry_at(&self, redis_key: &str) -> Result<Entry> {
-        let now = OffsetDateTime::now_utc();
+    /// The fields of the hash under `redis_key`: loads that arrive together go as one
+    /// pipeline (`batch.rs`).
+    pub(in crate::stores) async fn fields_at(&self, redis_key: &str) -> Result<Option<Fields>> {
         let fields = self.reads.fields(&self.conn, redis_key.to_owned()).await;
-        let Some((version, data, expires, written)) = fields.map_err(backend)? else {
-            return Ok(Entry::Missing);
-        };
-        Ok(Self::entry_of(
-            version,
-            data,
-            expires,
-            written,
-            now.unix_timestamp(),
-        ))
+        fields.map_err(backend)
     }
 
-    /// What the fields of a hash say, at `now` (unix seconds).
-    fn entry_of(
-        version: Option<i64>,
-        data: Option<String>,
-        expires: Option<i64>,
-        written: Option<i64>,
-        now: i64,
-    ) -> Entry {
-        match (version, data, expires) {
-            (Some(TOMBSTONE), _, _) => Entry::Deleted,
-            (Some(version), Some(data), Some(expires)) if expires > now => Entry::Live(
-                Record {
-                    data: record::decode(&data),
-                    expires: OffsetDateTime::from_unix_timestamp(expires)
-                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    version,
-                },
-                written,
-            ),
-            _ => Entry::Missing,
+    /// A connection for a command of its own.
+    pub(in crate::stores) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The live session under `redis_key`.
+    async fn record_at(&self, redis_key: &str) -> Result<Option<Record>> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        Ok(self.fields_at(redis_key).await?.and_then(|f| live(f, now)))
+    }
+}
+
+/// The live session in a hash's fields at `now` (unix seconds): none for a tombstone (a
+/// negative version), an expired session, or fields that do not make one.
+pub(in crate::stores) fn live((version, data, expires, _): Fields, now: i64) -> Option<Record> {
+    match (version, data, expires) {
+        (Some(version), Some(data), Some(expires)) if version >= 0 && expires > now => {
+            Some(Record {
+                data: record::decode(&data),
+                expires: OffsetDateTime::from_unix_timestamp(expires)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                version,
+            })
         }
-    }
-
-    /// Stores `record` under `id`, with the time of writing, unless Redis has a newer version
-    /// or a tombstone (for a cache in front of another store), for 300 seconds at
-    /// most. Returns whether it wrote.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when Redis does not answer.
-    pub async fn put_if_newer(&self, id: &str, record: &Record) -> Result<bool> {
-        let Some(key) = SessionKey::parse(id) else {
-            return Ok(false);
-        };
-        let now = OffsetDateTime::now_utc();
-        let redis_key = self.redis_key(&key);
-        let mut invocation = self.put.prepare_invoke();
-        invocation
-            .key(&redis_key)
-            .arg(record.version)
-            .arg(record::encode(&record.data))
-            .arg(record.expires.unix_timestamp())
-            .arg(
-                record
-                    .expires
-                    .unix_timestamp()
-                    .min(now.unix_timestamp() + CACHE_TTL),
-            )
-            .arg(unix_ms(now));
-        let written = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
-        Ok(written.map_err(backend)? == 1)
-    }
-
-    /// Drops the copy under `id`, but not a tombstone (which must outlive reads in flight).
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when Redis does not answer.
-    pub async fn invalidate(&self, id: &str) -> Result<()> {
-        match SessionKey::parse(id) {
-            Some(key) => self.invalidate_at(&self.redis_key(&key)).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Drops the copy under `redis_key` (a session's [`Watched::watched_name`]), but not a
-    /// tombstone.
-    pub(crate) async fn invalidate_at(&self, redis_key: &str) -> Result<()> {
-        let mut invocation = self.invalidate.prepare_invoke();
-        invocation.key(redis_key);
-        let outcome = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
-        outcome.map(|_| ()).map_err(backend)
-    }
-
-    /// Replaces whatever is under `id` by a tombstone that lives a few minutes.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`] when Redis does not answer.
-    pub async fn bury(&self, id: &str) -> Result<()> {
-        match SessionKey::parse(id) {
-            Some(key) => self.bury_at(&self.redis_key(&key)).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Replaces whatever is under `redis_key` (a session's [`Watched::watched_name`]) by a
-    /// tombstone.
-    pub(crate) async fn bury_at(&self, redis_key: &str) -> Result<()> {
-        let outcome = redis::pipe()
-            .atomic()
-            .del(redis_key)
-            .ignore()
-            .hset(redis_key, "v", TOMBSTONE)
-            .ignore()
-            .expire(redis_key, TOMBSTONE_TTL as i64)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await;
-        outcome.map_err(backend)
+        _ => None,
     }
 }
 
 #[rocket::async_trait]
 impl SessionStore for RedisStore {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
-        Ok(match self.entry(id).await? {
-            Entry::Live(record, _) => Some(record),
-            Entry::Missing | Entry::Deleted => None,
-        })
+        match SessionKey::parse(id) {
+            Some(key) => self.record_at(&self.redis_key(&key)).await,
+            None => Ok(None),
+        }
     }
 
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
@@ -668,13 +527,11 @@ impl Watched for RedisStore {
 
     /// The name is the Redis key: no second SHA-256 of the session key.
     async fn load_watched(&self, _id: &str, name: &str) -> Result<Option<Kept>> {
-        Ok(match self.entry_at(name).await? {
-            Entry::Live(record, _) => Some(Kept {
-                record,
-                until: None,
-            }),
-            Entry::Missing | Entry::Deleted => None,
-        })
+        let record = self.record_at(name).await?;
+        Ok(record.map(|record| Kept {
+            record,
+            until: None,
+        }))
     }
 }
 

@@ -1,8 +1,13 @@
-//! Redis in front of a database (Django's `backends.cached_db`): reads hit Redis first and fall
-//! back to the database, writes go to both, and the database is the truth. When Redis is down,
-//! sessions keep working from the database and a warning is logged. A copy in Redis lives
-//! [`CACHE_TTL`] seconds at most, so one that a failed write left stale
-//! (a logout while Redis was unreachable, say) is not served for longer.
+//! A cache tier in front of a store (Django's `backends.cached_db`: Redis in front of a
+//! database): reads hit the cache first and fall back to the store, writes go to both, and the
+//! store is the truth. When the cache is down, sessions keep working from the store and a
+//! warning is logged. A copy in the cache lives [`CacheTier::COPY_TTL`] at most, so one that a
+//! failed write left stale (a logout while Redis was unreachable, say) is not served for longer.
+//!
+//! [`CachedStore`] is generic over the store and over its cache tier ([`CacheTier`]: copies
+//! that carry the time they were written, written only over older ones, and tombstones that
+//! keep a deleted session from coming back); the one tier is Redis, whose side of that
+//! protocol is `redis.rs` here.
 //!
 //! After Redis fails, the store leaves it alone for [`RETRY_AFTER`]: loads go straight to the
 //! database and saves do not copy to Redis, so that a Redis that drops packets (rather than
@@ -15,9 +20,9 @@
 //! other servers sharing Redis would go on serving (and keeping in their near caches) until it
 //! expires. So the store notes the name of every copy a save could not bring up to date, and a
 //! task invalidates them (or, for a deleted session, buries them) as soon as Redis answers again
-//! (trying every [`STALE_RETRY`]); Redis then reports the change to every server's near cache. Another server serves the old version
+//! (trying every `STALE_RETRY`, 250 ms); Redis then reports the change to every server's near cache. Another server serves the old version
 //! while this one cannot reach Redis, and for at most a second or two after it can; if this
-//! server dies first, for at most the copy's [`CACHE_TTL`]. This server itself never serves
+//! server dies first, for at most the copy's `COPY_TTL`. This server itself never serves
 //! such a copy: every copy carries the time it was written, and copies written before Redis
 //! last failed here are read again from the database (and written over) instead of being
 //! served.
@@ -30,9 +35,65 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::near::{Cache, Kept, Watched};
-use super::redis::{unix_ms, Entry, RedisStore, CACHE_TTL};
+use super::redis::RedisStore;
 use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
+
+mod redis;
+
+/// Where a [`CachedStore`] keeps its copies: a store whose server reports every change to a
+/// watcher ([`Watched`]), with the copy protocol that keeps a cache in front of another store
+/// coherent. [`RedisStore`] is the one tier.
+#[rocket::async_trait]
+pub trait CacheTier: Watched + Clone {
+    /// How long a copy lives at most: the longest another server may serve a copy that a
+    /// store could not bring up to date or bury because the cache stopped answering.
+    const COPY_TTL: Duration;
+
+    /// What the cache holds under `name` (a session's [`Watched::watched_name`]), tombstones
+    /// included.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`](crate::store::StoreError::Backend) when the cache does not answer.
+    async fn entry_at(&self, name: &str) -> Result<Entry>;
+
+    /// Keeps `record` as the copy of `id`, with the time of writing, unless the cache holds a
+    /// newer version or a tombstone; for [`CacheTier::COPY_TTL`] at most. Whether it wrote.
+    ///
+    /// # Errors
+    /// As [`CacheTier::entry_at`].
+    async fn put_if_newer(&self, id: &str, record: &Record) -> Result<bool>;
+
+    /// Drops the copy under `name`, but not a tombstone (which must outlive reads in flight).
+    ///
+    /// # Errors
+    /// As [`CacheTier::entry_at`].
+    async fn invalidate_at(&self, name: &str) -> Result<()>;
+
+    /// Replaces whatever is under `name` by a tombstone that outlives any request that could
+    /// still hold the session.
+    ///
+    /// # Errors
+    /// As [`CacheTier::entry_at`].
+    async fn bury_at(&self, name: &str) -> Result<()>;
+}
+
+/// What a cache tier holds for a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// Nothing.
+    Missing,
+    /// A session deleted a moment ago: a tombstone.
+    Deleted,
+    /// A live session, and when [`CacheTier::put_if_newer`] wrote it (unix milliseconds), if
+    /// that is how it got there.
+    Live(Record, Option<i64>),
+}
+
+/// `at` in unix milliseconds.
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
 
 /// How long the store leaves Redis alone after it failed.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -44,10 +105,10 @@ pub(crate) const STALE_RETRY: Duration = Duration::from_millis(250);
 /// How many stale copies are remembered at most; past that, the rest expire by their TTL.
 const MAX_STALE: usize = 100_000;
 
-/// A Redis cache in front of the store `S`.
+/// A cache tier `C` (Redis) in front of the store `S`.
 #[derive(Debug)]
-pub struct CachedStore<S> {
-    cache: RedisStore,
+pub struct CachedStore<S, C = RedisStore> {
+    cache: C,
     db: S,
     /// Until when (unix milliseconds) Redis is left alone; 0 while it answers.
     paused_until: AtomicI64,
@@ -81,13 +142,14 @@ fn now_ms() -> i64 {
     unix_ms(OffsetDateTime::now_utc())
 }
 
-impl<S: SessionStore> CachedStore<S> {
-    /// How long a copy lives in Redis at most (300 s): the longest another server may serve a
-    /// copy that this store could not bring up to date or bury because Redis stopped answering.
-    pub const COPY_TTL: Duration = Duration::from_secs(CACHE_TTL.unsigned_abs());
+impl<S: SessionStore, C: CacheTier> CachedStore<S, C> {
+    /// How long a copy lives in the cache at most (300 s in Redis): the longest another server
+    /// may serve a copy that this store could not bring up to date or bury because the cache
+    /// stopped answering.
+    pub const COPY_TTL: Duration = C::COPY_TTL;
 
     /// `cache` in front of `db`.
-    pub fn new(cache: RedisStore, db: S) -> Self {
+    pub fn new(cache: C, db: S) -> Self {
         CachedStore {
             cache,
             db,
@@ -190,7 +252,7 @@ impl<S: SessionStore> CachedStore<S> {
 }
 
 /// Repairs the stale copies, every [`STALE_RETRY`] until Redis answers, then ends.
-async fn repair_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
+async fn repair_stale<C: CacheTier>(cache: C, stale: Arc<Mutex<Stale>>) {
     let lock = || stale.lock().unwrap_or_else(PoisonError::into_inner);
     let mut repaired = 0_u64;
     loop {
@@ -222,8 +284,9 @@ async fn repair_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
             if stale.dropped > 0 {
                 log::warn!(
                     "{} more session copies in the cache may be stale until they expire (at \
-                     most {CACHE_TTL} s)",
-                    std::mem::take(&mut stale.dropped)
+                     most {} s)",
+                    std::mem::take(&mut stale.dropped),
+                    C::COPY_TTL.as_secs()
                 );
             }
             log::info!("repaired {repaired} session copies that Redis missed");
@@ -233,7 +296,7 @@ async fn repair_stale(cache: RedisStore, stale: Arc<Mutex<Stale>>) {
 }
 
 #[rocket::async_trait]
-impl<S: SessionStore> SessionStore for CachedStore<S> {
+impl<S: SessionStore, C: CacheTier> SessionStore for CachedStore<S, C> {
     async fn load(&self, id: &str) -> Result<Option<Record>> {
         let Some(name) = self.cache.watched_name(id) else {
             return Ok(None);
@@ -266,8 +329,8 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
                 // The cache was stale: drop it so the caller's reload reads the database (but
                 // keep a tombstone, which must outlive the reads in flight). While the cache is
                 // paused, the reload does not read it.
-                if !self.paused() {
-                    self.noted(self.cache.invalidate(id).await);
+                if let Some(name) = self.cache.watched_name(id).filter(|_| !self.paused()) {
+                    self.noted(self.cache.invalidate_at(&name).await);
                 }
                 Ok(None)
             }
@@ -277,8 +340,10 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
     async fn delete(&self, id: &str) -> Result<()> {
         self.db.delete(id).await?;
         // A tombstone, so that a read in flight cannot put the session back in the cache.
-        if self.noted(self.cache.bury(id).await).is_none() {
-            self.stale(id, Repair::Bury);
+        if let Some(name) = self.cache.watched_name(id) {
+            if self.noted(self.cache.bury_at(&name).await).is_none() {
+                self.stale_name(name, Repair::Bury);
+            }
         }
         Ok(())
     }
@@ -314,7 +379,7 @@ impl<S: SessionStore> SessionStore for CachedStore<S> {
 }
 
 #[rocket::async_trait]
-impl<S: SessionStore> UserIndex for CachedStore<S> {
+impl<S: SessionStore, C: CacheTier> UserIndex for CachedStore<S, C> {
     async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
         match self.db.user_index() {
             Some(index) => index.user_sessions(user).await,
@@ -338,7 +403,7 @@ impl<S: SessionStore> UserIndex for CachedStore<S> {
     }
 }
 
-impl<S: SessionStore> crate::stores::near::sealed::Sealed for CachedStore<S> {}
+impl<S: SessionStore, C: CacheTier> crate::stores::near::sealed::Sealed for CachedStore<S, C> {}
 
 /// Redis reports every change to its copies (`redis/watch.rs`), and every change to a session
 /// goes through its copy in Redis (written over, invalidated or buried), so a
@@ -346,7 +411,7 @@ impl<S: SessionStore> crate::stores::near::sealed::Sealed for CachedStore<S> {}
 /// copy it came from may live (`CachedStore::COPY_TTL` after it was written): Redis reports a copy's
 /// expiry only when it notices it.
 #[rocket::async_trait]
-impl<S: SessionStore> Watched for CachedStore<S> {
+impl<S: SessionStore, C: CacheTier> Watched for CachedStore<S, C> {
     fn watched_name(&self, id: &str) -> Option<String> {
         self.cache.watched_name(id)
     }
@@ -366,7 +431,7 @@ impl<S: SessionStore> Watched for CachedStore<S> {
                     if written >= self.distrust_before.load(Ordering::Relaxed) =>
                 {
                     return Ok(Some(Kept {
-                        until: until(written, &record),
+                        until: until(written, C::COPY_TTL, &record),
                         record,
                     }));
                 }
@@ -381,16 +446,18 @@ impl<S: SessionStore> Watched for CachedStore<S> {
             self.fill(id, record).await;
         }
         Ok(record.map(|record| Kept {
-            until: until(now_ms(), &record),
+            until: until(now_ms(), C::COPY_TTL, &record),
             record,
         }))
     }
 }
 
 /// Until when a near cache may serve `record`, copied at `written` (unix milliseconds): no
-/// later than Redis drops the copy, nor than the session expires.
-fn until(written: i64, record: &Record) -> Option<OffsetDateTime> {
-    let ms = written.saturating_add(CACHE_TTL.saturating_mul(1000));
+/// later than the cache drops the copy (`ttl` after it was written), nor than the session
+/// expires.
+fn until(written: i64, ttl: Duration, record: &Record) -> Option<OffsetDateTime> {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let ms = written.saturating_add(ttl_ms);
     let dropped = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
     Some(dropped.min(record.expires))
 }
