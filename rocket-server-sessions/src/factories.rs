@@ -10,6 +10,8 @@ use rocket::{Build, Rocket};
 use crate::config::SessionConfig;
 use crate::fairing::{BuildError, StoreFactory};
 use crate::store::SessionStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::stores::SqlStore;
 
 /// A database pool the SQL session store runs on: sqlx's SQLite pool (feature `sqlite`) and
 /// PostgreSQL pool (feature `postgres`), as `rocket_db_pools` hands them out; an application
@@ -34,54 +36,16 @@ impl SessionPool for sqlx::PgPool {
     }
 }
 
-/// The SQL store on a [`SessionPool`], on whichever database the pool is.
+/// The SQL store as `db` serves it: on PostgreSQL behind the near cache; on SQLite as it is
+/// (its loads cost no round trip, and SQLite reports no change for a near cache to hear).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum SqlStore {
-    /// [`SqliteStore`](crate::stores::SqliteStore).
-    #[cfg(feature = "sqlite")]
-    Sqlite(crate::stores::SqliteStore),
-    /// [`PostgresStore`](crate::stores::PostgresStore).
-    #[cfg(feature = "postgres")]
-    Postgres(crate::stores::PostgresStore),
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-impl SqlStore {
-    /// Makes the session table if it is not there yet (the store's own `migrate`).
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`](crate::store::StoreError::Backend) when a statement fails.
-    pub async fn migrate(&self) -> crate::store::Result<()> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            SqlStore::Sqlite(store) => store.migrate().await,
-            #[cfg(feature = "postgres")]
-            SqlStore::Postgres(store) => store.migrate().await,
-        }
-    }
-
-    /// The store itself, as any store.
-    pub fn into_store(self) -> Arc<dyn SessionStore> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            SqlStore::Sqlite(store) => Arc::new(store),
-            #[cfg(feature = "postgres")]
-            SqlStore::Postgres(store) => Arc::new(store),
-        }
-    }
-
-    /// The store as `db` serves it: on PostgreSQL behind the near cache; on SQLite as it is
-    /// (its loads cost no round trip, and SQLite reports no change for a near cache to hear).
-    fn served(self, settings: &Settings) -> Arc<dyn SessionStore> {
-        let _ = settings; // a build without PostgreSQL has no near cache to read
-        match self {
-            #[cfg(feature = "sqlite")]
-            SqlStore::Sqlite(store) => Arc::new(store),
-            #[cfg(feature = "postgres")]
-            SqlStore::Postgres(store) => near(store, settings),
-        }
+fn served(store: SqlStore, settings: &Settings) -> Arc<dyn SessionStore> {
+    let _ = settings; // a build without PostgreSQL has no near cache to read
+    match store {
+        #[cfg(feature = "sqlite")]
+        SqlStore::Sqlite(store) => Arc::new(store),
+        #[cfg(feature = "postgres")]
+        SqlStore::Postgres(store) => near(store, settings),
     }
 }
 
@@ -218,7 +182,7 @@ impl StoreFactory for Backends {
         let _ = &settings; // a build with no store of settings of its own reads none
         Ok(match config.backend.as_str() {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            "db" => self.sql(rocket).await?.served(&settings),
+            "db" => served(self.sql(rocket).await?, &settings),
             #[cfg(feature = "redis")]
             "redis" | "cache" => near(redis(&settings).await?, &settings),
             #[cfg(all(feature = "redis", any(feature = "sqlite", feature = "postgres")))]

@@ -76,7 +76,7 @@ pub use config::{ConfigError, SessionConfig};
 pub use csrf::{rotate_csrf_token, Csrf, CsrfToken};
 pub use factories::Backends;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use factories::{SessionPool, SqlStore};
+pub use factories::SessionPool;
 pub use fairing::{BuildError, Sessions, StoreFactory};
 pub use guard::{SessionError, SessionManager};
 pub use handle::Session;

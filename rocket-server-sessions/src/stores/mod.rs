@@ -27,7 +27,7 @@ mod sql;
 mod sqlite;
 
 #[cfg(feature = "redis")]
-pub use cached::{CacheTier, CachedStore, Entry};
+pub use cached::{CacheTier, CachedStore};
 #[cfg(feature = "cookie")]
 pub use cookie::{BadSecretKey, CookieStore};
 pub use memory::MemoryStore;
@@ -39,3 +39,45 @@ pub use postgres::PostgresStore;
 pub use redis::{RedisConfig, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{GroupCommits, SqliteStore};
+
+/// A SQL store, on whichever database its pool is: what a
+/// [`SessionPool`](crate::SessionPool) answers.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SqlStore {
+    /// [`SqliteStore`].
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteStore),
+    /// [`PostgresStore`].
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresStore),
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl SqlStore {
+    /// Makes the session table if it is not there yet (the store's own `migrate`).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`](crate::store::StoreError::Backend) when a statement fails.
+    pub async fn migrate(&self) -> crate::store::Result<()> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(store) => store.migrate().await,
+            #[cfg(feature = "postgres")]
+            SqlStore::Postgres(store) => store.migrate().await,
+        }
+    }
+
+    /// The store itself, as any store: for a command, or to wrap it. What only one database's
+    /// store has (PostgreSQL's near cache and channel, SQLite's `group_commits`) is reached
+    /// through the variants.
+    pub fn into_store(self) -> std::sync::Arc<dyn crate::store::SessionStore> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            SqlStore::Sqlite(store) => std::sync::Arc::new(store),
+            #[cfg(feature = "postgres")]
+            SqlStore::Postgres(store) => std::sync::Arc::new(store),
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! A cache tier in front of a store (Django's `backends.cached_db`: Redis in front of a
 //! database): reads hit the cache first and fall back to the store, writes go to both, and the
 //! store is the truth. When the cache is down, sessions keep working from the store and a
-//! warning is logged. A copy in the cache lives [`CacheTier::COPY_TTL`] at most, so one that a
+//! warning is logged. A copy in the cache lives [`CachedStore::COPY_TTL`] at most, so one that a
 //! failed write left stale (a logout while Redis was unreachable, say) is not served for longer.
 //!
 //! [`CachedStore`] is generic over the store and over its cache tier ([`CacheTier`]: copies
@@ -43,52 +43,57 @@ mod redis;
 
 /// Where a [`CachedStore`] keeps its copies: a store whose server reports every change to a
 /// watcher ([`Watched`]), with the copy protocol that keeps a cache in front of another store
-/// coherent. [`RedisStore`] is the one tier.
-#[rocket::async_trait]
-pub trait CacheTier: Watched + Clone {
-    /// How long a copy lives at most: the longest another server may serve a copy that a
-    /// store could not bring up to date or bury because the cache stopped answering.
-    const COPY_TTL: Duration;
+/// coherent (copies that carry the time they were written, written only over older ones, and
+/// tombstones that keep a deleted session from coming back). Sealed: [`RedisStore`] is the one
+/// tier, and the protocol's operations are the crate's own.
+pub trait CacheTier: Watched + Clone + tier::Protocol {}
 
-    /// What the cache holds under `name` (a session's [`Watched::watched_name`]), tombstones
-    /// included.
-    ///
-    /// # Errors
-    /// [`StoreError::Backend`](crate::store::StoreError::Backend) when the cache does not answer.
-    async fn entry_at(&self, name: &str) -> Result<Entry>;
+impl CacheTier for RedisStore {}
 
-    /// Keeps `record` as the copy of `id`, with the time of writing, unless the cache holds a
-    /// newer version or a tombstone; for [`CacheTier::COPY_TTL`] at most. Whether it wrote.
-    ///
-    /// # Errors
-    /// As [`CacheTier::entry_at`].
-    async fn put_if_newer(&self, id: &str, record: &Record) -> Result<bool>;
+/// The copy protocol, out of reach of applications: its operations take a tier's raw names.
+mod tier {
+    use std::time::Duration;
 
-    /// Drops the copy under `name`, but not a tombstone (which must outlive reads in flight).
-    ///
-    /// # Errors
-    /// As [`CacheTier::entry_at`].
-    async fn invalidate_at(&self, name: &str) -> Result<()>;
+    use crate::record::Record;
+    use crate::store::Result;
 
-    /// Replaces whatever is under `name` by a tombstone that outlives any request that could
-    /// still hold the session.
-    ///
-    /// # Errors
-    /// As [`CacheTier::entry_at`].
-    async fn bury_at(&self, name: &str) -> Result<()>;
+    #[rocket::async_trait]
+    pub trait Protocol {
+        /// How long a copy lives at most: the longest another server may serve a copy that a
+        /// store could not bring up to date or bury because the cache stopped answering.
+        const COPY_TTL: Duration;
+
+        /// What the cache holds under `name` (a session's `Watched::watched_name`),
+        /// tombstones included.
+        async fn entry_at(&self, name: &str) -> Result<Entry>;
+
+        /// Keeps `record` as the copy of `id`, with the time of writing, unless the cache holds
+        /// a newer version or a tombstone; for `COPY_TTL` at most. Whether it wrote.
+        async fn put_if_newer(&self, id: &str, record: &Record) -> Result<bool>;
+
+        /// Drops the copy under `name`, but not a tombstone (which must outlive reads in
+        /// flight).
+        async fn invalidate_at(&self, name: &str) -> Result<()>;
+
+        /// Replaces whatever is under `name` by a tombstone that outlives any request that
+        /// could still hold the session.
+        async fn bury_at(&self, name: &str) -> Result<()>;
+    }
+
+    /// What a cache tier holds for a session.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Entry {
+        /// Nothing.
+        Missing,
+        /// A session deleted a moment ago: a tombstone.
+        Deleted,
+        /// A live session, and when `put_if_newer` wrote it (unix milliseconds), if that is
+        /// how it got there.
+        Live(Record, Option<i64>),
+    }
 }
 
-/// What a cache tier holds for a session.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Entry {
-    /// Nothing.
-    Missing,
-    /// A session deleted a moment ago: a tombstone.
-    Deleted,
-    /// A live session, and when [`CacheTier::put_if_newer`] wrote it (unix milliseconds), if
-    /// that is how it got there.
-    Live(Record, Option<i64>),
-}
+use tier::Entry;
 
 /// `at` in unix milliseconds.
 fn unix_ms(at: OffsetDateTime) -> i64 {

@@ -3,7 +3,7 @@
 //! A copy is the Redis store's hash (`v`, `d`, `e`) with one more field, `w`: when it was
 //! written (unix milliseconds), so that a [`CachedStore`](super::CachedStore) can tell copies
 //! written before Redis last failed it. A copy is written only over an older version (a Lua
-//! script, so the check and the write are one step) and lives [`CacheTier::COPY_TTL`] at most.
+//! script, so the check and the write are one step) and lives five minutes at most.
 //! A deleted session leaves a *tombstone* (`v` = -1) for ten minutes, longer than any request
 //! that could still hold the session, so that a read in flight when it was deleted cannot copy
 //! it back; the Redis store reads a tombstone as no session.
@@ -14,7 +14,8 @@ use std::time::Duration;
 use redis::Script;
 use time::OffsetDateTime;
 
-use super::{unix_ms, CacheTier, Entry};
+use super::tier::{Entry, Protocol};
+use super::unix_ms;
 use crate::record::{self, Record};
 use crate::store::{Result, StoreError};
 use crate::stores::near::Watched;
@@ -61,7 +62,7 @@ fn backend(e: redis::RedisError) -> StoreError {
 }
 
 #[rocket::async_trait]
-impl CacheTier for RedisStore {
+impl Protocol for RedisStore {
     const COPY_TTL: Duration = Duration::from_secs(COPY_TTL.unsigned_abs());
 
     async fn entry_at(&self, name: &str) -> Result<Entry> {

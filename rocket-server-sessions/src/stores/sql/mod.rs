@@ -1,6 +1,6 @@
-//! What the two SQL stores share (Django's `backends.db`): [`SqliteStore`](super::SqliteStore)
-//! and [`PostgresStore`](super::PostgresStore) keep sessions in the same table and run the same
-//! statements on it, each on its own database's connections.
+//! What the two SQL stores share (Django's `backends.db`): `SqliteStore` and `PostgresStore`
+//! keep sessions in the same table and run the same statements on it, each on its own
+//! database's connections.
 //!
 //! Table `session` (each store's `schema.sql`, made by its `migrate`): `key_hash` (the SHA-256
 //! of the key, primary key), `data` (the JSON object), `expires` (unix seconds), `version`,

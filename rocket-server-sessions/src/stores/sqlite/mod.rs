@@ -7,9 +7,10 @@
 //! thread (`read.rs`; through sqlx, each statement was a hop to the connection's thread and
 //! back, most of a load's cost), and saves go through one writer thread that commits the saves
 //! waiting for it together (`group.rs`), never colliding on SQLite's write lock (whose busy
-//! handler backs off in sleeps of milliseconds). Clearing, counting and inspecting run on the
+//! handler backs off in sleeps of milliseconds); a load that cannot run at once waits on a
+//! blocking thread for the same connections. Clearing, counting and inspecting run on the
 //! application's pool. A database in memory, which no other connection can see, runs on the
-//! pool alone.
+//! pool alone, as does a file this process cannot open directly.
 
 mod group;
 mod read;
@@ -47,7 +48,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Loads and saves on a file.
     file: Option<Arc<OnFile>>,
-    /// How long a load or a save may wait: the pool's acquire timeout.
+    /// How long a load may wait: the pool's acquire timeout.
     limit: Duration,
 }
 
@@ -132,7 +133,7 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
 #[rocket::async_trait]
 impl SqlBackend for SqliteStore {
     /// On a file on the request's own thread, or when that cannot be at once on a blocking
-    /// thread; in memory through the pool.
+    /// thread; in memory, or when the file cannot be opened directly, through the pool.
     async fn read(&self, digest: &[u8; 32]) -> Result<Option<Record>> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         if let Some(file) = &self.file {
@@ -140,14 +141,17 @@ impl SqlBackend for SqliteStore {
                 return Ok(row.map(sql::record_of));
             }
             if !file.reader.is_off() {
-                let (file, digest, limit) = (Arc::clone(file), *digest, self.limit);
-                let row = rocket::tokio::task::spawn_blocking(move || {
-                    file.reader.load_waiting(&digest, now, limit)
+                let (on_file, digest, limit) = (Arc::clone(file), *digest, self.limit);
+                let waited = rocket::tokio::task::spawn_blocking(move || {
+                    on_file.reader.load_waiting(&digest, now, limit)
                 })
                 .await
-                .map_err(StoreError::backend)?
                 .map_err(StoreError::backend)?;
-                return Ok(row.map(sql::record_of));
+                match waited {
+                    Ok(row) => return Ok(row.map(sql::record_of)),
+                    Err(e) if !file.reader.is_off() => return Err(StoreError::backend(e)),
+                    Err(_) => {} // the reader turned itself off: through the pool
+                }
             }
         }
         let row: Option<Row> = sqlx::query_as(LOAD)
@@ -159,7 +163,8 @@ impl SqlBackend for SqliteStore {
         Ok(row.map(sql::record_of))
     }
 
-    /// On a file in the next group commit, in memory through the pool.
+    /// On a file in the next group commit; in memory, or when the writer cannot run, through
+    /// the pool.
     async fn write(&self, write: Write) -> Result<u64> {
         let write = match &self.file {
             Some(file) => match file.writer.run(&self.pool, write).await {
@@ -392,6 +397,10 @@ mod tests {
             .expect("create");
         assert!(store.load(&id).await.expect("load").is_some());
         assert_eq!(store.group_commits(), None);
+        // Saves at once, through the pool: none fails on a lock.
+        let answers = creates_at_once(&store, 32, None).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(Census::count(&store).await.expect("count").live, 33);
     }
 
     #[rocket::async_test]

@@ -12,7 +12,7 @@
 //! use (several worker threads loading at once) or SQLite answers `SQLITE_BUSY` (a WAL reader
 //! only meets that while another connection recovers the WAL), or anything else goes wrong, it
 //! declines, and the caller loads on a blocking thread of Tokio's ([`InlineReader::load_waiting`]:
-//! the same connections, waiting for one and for the lock). A WAL reader does not wait for
+//! the same connections, waiting for one and for the lock, within the pool's acquire timeout). A WAL reader does not wait for
 //! writers, so what is left of blocking is reading a few pages of the file, which the OS has
 //! in memory for any session read recently. The connections are `query_only`: they cannot
 //! write, whatever statement they are given.
@@ -22,9 +22,9 @@
 //! path 0.90 → 0.95 of the ceiling.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -39,8 +39,6 @@ pub(crate) struct InlineReader {
     /// Set when a connection could not be opened: the reader stays out of the way from then
     /// on instead of failing on every load.
     off: AtomicBool,
-    /// The slot `load_waiting` waits for next.
-    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for InlineReader {
@@ -67,7 +65,6 @@ impl InlineReader {
             load,
             slots: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
             off: AtomicBool::new(false),
-            next: AtomicUsize::new(0),
         })
     }
 
@@ -77,7 +74,7 @@ impl InlineReader {
         if self.off.load(Ordering::Relaxed) {
             return None;
         }
-        let mut slot = self.slots.iter().find_map(|slot| slot.try_lock().ok())?;
+        let mut slot = self.slots.iter().find_map(free)?;
         if slot.is_none() {
             match self.open() {
                 Ok(conn) => *slot = Some(conn),
@@ -110,23 +107,41 @@ impl InlineReader {
         self.off.load(Ordering::Relaxed)
     }
 
-    /// What [`InlineReader::load`] declined: the same load, for a blocking thread, waiting for
-    /// a connection and, up to `limit`, for a lock held elsewhere.
+    /// What [`InlineReader::load`] declined: the same load, for a blocking thread, waiting at
+    /// most `limit` in all for a free connection and for a lock held elsewhere. When a
+    /// connection cannot be opened the reader turns itself off (see [`InlineReader::is_off`]).
     pub(crate) fn load_waiting(
         &self,
         digest: &[u8],
         now: i64,
         limit: Duration,
     ) -> rusqlite::Result<Option<Row>> {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[turn]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let deadline = Instant::now() + limit;
+        let mut slot = loop {
+            if let Some(slot) = self.slots.iter().find_map(free) {
+                break slot;
+            }
+            if Instant::now() >= deadline {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("no session reader connection was free in time".into()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
         let conn = match slot.take() {
             Some(conn) => conn,
-            None => self.open()?,
+            None => self.open().inspect_err(|e| {
+                log::warn!(
+                    "sessions load through the pool: cannot open {} directly: {e}",
+                    self.path.display()
+                );
+                self.off.store(true, Ordering::Relaxed);
+            })?,
         };
-        conn.busy_timeout(limit)?;
+        // SQLite takes its busy timeout in milliseconds as an `int`.
+        let left = deadline.saturating_duration_since(Instant::now());
+        conn.busy_timeout(left.min(Duration::from_millis(i32::MAX.unsigned_abs().into())))?;
         let row = self.query(&conn, digest, now);
         // Back to never waiting, for the inline loads; a connection that fails is not kept.
         if conn.busy_timeout(Duration::ZERO).is_ok() && row.is_ok() {
@@ -151,6 +166,16 @@ impl InlineReader {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .optional()
+    }
+}
+
+/// The slot, unless another load holds it (a load that panicked left it usable: it holds a
+/// connection or none, nothing half done).
+fn free(slot: &Mutex<Option<Connection>>) -> Option<MutexGuard<'_, Option<Connection>>> {
+    match slot.try_lock() {
+        Ok(slot) => Some(slot),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -240,8 +265,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (path, _writer) = database(&dir);
         let reader = std::sync::Arc::new(InlineReader::new(&path, 1, LOAD).expect("a file"));
-        // Every connection in use: the waiting load gets one when it is given back.
+        // Every connection in use: the waiting load gets one when it is given back, and gives
+        // up when none is within its limit.
         let held = reader.slots[0].lock().expect("slot");
+        let late = reader.load_waiting(&[1], 100, Duration::from_millis(20));
+        assert!(late.as_ref().is_err_and(is_busy), "{late:?}");
         let waiting = std::thread::spawn({
             let reader = std::sync::Arc::clone(&reader);
             move || reader.load_waiting(&[1], 100, Duration::from_secs(5))
@@ -274,6 +302,21 @@ mod tests {
         assert_eq!(row.map(|r| r.2), Some(3));
         let inline = reader.load(&[1], 100).flatten().map(|r| r.2);
         assert_eq!(inline, Some(3), "inline again");
+    }
+
+    #[test]
+    fn a_load_that_panicked_leaves_its_connection_usable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, _writer) = database(&dir);
+        let reader = std::sync::Arc::new(InlineReader::new(&path, 1, LOAD).expect("a file"));
+        let poisoner = std::sync::Arc::clone(&reader);
+        let panicked = std::thread::spawn(move || {
+            let _slot = poisoner.slots[0].lock();
+            panic!("a load panics while it holds the connection");
+        })
+        .join();
+        assert!(panicked.is_err() && reader.slots[0].is_poisoned());
+        assert_eq!(reader.load(&[1], 100).flatten().map(|r| r.2), Some(3));
     }
 
     #[test]
