@@ -43,12 +43,21 @@ const SLASHED_PAGES: &[&str] = &[
     "/rango/sessions",
 ];
 
+/// Whether `path` (without its slash) is one of the site's pages: a fixed one, or a
+/// category's (`/rango/category/<slug>`).
+fn is_page(path: &str) -> bool {
+    let category = path
+        .strip_prefix("/rango/category/")
+        .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'));
+    category || SLASHED_PAGES.contains(&path)
+}
+
 /// Django's `APPEND_SLASH`: a page's URL without its slash redirects permanently to the
 /// slashed one, query kept; anything else is not found.
 #[get("/<_..>", rank = 20)]
 fn append_slash(uri: &Origin<'_>) -> Option<Redirect> {
     let path = uri.path();
-    if !SLASHED_PAGES.contains(&path.as_str()) {
+    if !is_page(path.as_str()) {
         return None;
     }
     let target = match uri.query() {

@@ -1,4 +1,5 @@
-//! The Rango site: index and about pages with the visitor's visit count.
+//! The Rango site: index and about pages with the visitor's visit count, and a page per
+//! category.
 
 pub mod models;
 pub mod visits;
@@ -92,7 +93,7 @@ async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {
 
 /// The site's routes.
 pub fn routes() -> Vec<Route> {
-    routes![home, index, about]
+    routes![home, index, about, category]
 }
 
 /// The project's root serves the index too, as the book's project URLs do.
@@ -148,4 +149,23 @@ fn about(
         "rango/about",
         context! { visits, account, nav: "about" },
     ))
+}
+
+/// A category's page: its name and its pages (the book's `show_category`); not found for a
+/// slug no category has.
+#[get("/rango/category/<slug>")]
+async fn category(
+    _slash: Slashed,
+    slug: &str,
+    db: Connection<Db>,
+    account: Nav,
+) -> Result<Option<Template>, Error> {
+    let Some(category) = models::category(&db, slug).await? else {
+        return Ok(None);
+    };
+    let pages = models::pages_of(&db, slug).await?;
+    Ok(Some(Template::render(
+        "rango/category",
+        context! { category, pages, account },
+    )))
 }

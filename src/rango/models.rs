@@ -58,6 +58,34 @@ pub async fn most_viewed_pages(db: &DbPool, n: i64) -> Result<Vec<Page>, sqlx::E
     .await)
 }
 
+/// The category whose slug is `slug`, if there is one.
+///
+/// # Errors
+/// The query fails.
+pub async fn category(db: &DbPool, slug: &str) -> Result<Option<Category>, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query_as(
+        "SELECT name, slug, views, likes FROM category WHERE slug = $1",
+    )
+    .bind(slug)
+    .fetch_optional(pool)
+    .await)
+}
+
+/// The pages of the category whose slug is `slug`, most viewed first.
+///
+/// # Errors
+/// The query fails.
+pub async fn pages_of(db: &DbPool, slug: &str) -> Result<Vec<Page>, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query_as(
+        "SELECT c.name AS category, p.title, p.url, p.views FROM page p \
+         JOIN category c ON c.id = p.category_id WHERE c.slug = $1 \
+         ORDER BY p.views DESC, p.title",
+    )
+    .bind(slug)
+    .fetch_all(pool)
+    .await)
+}
+
 /// A category of the sample data: name, slug, views, likes, and its pages (title, url, views).
 type SampleCategory = (
     &'static str,

@@ -76,6 +76,72 @@ async fn unslashed_urls_redirect_permanently_to_the_slashed_ones() {
 }
 
 #[tokio::test]
+async fn a_category_page_lists_its_pages_most_viewed_first() {
+    let app = TestApp::tracked(&[]).await;
+    let response = app.get("/rango/category/django/").await;
+    assert_eq!(response.status(), Status::Ok);
+    let body = response.into_string().await.expect("body");
+    assert!(body.contains("<h1>Django</h1>"), "{body}");
+    let order: Vec<usize> = [
+        "How to Tango with Django",
+        "Official Django Tutorial",
+        "Django Rocks",
+    ]
+    .iter()
+    .map(|title| {
+        body.find(&format!(">{title}</a>"))
+            .unwrap_or_else(|| panic!("{title}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    // Tera escapes the slashes of an attribute; a browser reads the URL back.
+    let href = "href=\"https:&#x2F;&#x2F;www.tangowithdjango.com&#x2F;\"";
+    assert!(body.contains(href), "{body}");
+    assert!(body.contains("55 views"));
+    for other in [">Flask<", ">Official Python Tutorial<"] {
+        assert!(!body.contains(other), "{other} is another category's");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_category_is_not_found_and_a_category_without_pages_says_so() {
+    let app = TestApp::tracked(&[]).await;
+    for uri in ["/rango/category/nowhere/", "/rango/category/%3Cscript%3E/"] {
+        let response = app.get(uri).await;
+        assert_eq!(response.status(), Status::NotFound, "{uri}");
+        let body = response.into_string().await.expect("body");
+        assert!(body.contains("404: Not found"), "{body}");
+    }
+    let app = TestApp::tracked(&[("rango.sample_data", json!(false))]).await;
+    sqlx::query("INSERT INTO category (name, slug, views, likes) VALUES ('Empty', 'empty', 0, 0)")
+        .execute(app.pool())
+        .await
+        .expect("a category");
+    let body = app.body("/rango/category/empty/").await;
+    assert!(body.contains("No pages currently in category."), "{body}");
+}
+
+#[tokio::test]
+async fn every_category_on_the_index_links_to_its_page() {
+    let app = TestApp::tracked(&[]).await;
+    let body = app.body("/rango/").await;
+    for (slug, name) in [
+        ("python", "Python"),
+        ("django", "Django"),
+        ("other-frameworks", "Other Frameworks"),
+    ] {
+        let link = format!("<a class=\"name\" href=\"/rango/category/{slug}/\">{name}</a>");
+        assert!(body.contains(&link), "{link}");
+    }
+    let response = app.get("/rango/category/python").await;
+    assert_eq!(response.status(), Status::MovedPermanently);
+    assert_eq!(
+        response.headers().get_one("Location"),
+        Some("/rango/category/python/")
+    );
+}
+
+#[tokio::test]
 async fn visits_count_once_per_interval() {
     let app = TestApp::tracked(&[("rango.visit_interval", json!(1))]).await;
     let body = app.body("/rango/").await;
