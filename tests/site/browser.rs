@@ -655,6 +655,7 @@ async fn screenshots(browser: &Browser, server: &Server) {
     for (page, path) in [
         ("index", "/rango/"),
         ("about", "/rango/about/"),
+        ("category", "/rango/category/django/"),
         ("not-found", "/rango/nowhere/"),
     ] {
         browser.goto(&server.url(path)).await;
@@ -663,6 +664,7 @@ async fn screenshots(browser: &Browser, server: &Server) {
             browser.screenshot(width, &file).await;
         }
     }
+    screenshots_of(browser, server, &[("category", "/rango/category/django/")]).await;
 }
 
 /// Screenshots of `pages` at 720 pixels under `target/screenshots/`, copied to `docs/` with
