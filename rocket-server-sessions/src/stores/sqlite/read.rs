@@ -76,17 +76,7 @@ impl InlineReader {
         }
         let mut slot = self.slots.iter().find_map(free)?;
         if slot.is_none() {
-            match self.open() {
-                Ok(conn) => *slot = Some(conn),
-                Err(e) => {
-                    log::warn!(
-                        "sessions load through the pool: cannot open {} directly: {e}",
-                        self.path.display()
-                    );
-                    self.off.store(true, Ordering::Relaxed);
-                    return None;
-                }
-            }
+            *slot = Some(self.open().ok()?);
         }
         let conn = slot.as_ref()?;
         match self.query(conn, digest, now) {
@@ -131,13 +121,7 @@ impl InlineReader {
         };
         let conn = match slot.take() {
             Some(conn) => conn,
-            None => self.open().inspect_err(|e| {
-                log::warn!(
-                    "sessions load through the pool: cannot open {} directly: {e}",
-                    self.path.display()
-                );
-                self.off.store(true, Ordering::Relaxed);
-            })?,
+            None => self.open()?,
         };
         // SQLite takes its busy timeout in milliseconds as an `int`.
         let left = deadline.saturating_duration_since(Instant::now());
@@ -150,14 +134,24 @@ impl InlineReader {
         row
     }
 
+    /// A connection for a slot; when none can be opened, the reader turns itself off.
     fn open(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
+        let opened = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::ZERO)?;
-        conn.pragma_update(None, "query_only", true)?;
-        Ok(conn)
+        )
+        .and_then(|conn| {
+            conn.busy_timeout(Duration::ZERO)?;
+            conn.pragma_update(None, "query_only", true)?;
+            Ok(conn)
+        });
+        opened.inspect_err(|e| {
+            log::warn!(
+                "sessions load through the pool: cannot open {} directly: {e}",
+                self.path.display()
+            );
+            self.off.store(true, Ordering::Relaxed);
+        })
     }
 
     fn query(&self, conn: &Connection, digest: &[u8], now: i64) -> rusqlite::Result<Option<Row>> {
