@@ -36,12 +36,13 @@ impl SessionPool for sqlx::PgPool {
     }
 }
 
-/// The SQL store as `db` serves it: on PostgreSQL behind the near cache; on SQLite as it is
-/// (its loads cost no round trip, and SQLite reports no change for a near cache to hear).
+/// The SQL store as `db` serves it: behind the near cache, on PostgreSQL and on a SQLite file
+/// (a database in memory has no other process to watch for, and its loads cost no I/O).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn served(store: SqlStore, settings: &Settings) -> Arc<dyn SessionStore> {
-    let _ = settings; // a build without PostgreSQL has no near cache to read
     match store {
+        #[cfg(feature = "sqlite")]
+        SqlStore::Sqlite(store) if store.on_file() => near(store, settings),
         #[cfg(feature = "sqlite")]
         SqlStore::Sqlite(store) => Arc::new(store),
         #[cfg(feature = "postgres")]
@@ -63,7 +64,7 @@ struct Database {
 ///
 /// | `session.backend` | the store | needs |
 /// |---|---|---|
-/// | `"db"` (the default) | SQL, on the database given to [`Backends::database`]; its table made or brought up to date at ignite; on PostgreSQL behind a near cache | features `sqlite` or `postgres` |
+/// | `"db"` (the default) | SQL, on the database given to [`Backends::database`]; its table made or brought up to date at ignite; behind a near cache (but in memory) | features `sqlite` or `postgres` |
 /// | `"redis"` (or Django's name, `"cache"`) | Redis as `[session.redis]` says, behind a near cache | feature `redis` |
 /// | `"cached_db"` | Redis in front of the SQL database, behind a near cache | `redis` and a database |
 /// | `"cookie"` | sealed in the cookie with Rocket's `secret_key` (a random key in debug) | feature `cookie` |
@@ -162,7 +163,7 @@ impl Backends {
 }
 
 /// `store` behind a near cache as `[session.near_cache]` says, or as it is when it is off.
-#[cfg(any(feature = "postgres", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 fn near<S: crate::stores::Watched>(store: S, settings: &Settings) -> Arc<dyn SessionStore> {
     match settings.near_cache {
         Some(capacity) => Arc::new(crate::stores::NearCached::new(store, capacity)),
@@ -217,7 +218,7 @@ async fn redis(settings: &Settings) -> Result<crate::stores::RedisStore, BuildEr
 /// fails the launch whichever store serves.
 struct Settings {
     /// `[session.near_cache]`: the near cache's capacity, or `None` when it is off.
-    #[cfg(any(feature = "postgres", feature = "redis"))]
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
     near_cache: Option<std::num::NonZeroUsize>,
     /// `[session.redis]`.
     #[cfg(feature = "redis")]
@@ -228,7 +229,7 @@ impl Settings {
     fn read(figment: &Figment) -> Result<Self, BuildError> {
         let _ = figment;
         Ok(Settings {
-            #[cfg(any(feature = "postgres", feature = "redis"))]
+            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
             near_cache: crate::stores::NearCacheConfig::from_figment(figment)?.capacity(),
             #[cfg(feature = "redis")]
             redis: crate::stores::RedisConfig::from_figment(figment)?,

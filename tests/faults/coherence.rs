@@ -40,7 +40,8 @@ use crate::support::{
 /// How long B may serve the old state after a change, or after a fault ends: README, "Stores".
 const BOUND: Duration = Duration::from_secs(2);
 
-/// Time for both servers' near caches to confirm their watch (a heartbeat every 200 ms).
+/// Time for both servers' near caches to confirm their watch (a heartbeat every 200 ms; on
+/// SQLite a poll every 5 ms).
 const WARM: Duration = Duration::from_millis(1000);
 
 const PASSWORD: &str = "a long password";
@@ -66,6 +67,10 @@ struct Setup {
     near: bool,
 }
 
+const SQLITE_NEAR: Setup = Setup {
+    backend: Backend::Sqlite,
+    near: true,
+};
 const SQLITE: Setup = Setup {
     backend: Backend::Sqlite,
     near: false,
@@ -103,11 +108,8 @@ impl Setup {
             Backend::Cache => "cache",
             Backend::CachedDb => "cached_db",
         };
-        match (self.backend, self.near) {
-            (Backend::Sqlite, _) => store.to_owned(),
-            (_, true) => format!("{store}, near cache on"),
-            (_, false) => format!("{store}, near cache off"),
-        }
+        let near = if self.near { "on" } else { "off" };
+        format!("{store}, near cache {near}")
     }
 
     fn on_postgres(&self) -> bool {
@@ -856,6 +858,9 @@ macro_rules! cells {
 }
 
 cells! {
+    sqlite_near: super::SQLITE_NEAR => [
+        save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
+    ];
     sqlite: super::SQLITE => [
         save, logout, end_one, end_others, password, cli_end_all, cli_clear_expired,
     ];

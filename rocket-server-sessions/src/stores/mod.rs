@@ -6,16 +6,16 @@
 //! (`sqlite/`), PostgreSQL's own connections (`postgres/lanes.rs`), Redis's read batching
 //! (`redis/batch.rs`). `sql/` holds what the two SQL stores share: the table's statements and
 //! what runs on the application's pool. The near cache (`near/`) is a store that wraps a store
-//! whose server reports every change to a session ([`Watched`]: Redis, Redis in front of a
-//! database, PostgreSQL); each store's watcher lives in its module (`redis/watch.rs`,
-//! `postgres/listen.rs`).
+//! whose every change to a session can be heard ([`Watched`]: Redis, Redis in front of a
+//! database, PostgreSQL, a SQLite file); each store's watcher lives in its module
+//! (`redis/watch.rs`, `postgres/listen.rs`, `sqlite/watch.rs`).
 
 #[cfg(feature = "redis")]
 mod cached;
 #[cfg(feature = "cookie")]
 mod cookie;
 mod memory;
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 mod near;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -31,7 +31,7 @@ pub use cached::{CacheTier, CachedStore};
 #[cfg(feature = "cookie")]
 pub use cookie::{BadSecretKey, CookieStore};
 pub use memory::MemoryStore;
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 pub use near::{NearCacheConfig, NearCached, Watched};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

@@ -36,6 +36,7 @@ store_suite!(memory, new_memory_store(), skip {
         "one pass over memory: no batches",
 });
 store_suite!(sqlite, new_sqlite_store());
+store_suite!(sqlite_with_near_cache, new_sqlite_store_with_near_cache());
 store_suite!(postgres, new_postgres_store());
 store_suite!(
     postgres_with_near_cache,
@@ -338,6 +339,12 @@ async fn every_store_and_wrapper_offers_its_capabilities() {
 async fn new_sqlite_store() -> (SqliteStore, SqliteDb) {
     let db = SqliteDb::new().await;
     (db.store(), db)
+}
+
+/// The same behind a near cache (as `db` serves a SQLite file).
+async fn new_sqlite_store_with_near_cache() -> (NearCached<SqliteStore>, SqliteDb) {
+    let (store, db) = new_sqlite_store().await;
+    (near(store).await, db)
 }
 
 fn data(value: serde_json::Value) -> Data {

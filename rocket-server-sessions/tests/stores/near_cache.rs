@@ -1,7 +1,8 @@
-//! The near caches in front of Redis and PostgreSQL (`src/stores/near.rs`), with two
-//! stores on one database standing for two servers: a load of an unchanged session asks the
-//! database nothing, and a change made anywhere else (another server, a raw command, the
-//! watcher's connection lost meanwhile) is never served stale. One suite, run on each.
+//! The near caches in front of Redis, PostgreSQL and a SQLite file (`src/stores/near/`), with
+//! two stores on one database standing for two servers: a load of an unchanged session asks
+//! the database nothing, and a change made anywhere else (another server, a raw command, the
+//! watcher's connection lost meanwhile) is never served stale. One suite, run on each (SQLite's
+//! watcher has no connection of its own to lose: it is held up instead, in a test of its own).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use crate::services::{PgSchema, RedisPrefix};
 use std::num::NonZeroUsize;
 
 use rocket_server_sessions::store::{Data, Record, SessionStore, Stored};
-use rocket_server_sessions::stores::{NearCached, PostgresStore, RedisStore, Watched};
+use rocket_server_sessions::stores::{NearCached, PostgresStore, RedisStore, SqliteStore, Watched};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -150,6 +151,54 @@ impl Database for OnPostgres {
     }
 }
 
+/// Two servers on one SQLite file: each store has a pool, a reader and a writer of its own.
+struct OnSqlite {
+    path: std::path::PathBuf,
+    pool: sqlx::SqlitePool,
+    _dir: tempfile::TempDir,
+}
+
+impl OnSqlite {
+    async fn create() -> OnSqlite {
+        let dir = tempfile::TempDir::new().expect("a temporary directory");
+        let path = dir.path().join("sessions.sqlite3");
+        let pool = crate::sqlite_pool(&path).await;
+        SqliteStore::new(pool.clone())
+            .migrate()
+            .await
+            .expect("the session table is made");
+        OnSqlite {
+            path,
+            pool,
+            _dir: dir,
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl Database for OnSqlite {
+    type Store = SqliteStore;
+
+    async fn plain(&self) -> SqliteStore {
+        SqliteStore::new(crate::sqlite_pool(&self.path).await)
+    }
+
+    async fn delete_by_hand(&self) {
+        let deleted = sqlx::query("DELETE FROM session")
+            .execute(&self.pool)
+            .await
+            .expect("DELETE");
+        assert!(deleted.rows_affected() > 0);
+    }
+
+    /// The watcher polls on the writer's connection, which nothing outside can close.
+    async fn watchers(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn kill(&self, _: &str) {}
+}
+
 /// Runs the suite's `$case`s on each database.
 macro_rules! near_cache_suite {
     ($($case:ident),* $(,)?) => {
@@ -186,6 +235,73 @@ near_cache_suite!(
     changes_made_while_the_watcher_was_away_are_not_served,
     an_expired_session_is_not_served_from_the_near_cache,
 );
+
+/// The suite's cases on a SQLite file.
+macro_rules! on_sqlite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_near_cache {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(&super::OnSqlite::create().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_sqlite!(
+    an_unchanged_session_is_loaded_from_the_near_cache,
+    this_servers_own_writes_are_seen_at_once,
+    another_servers_update_and_logout_are_seen,
+    a_change_made_outside_any_store_is_seen,
+    an_expired_session_is_not_served_from_the_near_cache,
+);
+
+/// SQLite's watcher is the group writer's poll. Held up (another process keeps the write lock
+/// while a save of this server waits for it), it confirms nothing and the cache serves
+/// nothing; what the other process committed meanwhile is seen once the writer runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_writer_held_up_serves_nothing_and_then_sees_what_changed() {
+    use sqlx::Connection;
+    let db = OnSqlite::create().await;
+    let (a, id) = watching_store_with_a_session(&db).await;
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.path.display()))
+        .await
+        .expect("another connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("the write lock");
+    let a = std::sync::Arc::new(a);
+    let save = tokio::spawn({
+        let a = std::sync::Arc::clone(&a);
+        async move { a.create(&data(9), in_an_hour()).await }
+    });
+    assert!(
+        eventually(|| async { !a.watching() }).await,
+        "a writer held up stops the cache"
+    );
+    let hits = a.hits();
+    assert_eq!(visits(&*a, &id).await, Some(1), "read from the file");
+    assert_eq!(a.hits(), hits, "not from the cache");
+    sqlx::query("UPDATE session SET data = '{\"visits\":5}', version = version + 1")
+        .execute(&mut other)
+        .await
+        .expect("an update");
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("committed");
+    save.await
+        .expect("no panic")
+        .expect("the waiting save is committed after");
+    assert!(
+        eventually(|| async { a.watching() }).await,
+        "watching again"
+    );
+    assert_eq!(visits(&*a, &id).await, Some(5), "the change made meanwhile");
+}
 
 /// A store whose near cache is watching, and a session in it, loaded once (so cached).
 async fn watching_store_with_a_session<D: Database>(db: &D) -> (NearCached<D::Store>, String) {

@@ -6,13 +6,16 @@
 //! needs of the inner store is [`Watched`]: the name under which changes to a session are
 //! reported, and a watcher that reports them (Redis's client tracking for
 //! [`RedisStore`](super::RedisStore) and [`CachedStore`](super::CachedStore), `LISTEN` for
-//! [`PostgresStore`](super::PostgresStore)). `cache.rs` has the cache and the rules that keep
-//! it from serving a stale session; the watchers live with their stores.
+//! [`PostgresStore`](super::PostgresStore), the file's `data_version` polled by the writer for
+//! [`SqliteStore`](super::SqliteStore)). `cache.rs` has the cache and the rules that keep it
+//! from serving a stale session, `beats.rs` the heartbeats of the watchers on a connection of
+//! their own; the watchers live with their stores.
 //!
 //! Gain (BENCHMARKS.md, "What each change bought", 8): instructions per read-path request over
 //! the ceiling +34,000 → +20,500 on PostgreSQL, +33,300 → +19,600 on Redis; the PostgreSQL read
 //! path 0.81 → 1.00 of the ceiling in req/s.
 
+mod beats;
 mod cache;
 
 use std::num::NonZeroUsize;
@@ -27,7 +30,8 @@ use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
 
 #[cfg(test)]
-pub(crate) use cache::filled;
+#[allow(unused_imports)] // by the tests of the watchers on a connection of their own
+pub(crate) use beats::filled;
 
 /// A session kept until the far future (for the watchers' tests).
 #[cfg(test)]
@@ -41,7 +45,12 @@ pub(crate) fn kept() -> Kept {
         until: None,
     }
 }
-pub(crate) use cache::{keep_watching, Beats, NearCache, Watch, HEARTBEAT, SILENCE};
+#[allow(unused_imports)] // a build with SQLite alone has no heartbeats
+pub(crate) use beats::{keep_watching, Beats, HEARTBEAT, SILENCE};
+#[cfg(test)]
+#[allow(unused_imports)] // by the SQLite watcher's tests
+pub(crate) use cache::MAX_LAG;
+pub(crate) use cache::{NearCache, Watch};
 
 /// What the cache keeps of a session: the record, and until when it may be served without
 /// asking the inner store again.
@@ -65,9 +74,9 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// A store whose server reports every change to a session, so that a [`NearCached`] store can
+/// A store whose every change to a session can be heard, so that a [`NearCached`] store can
 /// keep what it loads: the crate's Redis store, Redis in front of another store, and the SQL
-/// store on PostgreSQL (on SQLite, which reports nothing, the near cache never serves).
+/// stores (PostgreSQL reports changes; on a SQLite file the writer polls for them).
 #[rocket::async_trait]
 pub trait Watched: SessionStore + sealed::Sealed {
     /// The name under which the watcher reports changes to the session `id`; `None` for an id
@@ -245,11 +254,12 @@ impl<S: Watched> UserIndex for NearCached<S> {
 #[serde(default, deny_unknown_fields)]
 pub struct NearCacheConfig {
     /// Keep recently loaded sessions in the process, so that loading an unchanged session costs
-    /// no round trip (default true). Used by the stores whose servers report every change on
-    /// a connection of its own: Redis (client tracking) and PostgreSQL (`LISTEN`). A change
-    /// made by another server is seen as soon as its report arrives, and every load asks the
-    /// store again within a second of that connection dying. False: every load asks the
-    /// store.
+    /// no round trip (default true). Used by the stores whose every change can be heard:
+    /// Redis (client tracking) and PostgreSQL (`LISTEN`), whose servers report changes on a
+    /// connection of its own, and a SQLite file, whose version the session writer polls every
+    /// 5 ms. A change made by another server is seen as soon as its report arrives (on SQLite,
+    /// at the next poll), and every load asks the store again within a second of the watch
+    /// failing. False: every load asks the store.
     pub enabled: bool,
     /// How many sessions it keeps at most, least recently used first out (default 10000).
     pub size: usize,

@@ -40,7 +40,9 @@ use rocket::tokio::time::timeout;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
 
+use super::watch::Watcher;
 use crate::store::{Result, StoreError};
+use crate::stores::near::Cache;
 use crate::stores::sql::write::{Write, DELETE, END, INSERT, UPDATE};
 
 impl Write {
@@ -131,6 +133,8 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     counts: Counts,
+    /// A near cache for the writer to watch from now on (`watch.rs`).
+    watch: Mutex<Option<Weak<Cache>>>,
 }
 
 /// The writer thread once started.
@@ -217,6 +221,22 @@ impl GroupWriter {
         })
     }
 
+    /// Has the writer watch the file for `cache` (`watch.rs`), starting it if need be; a
+    /// writer that cannot run leaves the cache unconfirmed, and so serving nothing.
+    pub(crate) async fn watch(&self, pool: &SqlitePool, cache: Weak<Cache>) {
+        match self.running.get_or_init(|| self.start(pool)).await {
+            Some(running) => {
+                *running
+                    .shared
+                    .watch
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(cache);
+                running.writer.unpark();
+            }
+            None => log::warn!("session near cache off: the session writer cannot run"),
+        }
+    }
+
     /// What the writer committed so far.
     pub(crate) fn counts(&self) -> GroupCommits {
         let Some(Some(running)) = self.running.get() else {
@@ -288,17 +308,36 @@ fn open(path: &Path, synchronous: i64, busy_ms: i64) -> rusqlite::Result<Connect
     Ok(conn)
 }
 
-/// The writer's loop: every save waiting, up to [`MAX_GROUP`], in one commit; asleep while
-/// none waits; until the store is gone.
+/// The writer's loop: every save waiting, up to [`MAX_GROUP`], in one commit; every
+/// `watch::POLL`, between groups or while none waits, the near cache's watch (if it has one);
+/// asleep otherwise; until the store is gone.
 fn serve(conn: &Connection, shared: &Weak<Shared>) {
+    let mut watcher: Option<Watcher> = None;
     while let Some(shared) = shared.upgrade() {
+        let cache = shared
+            .watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(cache) = cache {
+            watcher = Watcher::start(conn, cache);
+        }
         let mut group: Vec<Job> = {
             let mut queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if queue.jobs.is_empty() {
                 queue.woken = false;
                 drop(queue);
                 drop(shared);
-                std::thread::park();
+                if watcher
+                    .as_mut()
+                    .is_some_and(|watch| !watch.poll_when_due(conn))
+                {
+                    watcher = None;
+                }
+                match &watcher {
+                    Some(watch) => std::thread::park_timeout(watch.due_in()),
+                    None => std::thread::park(),
+                }
                 continue;
             }
             let take = queue.jobs.len().min(MAX_GROUP);
@@ -308,6 +347,12 @@ fn serve(conn: &Connection, shared: &Weak<Shared>) {
         group.retain(|job| !job.done.is_closed());
         if !group.is_empty() {
             commit(conn, group, &shared.counts);
+        }
+        if watcher
+            .as_mut()
+            .is_some_and(|watch| !watch.poll_when_due(conn))
+        {
+            watcher = None;
         }
     }
 }

@@ -11,9 +11,14 @@
 //! blocking thread for the same connections. Clearing, counting and inspecting run on the
 //! application's pool. A database in memory, which no other connection can see, runs on the
 //! pool alone, as does a file this process cannot open directly.
+//!
+//! The store is [`Watched`]: the writer polls the file's `data_version` (`watch.rs`), so a
+//! near cache in front serves unchanged sessions from memory and drops them all when another
+//! process commits.
 
 mod group;
 mod read;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +26,10 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
+use crate::key::SessionKey;
 use crate::record::Record;
 use crate::store::{Result, StoreError};
+use crate::stores::near::{Cache, Kept, Watched};
 use crate::stores::sql::write::Write;
 use crate::stores::sql::{self, OnPool, Row, RowsAffected, SqlBackend};
 
@@ -120,6 +127,12 @@ impl SqliteStore {
     pub fn group_commits(&self) -> Option<GroupCommits> {
         self.file.as_ref().map(|file| file.writer.counts())
     }
+
+    /// Whether loads and saves run on the file's own connections (not in memory, nor through
+    /// the pool): only then can a near cache watch it.
+    pub(crate) fn on_file(&self) -> bool {
+        self.file.is_some()
+    }
 }
 
 impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
@@ -207,6 +220,39 @@ impl SqlBackend for SqliteStore {
     }
 }
 
+impl crate::stores::near::sealed::Sealed for SqliteStore {}
+
+/// Another process's commits are seen through the file's `data_version`, polled by the group
+/// writer (`watch.rs`), so a [`NearCached`](crate::stores::NearCached) store can keep what
+/// this one loads. Expiry is this machine's clock, checked on every hit.
+#[rocket::async_trait]
+impl Watched for SqliteStore {
+    fn watched_name(&self, id: &str) -> Option<String> {
+        SessionKey::parse(id).map(|key| key.digest_hex())
+    }
+
+    fn watch(&self, cache: std::sync::Weak<Cache>) {
+        let Some(file) = &self.file else {
+            log::info!("session near cache off: a SQLite database in memory has no file to watch");
+            return;
+        };
+        let (file, pool) = (Arc::clone(file), self.pool.clone());
+        rocket::tokio::spawn(async move { file.writer.watch(&pool, cache).await });
+    }
+
+    /// The name is the key's digest in hex: read back, not computed again.
+    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
+        let record = match SessionKey::digest_of_hex(name) {
+            Some(digest) => self.read(&digest).await?,
+            None => crate::store::SessionStore::load(self, id).await?,
+        };
+        Ok(record.map(|record| Kept {
+            record,
+            until: None,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,10 +267,6 @@ mod tests {
             .await
             .expect("connect");
         SqliteStore::new(pool)
-    }
-
-    fn on_file(store: &SqliteStore) -> bool {
-        store.file.is_some()
     }
 
     /// A store on a fresh SQLite file in `dir`, migrated, with a busy timeout of `busy`.
@@ -407,7 +449,7 @@ mod tests {
     async fn loads_and_saves_on_a_file_run_on_the_files_own_connections() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("s.sqlite3").display());
-        assert!(on_file(&store(&url).await));
-        assert!(!on_file(&store("sqlite::memory:").await));
+        assert!(store(&url).await.on_file());
+        assert!(!store("sqlite::memory:").await.on_file());
     }
 }

@@ -1,0 +1,210 @@
+//! The watcher of a [`NearCache`] in front of a SQLite file: the group writer's connection
+//! polling `PRAGMA data_version`.
+//!
+//! SQLite reports no change to anyone; what it offers is `data_version`, a number of the
+//! connection that asks, which moves whenever *another* connection (another server on the file,
+//! the command line, the application's pool) has committed since this one last looked, and
+//! never for the connection's own commits. The writer thread (`group.rs`) asks it on its own
+//! connection between groups, and every [`POLL`] while no save waits: when it moved, every
+//! session kept is dropped (SQLite does not say which rows changed); either way the cache is
+//! confirmed up to when the poll began. The server's own saves, committed on that same
+//! connection, never move it, so they drop nothing but the session they saved (which
+//! [`NearCached`](crate::stores::NearCached) evicts itself).
+//!
+//! **The poll is the path a change travels.** On SQLite a change reaches another process
+//! through the file alone: a commit appends to the WAL and bumps the WAL index's header in the
+//! shared memory beside it, and the read transaction that `PRAGMA data_version` begins reads
+//! that header (the same check that makes every read see the last commit). So a poll that
+//! answered at `t` has seen every commit made before `t`, whoever made it, and a poll that
+//! cannot read the file (it is locked away, gone, unreadable) confirms nothing: the cache serves
+//! nothing once its last confirmation is older than `MAX_LAG` (1 s), the rule every watcher
+//! follows (`near/cache.rs`). There is no channel of its own to go deaf, as PostgreSQL's
+//! `LISTEN` connection or Redis's tracking can, so no heartbeat write is needed (and a write
+//! would move every other server's `data_version`, dropping their caches at each beat).
+//!
+//! The bound this gives: a change committed by another process is served by this one no later
+//! than the next poll, [`POLL`] after it while the writer is idle, after the group under way
+//! while it commits; if the writer is held up longer (waiting for another process's write
+//! lock), nothing is served after `MAX_LAG`.
+
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use crate::stores::near::{Cache, Watch};
+
+/// How often an idle writer asks `data_version`: the longest a change committed by another
+/// process goes unseen here while this one is idle. One poll is a read transaction that reads
+/// a header (a few microseconds); 200 a second cost about 0.1 % of a core (BENCHMARKS.md).
+pub(crate) const POLL: Duration = Duration::from_millis(5);
+
+/// A near cache watched through the writer's connection.
+pub(crate) struct Watcher {
+    cache: Weak<Cache>,
+    watch: Watch,
+    /// `data_version` as last seen.
+    seen: i64,
+    /// When the last poll began.
+    polled: Instant,
+    /// Whether the last poll failed (logged once per outage).
+    failing: bool,
+}
+
+impl Watcher {
+    /// Starts watching for `cache` on `conn`: `data_version` is read first, then the cache
+    /// starts empty, so a commit made between the two is seen by the first poll.
+    pub(crate) fn start(conn: &Connection, cache: Weak<Cache>) -> Option<Watcher> {
+        let seen = match data_version(conn) {
+            Ok(seen) => seen,
+            Err(e) => {
+                log::warn!("session near cache off: cannot read the SQLite file's version: {e}");
+                return None;
+            }
+        };
+        let watch = cache.upgrade()?.watch();
+        let mut watcher = Watcher {
+            cache,
+            watch,
+            seen,
+            polled: Instant::now(),
+            failing: false,
+        };
+        watcher.poll(conn).then_some(watcher)
+    }
+
+    /// [`Watcher::poll`] if [`POLL`] has passed since the last one; false once the cache is
+    /// gone.
+    pub(crate) fn poll_when_due(&mut self, conn: &Connection) -> bool {
+        if self.due_in().is_zero() {
+            self.poll(conn)
+        } else {
+            self.cache.strong_count() > 0
+        }
+    }
+
+    /// How long until the next poll is due.
+    pub(crate) fn due_in(&self) -> Duration {
+        POLL.saturating_sub(self.polled.elapsed())
+    }
+
+    /// Drops every session kept if another connection committed since the last poll, then
+    /// confirms the watch up to now. False once the cache is gone.
+    pub(crate) fn poll(&mut self, conn: &Connection) -> bool {
+        let Some(cache) = self.cache.upgrade() else {
+            return false;
+        };
+        let sent = Instant::now();
+        self.polled = sent;
+        match data_version(conn) {
+            Ok(version) => {
+                if version != self.seen {
+                    cache.flush();
+                    self.seen = version;
+                }
+                cache.confirm(self.watch, sent);
+                if std::mem::take(&mut self.failing) {
+                    log::info!("session near cache on again: the SQLite file can be read");
+                }
+            }
+            Err(e) => {
+                // Unconfirmed, the cache stops serving within MAX_LAG; the next poll that
+                // reads compares with the last version seen, so nothing committed meanwhile
+                // is missed.
+                if !std::mem::replace(&mut self.failing, true) {
+                    log::warn!("session near cache off until the SQLite file can be read: {e}");
+                }
+            }
+        }
+        true
+    }
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+    use std::sync::Arc;
+
+    fn kept(cache: &Cache, name: &str) {
+        let ticket = cache.ticket().expect("watching");
+        cache.fill(name.into(), crate::stores::near::kept(), ticket);
+    }
+
+    #[test]
+    fn another_connections_commit_drops_the_copies_and_its_own_do_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.sqlite3");
+        let own = Connection::open(&path).expect("open");
+        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .expect("schema");
+        let other = Connection::open(&path).expect("open");
+        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
+        assert!(cache.watching());
+        kept(&cache, "a");
+
+        own.execute("INSERT INTO t VALUES (1)", [])
+            .expect("own commit");
+        assert!(watcher.poll(&own));
+        assert!(cache.get("a").is_some(), "its own commit drops nothing");
+
+        other
+            .execute("INSERT INTO t VALUES (2)", [])
+            .expect("commit");
+        assert!(cache.get("a").is_some(), "until the next poll");
+        assert!(watcher.poll(&own));
+        assert!(
+            cache.get("a").is_none(),
+            "another's commit drops every copy"
+        );
+
+        kept(&cache, "a");
+        assert!(watcher.poll(&own));
+        assert!(cache.get("a").is_some(), "nothing moved: kept");
+
+        drop(cache);
+        assert!(!watcher.poll(&own), "the cache is gone: the watcher ends");
+    }
+
+    #[test]
+    fn a_poll_that_cannot_read_confirms_nothing_and_misses_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.sqlite3");
+        let own = Connection::open(&path).expect("open");
+        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .expect("schema");
+        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
+        kept(&cache, "a");
+        // A poll that fails, as on a file that cannot be read (here: not a database at all),
+        // while another connection commits.
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0x55_u8; 4096]).expect("written");
+        let unreadable = Connection::open(&garbage).expect("open");
+        let before = Instant::now();
+        assert!(watcher.poll(&unreadable));
+        assert!(watcher.failing, "the poll could not read the file");
+        Connection::open(&path)
+            .expect("open")
+            .execute("INSERT INTO t VALUES (1)", [])
+            .expect("commit");
+        // Unconfirmed since `before`: once MAX_LAG has passed, nothing is served.
+        std::thread::sleep(
+            crate::stores::near::MAX_LAG.saturating_sub(before.elapsed())
+                + Duration::from_millis(10),
+        );
+        assert!(!cache.watching());
+        assert!(cache.get("a").is_none());
+        assert!(watcher.poll(&own));
+        assert!(cache.watching() && !watcher.failing);
+        assert!(
+            cache.get("a").is_none(),
+            "the commit made meanwhile is seen"
+        );
+    }
+}
