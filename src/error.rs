@@ -22,6 +22,9 @@ pub enum Error {
     /// not handle it, its name was taken).
     #[error("storing a user: {0}")]
     Password(String),
+    /// A template could not be rendered (its error is in the log above).
+    #[error("rendering the template {0}")]
+    Template(&'static str),
 }
 
 impl<'r> Responder<'r, 'static> for Error {

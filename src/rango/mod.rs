@@ -1,6 +1,7 @@
 //! The Rango site: index and about pages with the visitor's visit count, and a page per
 //! category.
 
+pub mod front;
 pub mod models;
 pub mod visits;
 
@@ -9,7 +10,7 @@ use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket::{get, routes, Build, Rocket, Route, State};
 use rocket_db_pools::{Connection, Database};
-use rocket_dyn_templates::{context, Template};
+use rocket_dyn_templates::{context, Metadata, Template};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
@@ -17,6 +18,7 @@ use crate::accounts::auth::Nav;
 use crate::db::Db;
 use crate::error::Error;
 use crate::urls::Slashed;
+use front::FrontPage;
 use rocket_server_sessions::Session;
 
 /// The site's settings: `[default.rango]` in Rocket.toml or `ROCKET_RANGO='{...}'`.
@@ -77,7 +79,7 @@ async fn setup(rocket: Rocket<Build>) -> fairing::Result {
             return Err(rocket);
         }
     }
-    Ok(rocket.manage(config))
+    Ok(rocket.manage(config).manage(front::FrontPage::default()))
 }
 
 async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {
@@ -99,39 +101,45 @@ pub fn routes() -> Vec<Route> {
 /// The project's root serves the index too, as the book's project URLs do.
 #[get("/")]
 async fn home(
-    db: Connection<Db>,
+    db: &Db,
+    front: &State<FrontPage>,
+    templates: Metadata<'_>,
     session: Session<'_>,
     config: &State<RangoConfig>,
     account: Nav,
 ) -> Result<Template, Error> {
-    index_page(db, session, config, account).await
+    index_page(db, front, templates, session, config, account).await
 }
 
 /// "Rango says...": the most liked categories, the most viewed pages and the visit count.
 #[get("/rango")]
 async fn index(
     _slash: Slashed,
-    db: Connection<Db>,
+    db: &Db,
+    front: &State<FrontPage>,
+    templates: Metadata<'_>,
     session: Session<'_>,
     config: &State<RangoConfig>,
     account: Nav,
 ) -> Result<Template, Error> {
-    index_page(db, session, config, account).await
+    index_page(db, front, templates, session, config, account).await
 }
 
+/// The lists come from memory, read again at most once a second (`front.rs`).
 async fn index_page(
-    db: Connection<Db>,
+    db: &Db,
+    front: &FrontPage,
+    templates: Metadata<'_>,
     session: Session<'_>,
     config: &State<RangoConfig>,
     account: Nav,
 ) -> Result<Template, Error> {
-    let categories = models::most_liked_categories(&db, 5).await?;
-    let pages = models::most_viewed_pages(&db, 5).await?;
+    let lists = front.lists(db.pool(), &templates).await?;
     let visits =
         visits::record_visit(&session, config.visit_interval(), OffsetDateTime::now_utc())?;
     Ok(Template::render(
         "rango/index",
-        context! { categories, pages, visits, account, nav: "index" },
+        context! { lists: &*lists, visits, account, nav: "index" },
     ))
 }
 

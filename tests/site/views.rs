@@ -244,3 +244,40 @@ async fn pages_link_both_navigation_entries() {
     assert!(body.contains("<a href=\"/rango/\">Index</a>"));
     assert!(body.contains("<a href=\"/rango/about/\" aria-current=\"page\">About</a>"));
 }
+
+/// The index's lists come from memory, read again at most once a second: a change made behind
+/// the server's back (another server, the command line) shows within that second, well under
+/// the 2 s bound of "What another server sees".
+#[tokio::test]
+async fn the_index_shows_a_change_made_elsewhere_within_a_second() {
+    let app = TestApp::tracked(&[]).await;
+    let filled = std::time::Instant::now();
+    let first = |body: &str, a: &str, b: &str| {
+        let (a, b) = (body.find(a).expect(a), body.find(b).expect(b));
+        a < b
+    };
+    let body = app.body("/rango/").await;
+    assert!(first(&body, ">Python<", ">Other Frameworks<"));
+    sqlx::query("UPDATE category SET likes = 1000 WHERE name = 'Other Frameworks'")
+        .execute(app.pool())
+        .await
+        .expect("update");
+    let body = app.body("/rango/").await;
+    if filled.elapsed() < std::time::Duration::from_millis(900) {
+        assert!(
+            first(&body, ">Python<", ">Other Frameworks<"),
+            "served from memory"
+        );
+    }
+    loop {
+        let body = app.body("/rango/").await;
+        if first(&body, ">Other Frameworks<", ">Python<") {
+            break;
+        }
+        assert!(
+            filled.elapsed() < std::time::Duration::from_secs(2),
+            "the change never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
