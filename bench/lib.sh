@@ -16,3 +16,17 @@ write_section() {
         printf '\n%s\n' "$text" >>BENCHMARKS.md
     fi
 }
+
+# write_rotate_lua FILE: a wrk script that sends each request with the next of the session keys
+# in the file $BENCH_KEYS (one per line), in turn.
+write_rotate_lua() {
+    cat >"$1" <<'LUA'
+local keys = {}
+for line in io.lines(os.getenv("BENCH_KEYS")) do keys[#keys + 1] = line end
+local i = 0
+request = function()
+    i = i % #keys + 1
+    return wrk.format(nil, nil, { ["Cookie"] = "sessionid=" .. keys[i] })
+end
+LUA
+}

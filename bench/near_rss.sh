@@ -12,6 +12,7 @@
 # Needs wrk and curl. Prints only; BENCHMARKS.md quotes its output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 N=${1:-100000}
 PORT=${BENCH_PORT:-8767}
@@ -59,16 +60,7 @@ response = function(status, headers, body)
 end
 done = function() out:close() end
 LUA
-# Each request with the next key, in turn.
-cat >"$WORK/rotate.lua" <<'LUA'
-local keys = {}
-for line in io.lines(os.getenv("KEYS_IN")) do keys[#keys + 1] = line end
-local i = 0
-request = function()
-    i = i % #keys + 1
-    return wrk.format(nil, nil, { ["Cookie"] = "sessionid=" .. keys[i] })
-end
-LUA
+write_rotate_lua "$WORK/rotate.lua"
 
 make_secs=$((2 * N / 10000 + 2))
 while :; do
@@ -84,7 +76,7 @@ rows=$(wc -l <"$WORK/all")
 # served again from the cache.
 passes=0
 while [ "$passes" -lt 2 ]; do
-    KEYS_IN="$WORK/keys" wrk -t1 -c16 -d10s -s "$WORK/rotate.lua" "$URL" >"$WORK/wrk.out"
+    BENCH_KEYS="$WORK/keys" wrk -t1 -c16 -d10s -s "$WORK/rotate.lua" "$URL" >"$WORK/wrk.out"
     requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
     passes=$((passes + requests / N))
 done

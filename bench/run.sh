@@ -140,15 +140,7 @@ if curl -s -o /dev/null "$URL"; then
 fi
 
 # A wrk script that sends each request with the next of the session keys in $WORK/keys.
-cat >"$WORK/rotate.lua" <<'LUA'
-local keys = {}
-for line in io.lines(os.getenv("BENCH_KEYS")) do keys[#keys + 1] = line end
-local i = 0
-request = function()
-    i = i % #keys + 1
-    return wrk.format(nil, nil, { ["Cookie"] = "sessionid=" .. keys[i] })
-end
-LUA
+write_rotate_lua "$WORK/rotate.lua"
 export BENCH_KEYS="$WORK/keys"
 
 # The session cookie's value a fresh visit gets (a key, or a sealed session).

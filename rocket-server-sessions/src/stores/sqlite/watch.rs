@@ -36,7 +36,8 @@ use crate::stores::near::{Cache, Watch};
 
 /// How often an idle writer asks `data_version`: the longest a change committed by another
 /// process goes unseen here while this one is idle. One poll is a read transaction that reads
-/// a header (a few microseconds); 200 a second cost about 0.1 % of a core (BENCHMARKS.md).
+/// a header (a few microseconds); 200 a second cost under half a percent of a core
+/// (BENCHMARKS.md, "What each change bought", 12).
 pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// A near cache watched through the writer's connection.
