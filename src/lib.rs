@@ -37,6 +37,8 @@ pub fn rocket_with(figment: Figment) -> Rocket<Build> {
         .attach(AdHoc::try_on_ignite("Migrations", db::migrate))
         .attach(rango::fairing())
         .attach(Sessions::fairing(stores::factory()))
+        // After the sessions: its `Cache-Control` replaces their `private`.
+        .attach(accounts::never_cache::fairing())
         .attach(Template::fairing())
         .attach(AdHoc::try_on_ignite("Static files", mount_static_files))
         .mount("/", rango::routes())

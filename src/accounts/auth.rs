@@ -142,6 +142,15 @@ async fn look_up(req: &Request<'_>, session: &Session<'_>) -> Lookup {
     }
 }
 
+/// Whether this request was found signed in (by a [`CurrentUser`] guard that ran for it);
+/// false when nothing looked.
+pub fn signed_in_here(req: &Request<'_>) -> bool {
+    matches!(
+        req.local_cache(|| Lookup::Found(None)),
+        Lookup::Found(Some(_))
+    )
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for CurrentUser {
     type Error = SessionError;

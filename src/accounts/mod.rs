@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod devices;
+pub mod never_cache;
 pub mod users;
 
 use rocket::form::FromForm;

@@ -85,6 +85,7 @@ struct Page {
     location: Option<String>,
     body: String,
     set_cookie: bool,
+    cache_control: Option<String>,
 }
 
 impl Page {
@@ -127,6 +128,10 @@ impl<'a> Device<'a> {
         Page {
             status: response.status(),
             location: response.headers().get_one("Location").map(str::to_owned),
+            cache_control: response
+                .headers()
+                .get_one("Cache-Control")
+                .map(str::to_owned),
             body: response.into_string().await.unwrap_or_default(),
             set_cookie,
         }
@@ -834,5 +839,52 @@ async fn the_navigation_shows_who_is_signed_in() {
             "{path}"
         );
         assert!(!page.has("id=\"nav-login\""), "{path}");
+    }
+}
+
+/// Django's `never_cache`: the accounts' pages whoever asks, and every page rendered for a
+/// signed-in user, may not be kept by a browser or a proxy; a visitor's ordinary pages keep
+/// what they had (nothing, or the session's `private`).
+#[tokio::test]
+async fn signed_in_pages_and_the_account_pages_are_never_cached() {
+    const NEVER: &str = "max-age=0, no-cache, no-store, must-revalidate, private";
+    for store in ALL {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let mut visitor = Device::new(&app, FIREFOX);
+        for path in ["/rango/", "/rango/about/", "/rango/category/python/"] {
+            let page = visitor.get(path).await;
+            assert_ne!(page.cache_control.as_deref(), Some(NEVER), "{store} {path}");
+        }
+        for path in ["/rango/login/", "/rango/register/", "/rango/logout/"] {
+            let page = visitor.get(path).await;
+            assert_eq!(page.status, Status::Ok, "{store} {path}");
+            assert_eq!(page.cache_control.as_deref(), Some(NEVER), "{store} {path}");
+        }
+        let mut device = signed_in_device(&app, "ann", CHROME).await;
+        for path in [
+            "/rango/",
+            "/rango/about/",
+            "/rango/category/python/",
+            "/rango/restricted/",
+            "/rango/password/",
+            "/rango/sessions/",
+            "/rango/logout/",
+        ] {
+            let page = device.get(path).await;
+            assert_eq!(page.status, Status::Ok, "{store} {path}");
+            assert_eq!(page.cache_control.as_deref(), Some(NEVER), "{store} {path}");
+        }
+        let token = device.get("/rango/about/").await.token();
+        let page = device
+            .post("/rango/logout/", &[("csrfmiddlewaretoken", &token)])
+            .await;
+        assert_eq!(page.status, Status::SeeOther, "{store}");
+        assert_eq!(
+            page.cache_control.as_deref(),
+            Some(NEVER),
+            "{store}: the logout"
+        );
     }
 }
