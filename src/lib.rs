@@ -32,6 +32,7 @@ pub fn rocket() -> Rocket<Build> {
 pub fn rocket_with(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(security::host_check())
+        .attach(security::secret_key_check())
         .attach(security::shield())
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Migrations", db::migrate))

@@ -132,6 +132,25 @@ fn split_host(value: &str) -> Option<(&str, bool)> {
     }
 }
 
+/// Refuses to launch with a weak `secret_key`: one that is set but does not decode (base64 or
+/// hex) to 32 or 64 bytes, or whose bytes are all zero (Rocket launches with either). Unset,
+/// Rocket's own rule holds: a random key in debug, and the cookie store refuses to launch
+/// without one elsewhere.
+pub fn secret_key_check() -> rocket::fairing::AdHoc {
+    rocket::fairing::AdHoc::try_on_ignite("Secret key", |rocket| async move {
+        let Ok(key) = rocket.figment().extract_inner::<String>("secret_key") else {
+            return Ok(rocket);
+        };
+        match rocket_server_sessions::stores::CookieStore::new(&key, "sessionid") {
+            Ok(_) => Ok(rocket),
+            Err(e) => {
+                log::error!("refusing a weak key: {e}");
+                Err(rocket)
+            }
+        }
+    })
+}
+
 /// Refuses requests for hosts that are not allowed.
 pub struct HostCheck;
 

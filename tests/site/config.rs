@@ -88,6 +88,34 @@ async fn the_cookie_backend_needs_a_good_secret_key_outside_debug() {
     );
 }
 
+/// A weak `secret_key` stops the launch whatever the store: all zeros (Rocket's example, an
+/// unfilled template), too short, not a key at all.
+#[tokio::test]
+async fn a_weak_secret_key_fails_the_launch_on_every_store() {
+    let zeros = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let good = "8s7hHUY8nbpKs6oNQsnSVM2AvRWnnjl0m7d0bl8mr/c=";
+    for backend in ["db", "cookie", "memory"] {
+        for weak in [zeros, "0".repeat(64).as_str(), "short", "hello world"] {
+            assert!(
+                launch_fails_with(&[
+                    ("session.backend", json!(backend)),
+                    ("secret_key", json!(weak))
+                ])
+                .await,
+                "{backend}: {weak}"
+            );
+        }
+        assert!(
+            !launch_fails_with(&[
+                ("session.backend", json!(backend)),
+                ("secret_key", json!(good))
+            ])
+            .await,
+            "{backend}: a good key"
+        );
+    }
+}
+
 #[tokio::test]
 async fn good_settings_launch() {
     assert!(!launch_fails_with(&[]).await);

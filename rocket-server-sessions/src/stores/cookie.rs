@@ -32,7 +32,10 @@ impl std::fmt::Debug for CookieStore {
 
 /// Why a secret key could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("secret_key must be 32 or 64 bytes in base64 or hex (e.g. `openssl rand -base64 32`)")]
+#[error(
+    "secret_key must be 32 or 64 random bytes in base64 or hex, not all zeros \
+     (e.g. `openssl rand -base64 32`)"
+)]
 pub struct BadSecretKey;
 
 impl CookieStore {
@@ -40,7 +43,7 @@ impl CookieStore {
     /// base64 or hex), for cookies named `cookie_name`.
     ///
     /// # Errors
-    /// [`BadSecretKey`] when the key does not decode to 32 or 64 bytes.
+    /// [`BadSecretKey`] when the key does not decode to 32 or 64 bytes, or they are all zero.
     pub fn new(secret_key: &str, cookie_name: &str) -> Result<Self, BadSecretKey> {
         use base64::Engine;
         let bytes = decode_hex(secret_key)
@@ -50,6 +53,10 @@ impl CookieStore {
                     .ok()
             })
             .ok_or(BadSecretKey)?;
+        // Rocket's example key, and what a template left unfilled holds.
+        if bytes.iter().all(|&b| b == 0) {
+            return Err(BadSecretKey);
+        }
         // Rocket's rule: a 256-bit key is expanded, a 512-bit key used as it is.
         let key = match bytes.len() {
             32 => Key::derive_from(&bytes),
