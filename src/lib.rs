@@ -34,6 +34,7 @@ pub fn rocket_with(figment: Figment) -> Rocket<Build> {
         .attach(security::host_check())
         .attach(security::secret_key_check())
         .attach(security::shield())
+        .attach(security::hsts_when_secure())
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Migrations", db::migrate))
         .attach(rango::fairing())

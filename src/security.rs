@@ -46,6 +46,24 @@ pub fn shield() -> Shield {
         .enable(CrossOriginOpenerPolicy)
 }
 
+/// [`shield`] with HSTS (`Strict-Transport-Security: max-age=31536000`, Rocket's default
+/// policy) when `session.cookie_secure` is set: a site whose session cookie goes over HTTPS
+/// only is served over HTTPS only (behind a proxy that terminates TLS too), and the browser
+/// should never try plain HTTP. Replaces the shield attached before it (Rocket keeps one).
+pub fn hsts_when_secure() -> rocket::fairing::AdHoc {
+    rocket::fairing::AdHoc::on_ignite("HSTS when cookies are secure", |rocket| async move {
+        let secure = rocket
+            .figment()
+            .extract_inner::<bool>("session.cookie_secure")
+            .unwrap_or(false);
+        if secure {
+            rocket.attach(shield().enable(rocket::shield::Hsts::default()))
+        } else {
+            rocket
+        }
+    })
+}
+
 /// The `allowed_hosts` patterns, lower case, checked at launch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllowedHosts(Vec<String>);

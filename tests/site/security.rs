@@ -33,6 +33,32 @@ async fn every_response_carries_djangos_security_headers() {
     }
 }
 
+/// HSTS when the session cookie is Secure (the site is then served over HTTPS only), with the
+/// other headers kept; none otherwise.
+#[tokio::test]
+async fn hsts_is_sent_when_cookies_are_secure_and_only_then() {
+    const HSTS: &str = "Strict-Transport-Security";
+    let plain = TestApp::untracked(&[]).await;
+    let response = plain.get("/rango/about/").await;
+    assert_eq!(response.headers().get_one(HSTS), None);
+    let secure = TestApp::untracked(&[("session.cookie_secure", json!(true))]).await;
+    for uri in ["/rango/", "/rango/about/", "/static/css/rango.css"] {
+        let response = secure.get(uri).await;
+        assert_eq!(
+            response.headers().get_one(HSTS),
+            Some("max-age=31536000"),
+            "{uri}"
+        );
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(
+                response.headers().get_one(name),
+                Some(value),
+                "{uri}: {name}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_page_that_sets_the_session_cookie_is_private_to_shared_caches() {
     let app = TestApp::untracked(&[]).await;
