@@ -49,11 +49,17 @@ pub fn catchers() -> Vec<Catcher> {
     catchers![not_found, forbidden, internal_error, any_error]
 }
 
-/// A refused CSRF check (the site's only 403), as Django words it.
+/// A refused CSRF check (the site's only 403), as Django words it; why, as Django does, only
+/// with `rango.debug` (a reason tells an attacker which part of a forged request to mend).
 #[catch(403)]
 fn forbidden(req: &Request<'_>) -> Template {
-    let reason = rocket_server_sessions::csrf::csrf_failure(req).map(|reason| reason.to_string());
-    Template::render("error/403", context! { reason })
+    let failure = rocket_server_sessions::csrf::csrf_failure(req);
+    let debug = req
+        .rocket()
+        .state::<crate::rango::RangoConfig>()
+        .is_some_and(|config| config.debug);
+    let reason = failure.filter(|_| debug).map(|reason| reason.to_string());
+    Template::render("error/403", context! { csrf: failure.is_some(), reason })
 }
 
 #[catch(404)]

@@ -30,6 +30,9 @@ pub struct RangoConfig {
     pub visit_interval: u64,
     /// Load the book's sample categories and pages at launch when there are none (default true).
     pub sample_data: bool,
+    /// Django's `DEBUG` (default false; true in Rocket.toml's `debug` profile, the one
+    /// `cargo run` uses): a refused CSRF check's page says why.
+    pub debug: bool,
 }
 
 impl Default for RangoConfig {
@@ -37,6 +40,7 @@ impl Default for RangoConfig {
         RangoConfig {
             visit_interval: 86_400,
             sample_data: true,
+            debug: false,
         }
     }
 }

@@ -263,7 +263,8 @@ impl Shared {
         let mut env = self.env(&self.served_database_url());
         env.push((
             "ROCKET_RANGO",
-            format!("{{visit_interval={visit_interval}}}"),
+            // debug: the 403 of a refused CSRF check says why, which is how B is judged.
+            format!("{{visit_interval={visit_interval},debug=true}}"),
         ));
         let env: Vec<(&str, String)> = env.into_iter().collect();
         Server::start(&env)

@@ -168,3 +168,40 @@ async fn allowed_hosts_come_from_the_setting_and_its_environment_override() {
     let default = rango::security::AllowedHosts::from_figment(&rocket_figment()).expect("valid");
     assert!(default.allows("localhost:8000"));
 }
+
+/// Django shows why a CSRF check failed only with `DEBUG`: here `rango.debug`, on in the debug
+/// profile (the tests'), off everywhere else.
+#[tokio::test]
+async fn a_refused_csrf_check_says_why_only_in_debug() {
+    for (debug, says_why) in [(true, true), (false, false)] {
+        let app = TestApp::untracked(&[("rango.debug", json!(debug))]).await;
+        let response = app
+            .client
+            .post("/rango/logout/")
+            .header(rocket::http::ContentType::Form)
+            .body("")
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Forbidden);
+        let body = response.into_string().await.expect("a page");
+        assert!(
+            body.contains("CSRF verification failed. Request aborted."),
+            "{body}"
+        );
+        assert_eq!(
+            body.contains("id=\"reason\""),
+            says_why,
+            "debug = {debug}: {body}"
+        );
+        assert_eq!(
+            body.contains("CSRF session token missing."),
+            says_why,
+            "{body}"
+        );
+    }
+    for (profile, debug) in [("debug", true), ("release", false), ("postgres", false)] {
+        let figment = rocket_figment().select(profile);
+        let config = rango::rango::RangoConfig::from_figment(&figment).expect("valid");
+        assert_eq!(config.debug, debug, "the {profile} profile");
+    }
+}
