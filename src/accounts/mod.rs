@@ -162,12 +162,7 @@ async fn register(
     let email = email.trim().to_owned();
     let mut errors = FieldErrors::default();
     errors.username.extend(users::username_problem(&username));
-    if email.is_empty() {
-        errors.email.push(REQUIRED);
-    } else if !matches!(email.split_once('@'), Some((user, host)) if !user.is_empty() && host.contains('.'))
-    {
-        errors.email.push("Enter a valid email address.");
-    }
+    errors.email.extend(users::email_problem(&email));
     errors.password.extend(password_problem(&password));
     if !errors.any() {
         match users::create(&db, &username, &email, &password).await {

@@ -148,6 +148,88 @@ pub fn username_problem(username: &str) -> Option<&'static str> {
     None
 }
 
+/// The longest e-mail address accepted (Django's `EmailField` on its user model).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// Why an e-mail address is refused, if it is: Django's `EmailValidator`. At most 254
+/// characters and no control character anywhere; a local part that is a dot-atom of the
+/// characters RFC 5322 allows, or a quoted string; a domain of labels (letters, digits and
+/// inner hyphens, at most 63 each) ending in a top-level label of at least two characters,
+/// `localhost`, or an address literal in brackets.
+pub fn email_problem(email: &str) -> Option<&'static str> {
+    const INVALID: &str = "Enter a valid email address.";
+    if email.is_empty() {
+        return Some("This field is required.");
+    }
+    if email.chars().count() > MAX_EMAIL_LEN {
+        return Some("Ensure this value has at most 254 characters.");
+    }
+    if email.chars().any(char::is_control) {
+        return Some(INVALID);
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Some(INVALID);
+    };
+    (!(local_part_ok(local) && domain_ok(domain))).then_some(INVALID)
+}
+
+/// A dot-atom (`first.last+tag`) or a quoted string (`"john doe"`), ASCII only.
+fn local_part_ok(local: &str) -> bool {
+    let atom_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    if let Some(quoted) = local
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    {
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            let ok = match c {
+                '\\' => chars.next().is_some_and(|escaped| escaped.is_ascii()),
+                '"' => false,
+                c => c.is_ascii(),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        return true;
+    }
+    !local.is_empty()
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(atom_char))
+}
+
+/// Labels and a top-level label (letters in any script, as IDNA would encode them), or
+/// `localhost`, or `[an IP address]`.
+fn domain_ok(domain: &str) -> bool {
+    if domain.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Some(literal) = domain
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        let ip = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        return ip.parse::<std::net::IpAddr>().is_ok();
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.chars().count())
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    match labels.split_last() {
+        Some((top, rest)) if !rest.is_empty() => {
+            rest.iter().all(|label| label_ok(label))
+                && label_ok(top)
+                && top.chars().count() >= 2
+                && !top.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
 const COLUMNS: &str = "id, username, email, password, session_generation, date_joined";
 
 // Every query here reads all of its rows (`fetch_all`), even when it has at most one: on

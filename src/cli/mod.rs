@@ -248,3 +248,27 @@ impl Context {
         Ok(stores::maintenance(db.as_ref(), &self.figment, config).await?)
     }
 }
+
+/// `text` as a command may print it: what a user supplied (a name, an e-mail, a browser's
+/// `User-Agent`) could otherwise write escape sequences to the operator's terminal (clear the
+/// screen, forge a line) or turn text around. Control characters and the bidirectional
+/// overrides are printed as `\u{...}`; everything else as it is.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}

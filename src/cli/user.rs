@@ -1,7 +1,7 @@
 //! `rango user list` and `rango user sessions USERNAME [--end-all]`: the accounts and their
 //! signed-in sessions, as the "your sessions" page shows them, for an operator.
 
-use super::{Context, Error, Result};
+use super::{shown, Context, Error, Result};
 use crate::accounts::{devices, users};
 
 /// Prints every user: id, username, e-mail, when they registered.
@@ -17,7 +17,10 @@ pub async fn list(context: &Context) -> Result {
     for user in all {
         println!(
             "{}\t{}\t{}\tjoined {}",
-            user.id, user.username, user.email, user.date_joined
+            user.id,
+            shown(&user.username),
+            shown(&user.email),
+            user.date_joined
         );
     }
     Ok(())
@@ -39,7 +42,9 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
     let maintenance = context.store(&config).await?;
     let store = &maintenance.store;
     match devices::devices(store.as_ref(), &config, &user, None).await? {
-        Some(devices) if devices.is_empty() => println!("{} has no session.", user.username),
+        Some(devices) if devices.is_empty() => {
+            println!("{} has no session.", shown(&user.username));
+        }
         Some(devices) => {
             for device in devices {
                 println!(
@@ -51,8 +56,8 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
                     } else {
                         &device.last_active
                     },
-                    device.browser,
-                    device.system
+                    shown(&device.browser),
+                    shown(&device.system)
                 );
             }
         }
@@ -66,7 +71,7 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
         let ended = devices::end_others(store.as_ref(), &user, None).await?;
         println!(
             "Signed out every session of {} ({ended} deleted from the store).",
-            user.username
+            shown(&user.username)
         );
         if let Some(left) = maintenance.left_behind() {
             eprintln!("rango: warning: {left}");

@@ -888,3 +888,84 @@ async fn signed_in_pages_and_the_account_pages_are_never_cached() {
         );
     }
 }
+
+/// E-mail addresses as Django's `EmailValidator` takes them: at most 254 characters, no control
+/// character (an escape sequence in an address once reached the operator's terminal through
+/// `rango user list`), a dot-atom or quoted local part, a domain of valid labels.
+#[tokio::test]
+async fn register_takes_only_valid_email_addresses() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let long = format!("{}@example.com", "a".repeat(243));
+    assert_eq!(long.len(), 255);
+    let refused = [
+        "ann",
+        "ann@",
+        "@example.com",
+        "ann@example",
+        "ann@-example.com",
+        "ann@example.c",
+        "ann..b@example.com",
+        "ann b@example.com",
+        "ann\u{1b}[2J@example.com",
+        "ann@exa\u{7}mple.com",
+        "ann@example.com\u{0}x",
+        long.as_str(),
+    ];
+    for (i, email) in refused.iter().enumerate() {
+        let mut device = Device::new(&app, CHROME);
+        let username = format!("refused{i}");
+        let page = device
+            .submit(
+                "/rango/register/",
+                "/rango/register/",
+                &[
+                    ("username", &username),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, Status::Ok, "{email:?}");
+        assert!(
+            page.has("Enter a valid email address.")
+                || page.has("Ensure this value has at most 254 characters."),
+            "{email:?}: {}",
+            page.body
+        );
+    }
+    let taken = [
+        "ann@example.com",
+        "first.last+tag@mail.example.co.uk",
+        "\"john doe\"@example.com",
+        "ann@localhost",
+        "ann@[127.0.0.1]",
+        "ann@bücher.example",
+        format!("{}@example.com", "a".repeat(242)).leak(),
+    ];
+    for (i, email) in taken.iter().enumerate() {
+        let mut device = Device::new(&app, CHROME);
+        let username = format!("taken{i}");
+        let page = device
+            .submit(
+                "/rango/register/",
+                "/rango/register/",
+                &[
+                    ("username", &username),
+                    ("email", email),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert!(!page.has("Enter a valid email address."), "{email:?}");
+    }
+    for (prefix, made) in [("refused", 0), ("taken", taken.len())] {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username LIKE $1")
+            .bind(format!("{prefix}%"))
+            .fetch_one(app.pool())
+            .await
+            .expect("count");
+        assert_eq!(count, made as i64, "{prefix}");
+    }
+}

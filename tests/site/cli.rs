@@ -774,3 +774,39 @@ async fn user_list_and_user_sessions_show_the_accounts_and_end_all_signs_them_ou
         "{cookie}"
     );
 }
+
+/// What a user supplied is printed escaped: a control character or a bidirectional override in
+/// a name or an e-mail (a row older than the checks, or written by hand) cannot write to the
+/// operator's terminal.
+#[tokio::test]
+async fn user_commands_escape_what_users_supplied() {
+    let site = Site::migrated();
+    let pool = sqlx::SqlitePool::connect(&site.url())
+        .await
+        .expect("the database");
+    sqlx::query(
+        "INSERT INTO users (username, username_key, email, password, date_joined) \
+         VALUES ($1, 'eve', $2, 'x', '2026-01-01T00:00:00Z')",
+    )
+    .bind("eve\u{1b}[2J")
+    .bind("eve\u{202e}moc.elpmaxe@\u{7}eve\r\nforged line")
+    .execute(&pool)
+    .await
+    .expect("insert");
+    pool.close().await;
+    let listed = site.rango(&["user", "list"]).success();
+    assert!(
+        !listed.contains(['\u{1b}', '\u{7}', '\u{202e}', '\r']),
+        "{listed:?}"
+    );
+    assert_eq!(listed.lines().count(), 1, "{listed:?}");
+    assert!(
+        listed.contains("eve\\u{1b}[2J\teve\\u{202e}moc.elpmaxe@\\u{7}eve\\u{d}\\u{a}forged line"),
+        "{listed:?}"
+    );
+    let sessions = site.rango(&["user", "sessions", "eve"]).success();
+    assert!(
+        sessions.contains("eve\\u{1b}[2J has no session."),
+        "{sessions:?}"
+    );
+}
