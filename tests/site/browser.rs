@@ -673,6 +673,20 @@ async fn screenshots_of(browser: &Browser, server: &Server, pages: &[(&str, &str
     let (target, docs) = screenshot_dirs();
     for (page, path) in pages {
         browser.goto(&server.url(path)).await;
+        // Under the site's Content-Security-Policy the stylesheet loaded and applies.
+        let sheets = browser
+            .client
+            .execute(
+                "return [document.styleSheets.length, \
+                         document.styleSheets.length ? document.styleSheets[0].cssRules.length : 0];",
+                vec![],
+            )
+            .await
+            .expect("the stylesheets");
+        assert!(
+            sheets[0].as_u64() == Some(1) && sheets[1].as_u64().is_some_and(|n| n > 10),
+            "{page}: {sheets}"
+        );
         let file = target.join(format!("{page}.png"));
         let bytes = browser.screenshot(720, &file).await;
         assert!(bytes < 150_000, "{} is {bytes} bytes", file.display());

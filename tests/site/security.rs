@@ -7,11 +7,16 @@ use serde_json::json;
 use crate::common::*;
 
 /// The headers every response carries, and their values.
-const SECURITY_HEADERS: [(&str, &str); 4] = [
+const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
+         frame-ancestors 'none'",
+    ),
 ];
 
 #[tokio::test]
@@ -203,5 +208,54 @@ async fn a_refused_csrf_check_says_why_only_in_debug() {
         let figment = rocket_figment().select(profile);
         let config = rango::rango::RangoConfig::from_figment(&figment).expect("valid");
         assert_eq!(config.debug, debug, "the {profile} profile");
+    }
+}
+
+/// The pages satisfy the Content-Security-Policy (everything from the site itself): no template
+/// has an inline script, an inline style, an event handler, a `javascript:` URL or a resource
+/// from elsewhere.
+#[test]
+fn no_template_needs_more_than_the_content_security_policy_allows() {
+    fn templates(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                templates(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    templates(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+        &mut found,
+    );
+    assert!(found.len() > 10, "{found:?}");
+    for path in found {
+        let text = std::fs::read_to_string(&path)
+            .expect("a template")
+            .to_lowercase();
+        for needs_more in [
+            "<script",
+            "<style",
+            " style=",
+            "javascript:",
+            " onclick",
+            " onload",
+            " onsubmit",
+            " onchange",
+            "src=\"http",
+            "href=\"http://",
+            "<iframe",
+            "<object",
+            "<embed",
+        ] {
+            assert!(
+                !text.contains(needs_more),
+                "{}: {needs_more}",
+                path.display()
+            );
+        }
     }
 }
