@@ -5,8 +5,11 @@
 //!   [`CSRF_FIELD`] (`csrfmiddlewaretoken`); a script sends it in the [`CSRF_HEADER`]
 //!   (`X-CSRFToken`) header instead. The first token a session needs gives it a secret.
 //! - A handler of an unsafe request takes its form as [`Csrf<T>`] in place of `Form<T>`: the
-//!   handler runs only if the token matches the session's secret; otherwise the request fails
-//!   with a 403 and [`csrf_failure`] tells a catcher why. Nothing runs, so nothing changes.
+//!   handler runs only if the request comes from the site itself (Django's checks: an `Origin`
+//!   header must name the request's own host; without one, a site on HTTPS, `cookie_secure`,
+//!   needs a `Referer` on it) and the token matches the session's secret; otherwise the request
+//!   fails with a 403 and [`csrf_failure`] tells a catcher why. Nothing runs, so nothing
+//!   changes.
 //! - [`rotate_csrf_token`] gives the session a new secret: call it on login (with
 //!   [`Session::cycle_key`]), as Django does, so a token seen before login is worth nothing after.
 //!
@@ -166,6 +169,15 @@ pub enum CsrfError {
     /// The session could not be loaded (its store is down).
     #[error("the session could not be loaded")]
     Session,
+    /// The `Origin` header names another site than the one the request is for.
+    #[error("Origin checking failed - the origin does not match the site's host.")]
+    BadOrigin,
+    /// Over HTTPS (`cookie_secure`), a request with no `Origin` and no `Referer`.
+    #[error("Referer checking failed - no Referer.")]
+    NoReferer,
+    /// Over HTTPS (`cookie_secure`), a `Referer` of another site, or not over HTTPS.
+    #[error("Referer checking failed - the Referer does not match the site's host.")]
+    BadReferer,
 }
 
 /// Why the request's CSRF check failed, for a catcher's page; `None` when it did not fail.
@@ -175,6 +187,60 @@ pub fn csrf_failure(req: &Request<'_>) -> Option<CsrfError> {
 
 /// What the check of this request found, in the request's local cache.
 struct CsrfOutcome(Option<CsrfError>);
+
+/// Django's origin checks, before the token's: an `Origin` header must name the host the
+/// request is for (its `Host`, which the application's host check has vetted); without one, a
+/// site served over HTTPS (`cookie_secure`) needs a `Referer` on that host, over HTTPS. A
+/// request with neither header over plain HTTP (a script, an old browser) is judged by its
+/// token alone, as Django judges it.
+fn same_origin(req: &Request<'_>, https: bool) -> Result<(), CsrfError> {
+    // `Host`, or HTTP/2's `:authority`.
+    let host = req.headers().get_one("Host").map(str::to_owned);
+    let Some(host) = host.or_else(|| req.host().map(|host| host.to_string())) else {
+        return Ok(()); // HTTP/1.0 without a host: nothing to compare with
+    };
+    let host = host.as_str();
+    if let Some(origin) = req.headers().get_one("Origin") {
+        let (scheme, authority) = origin.split_once("://").ok_or(CsrfError::BadOrigin)?;
+        return (same_host(authority, host, scheme) && (scheme == "https" || !https))
+            .then_some(())
+            .ok_or(CsrfError::BadOrigin);
+    }
+    if !https {
+        return Ok(());
+    }
+    let referer = req
+        .headers()
+        .get_one("Referer")
+        .ok_or(CsrfError::NoReferer)?;
+    let rest = referer
+        .strip_prefix("https://")
+        .ok_or(CsrfError::BadReferer)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    same_host(authority, host, "https")
+        .then_some(())
+        .ok_or(CsrfError::BadReferer)
+}
+
+/// Whether `authority` (an origin's `host[:port]`, with the scheme `scheme`) is `host` (a
+/// `Host` header's `host[:port]`), in any case, a default port written or not.
+fn same_host(authority: &str, host: &str, scheme: &str) -> bool {
+    let default = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return false,
+    };
+    let split = |value: &str| -> (String, String) {
+        let value = value.to_ascii_lowercase();
+        // An IPv6 literal's colons are inside its brackets.
+        let port_at = value.rfind(':').filter(|&i| !value[i..].contains(']'));
+        match port_at {
+            Some(i) => (value[..i].to_owned(), value[i + 1..].to_owned()),
+            None => (value, default.to_owned()),
+        }
+    };
+    !authority.is_empty() && !authority.contains('@') && split(authority) == split(host)
+}
 
 /// Checks `token` against the session's secret.
 fn check(session: &Session<'_>, token: Option<&str>) -> Result<(), CsrfError> {
@@ -342,6 +408,13 @@ impl<'r, T: FromForm<'r> + Send> FromData<'r> for Csrf<T> {
                 form::Errors::from(form::Error::validation(reason.to_string())),
             ))
         };
+        let https = req
+            .rocket()
+            .state::<crate::SessionManager>()
+            .is_some_and(|manager| manager.config().cookie_secure);
+        if let Err(reason) = same_origin(req, https) {
+            return refuse(reason);
+        }
         let session = match req.guard::<Session<'r>>().await {
             Outcome::Success(session) => session,
             _ => return refuse(CsrfError::Session),

@@ -259,3 +259,85 @@ fn no_template_needs_more_than_the_content_security_policy_allows() {
         }
     }
 }
+
+/// Every route of an unsafe method checks CSRF (takes its form as `Csrf<T>`): a request to it
+/// without a token is refused with the CSRF 403 before its handler runs. A new route that
+/// forgets fails this test. (Rocket's `_method` field can turn a form POST into PUT, DELETE or
+/// PATCH, so those routes count too.)
+#[tokio::test]
+async fn every_unsafe_route_checks_csrf() {
+    let app = TestApp::tracked(&[]).await;
+    // Signed in (a visitor is sent to log in before some checks), with a CSRF secret.
+    for (form, fields) in [
+        (
+            "/rango/register/",
+            "username=ann&email=ann%40example.com&password=a+long+password",
+        ),
+        ("/rango/login/", "username=ann&password=a+long+password"),
+    ] {
+        let page = app.body(form).await;
+        let response = app
+            .client
+            .post(form)
+            .header(rocket::http::ContentType::Form)
+            .body(format!(
+                "csrfmiddlewaretoken={}&{fields}",
+                csrf_token(&page)
+            ))
+            .dispatch()
+            .await;
+        assert!(
+            response.status().code < 400,
+            "{form}: {}",
+            response.status()
+        );
+    }
+    assert!(
+        app.body("/rango/about/").await.contains("nav-logout"),
+        "signed in"
+    );
+    let unsafe_routes: Vec<(rocket::http::Method, String)> = app
+        .client
+        .rocket()
+        .routes()
+        .filter(|route| {
+            !matches!(
+                route.method,
+                rocket::http::Method::Get
+                    | rocket::http::Method::Head
+                    | rocket::http::Method::Options
+            )
+        })
+        .map(|route| {
+            let path: Vec<String> = route
+                .uri
+                .path()
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('<') {
+                        "x".to_owned()
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect();
+            (route.method, format!("{}/", path.join("/")))
+        })
+        .collect();
+    assert!(unsafe_routes.len() >= 6, "{unsafe_routes:?}");
+    for (method, path) in unsafe_routes {
+        let response = app
+            .client
+            .req(method, path.clone())
+            .header(rocket::http::ContentType::Form)
+            .body("")
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Forbidden, "{method} {path}");
+        let body = response.into_string().await.unwrap_or_default();
+        assert!(
+            body.contains("CSRF verification failed"),
+            "{method} {path}: {body}"
+        );
+    }
+}

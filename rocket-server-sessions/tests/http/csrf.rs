@@ -57,7 +57,11 @@ fn forbidden(req: &Request<'_>) -> String {
 }
 
 async fn client() -> Client {
-    let rocket = rocket::custom(figment(&[]))
+    client_with(&[]).await
+}
+
+async fn client_with(settings: &[(&str, serde_json::Value)]) -> Client {
+    let rocket = rocket::custom(figment(settings))
         .attach(Sessions::with_store(MemoryStore::new()))
         .mount("/", routes![token, form, comment, login, read])
         .register("/", rocket::catchers![forbidden]);
@@ -305,4 +309,101 @@ async fn login_rotates_the_token_so_one_seen_before_is_refused_after() {
             .status(),
         Status::Ok
     );
+}
+
+/// A comment posted with a valid token and the headers `headers`: its status and the page.
+async fn post_from(client: &Client, headers: &[(&'static str, &'static str)]) -> (Status, String) {
+    let (cookie, token) = session_with_token(client).await;
+    let mut request = client
+        .post("/comment")
+        .header(ContentType::Form)
+        .cookie(cookie)
+        .body(format!("{CSRF_FIELD}={token}&text=hi"));
+    for (name, value) in headers {
+        request = request.header(Header::new(*name, *value));
+    }
+    let response = request.dispatch().await;
+    let status = response.status();
+    (status, response.into_string().await.unwrap_or_default())
+}
+
+/// Django's `Origin` check: an unsafe request whose `Origin` names another site is refused
+/// before its token is looked at, even a valid token; the site's own origin, in any case and
+/// with its default port written or not, passes.
+#[rocket::async_test]
+async fn an_origin_of_another_site_is_refused_whatever_the_token() {
+    let client = client().await;
+    for origin in [
+        "https://evil.example",
+        "http://example.org.evil.example",
+        "http://example.org:8000",
+        "null",
+        "http://user@example.org",
+        "ftp://example.org",
+    ] {
+        let (status, page) =
+            post_from(&client, &[("Host", "example.org"), ("Origin", origin)]).await;
+        assert_eq!(status, Status::Forbidden, "{origin}");
+        assert!(page.contains("Origin checking failed"), "{origin}: {page}");
+    }
+    for origin in [
+        "http://example.org",
+        "http://EXAMPLE.org:80",
+        "https://example.org",
+    ] {
+        let (status, page) =
+            post_from(&client, &[("Host", "example.org"), ("Origin", origin)]).await;
+        assert_eq!((status, page.as_str()), (Status::Ok, "saved"), "{origin}");
+    }
+    let (status, _) = post_from(
+        &client,
+        &[
+            ("Host", "127.0.0.1:8000"),
+            ("Origin", "http://127.0.0.1:8000"),
+        ],
+    )
+    .await;
+    assert_eq!(status, Status::Ok, "a port of its own");
+    // Neither header over plain HTTP: the token decides, as in Django.
+    let (status, _) = post_from(&client, &[("Host", "example.org")]).await;
+    assert_eq!(status, Status::Ok);
+}
+
+/// On a site served over HTTPS (`cookie_secure`), a request without `Origin` needs a `Referer`
+/// of the site, over HTTPS; an `Origin` over plain HTTP is another site.
+#[rocket::async_test]
+async fn over_https_a_request_without_origin_needs_a_referer_of_the_site() {
+    let client = client_with(&[("session.cookie_secure", serde_json::json!(true))]).await;
+    let host = ("Host", "example.org");
+    let refused = [
+        (vec![host], "Referer checking failed - no Referer."),
+        (
+            vec![host, ("Referer", "http://example.org/form")],
+            "Referer checking failed",
+        ),
+        (
+            vec![host, ("Referer", "https://evil.example/example.org")],
+            "Referer checking failed",
+        ),
+        (
+            vec![host, ("Origin", "http://example.org")],
+            "Origin checking failed",
+        ),
+    ];
+    for (headers, reason) in refused {
+        let (status, page) = post_from(&client, &headers).await;
+        assert_eq!(status, Status::Forbidden, "{headers:?}");
+        assert!(page.contains(reason), "{headers:?}: {page}");
+    }
+    for headers in [
+        vec![host, ("Referer", "https://example.org/form?x=1")],
+        vec![host, ("Origin", "https://example.org")],
+    ] {
+        let (status, page) = post_from(&client, &headers).await;
+        assert_eq!(
+            (status, page.as_str()),
+            (Status::Ok, "saved"),
+            "{headers:?}"
+        );
+    }
 }
