@@ -6,7 +6,9 @@
 //! "your sessions" page shows: a public id (never the session key), when it signed in and its
 //! browser's `User-Agent`. A session whose hash is no longer the user's (the password changed,
 //! or the user signed out their other sessions) is flushed on its next request, on every
-//! store: that is how the sealed-cookie store, which cannot list sessions, signs them out.
+//! store: that is how the sealed-cookie store, which cannot list sessions, signs them out. So
+//! is a session signed in longer ago than `rango.sign_in_lifetime`, however active: sliding
+//! renewal keeps a session alive, never a sign-in past that.
 
 use rand::distributions::Alphanumeric;
 use rand::rngs::OsRng;
@@ -130,7 +132,10 @@ async fn look_up(req: &Request<'_>, session: &Session<'_>) -> Lookup {
     };
     let stored = session.get::<String>(HASH_KEY).unwrap_or_default();
     match user {
-        Some(user) if bool::from(stored.as_bytes().ct_eq(user.session_auth_hash().as_bytes())) => {
+        Some(user)
+            if bool::from(stored.as_bytes().ct_eq(user.session_auth_hash().as_bytes()))
+                && within_lifetime(req, session) =>
+        {
             Lookup::Found(Some(user))
         }
         _ => {
@@ -149,6 +154,20 @@ pub fn signed_in_here(req: &Request<'_>) -> bool {
         req.local_cache(|| Lookup::Found(None)),
         Lookup::Found(Some(_))
     )
+}
+
+/// Whether the session signed in less than `rango.sign_in_lifetime` ago (a session that does
+/// not say when it signed in cannot show it did).
+fn within_lifetime(req: &Request<'_>, session: &Session<'_>) -> bool {
+    let lifetime = req
+        .rocket()
+        .state::<crate::rango::RangoConfig>()
+        .map_or(30 * 86_400, |config| config.sign_in_lifetime);
+    let lifetime = time::Duration::seconds(i64::try_from(lifetime).unwrap_or(i64::MAX));
+    session
+        .get::<String>(STARTED_KEY)
+        .and_then(|started| OffsetDateTime::parse(&started, &Rfc3339).ok())
+        .is_some_and(|started| OffsetDateTime::now_utc() - started < lifetime)
 }
 
 #[rocket::async_trait]

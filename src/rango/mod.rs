@@ -33,6 +33,10 @@ pub struct RangoConfig {
     /// Django's `DEBUG` (default false; true in Rocket.toml's `debug` profile, the one
     /// `cargo run` uses): a refused CSRF check's page says why.
     pub debug: bool,
+    /// Seconds a sign-in lasts at most, however active the session stays (default 2592000,
+    /// 30 days): a session signed in longer ago is signed out on its next request, on every
+    /// store (the sealed cookie's copy too).
+    pub sign_in_lifetime: u64,
 }
 
 impl Default for RangoConfig {
@@ -41,6 +45,7 @@ impl Default for RangoConfig {
             visit_interval: 86_400,
             sample_data: true,
             debug: false,
+            sign_in_lifetime: 30 * 86_400,
         }
     }
 }

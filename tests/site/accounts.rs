@@ -37,8 +37,13 @@ enum Service {
 /// The site on one session store: SQLite's table, PostgreSQL's, Redis, Redis in front of
 /// SQLite, sealed cookies. `None` for a service this run does not have (a failure under CI).
 async fn site_on(store: &str) -> Option<(TestApp, Keep)> {
+    site_with(store, &[]).await
+}
+
+/// [`site_on`] with `extra` settings.
+async fn site_with(store: &str, extra: &[(&'static str, Value)]) -> Option<(TestApp, Keep)> {
     let dir = TempDir::new().expect("temp dir");
-    let mut settings: Vec<(&str, Value)> = vec![];
+    let mut settings: Vec<(&str, Value)> = extra.to_vec();
     let mut service = Service::Nothing;
     match store {
         "sqlite" => {}
@@ -967,5 +972,46 @@ async fn register_takes_only_valid_email_addresses() {
             .await
             .expect("count");
         assert_eq!(count, made as i64, "{prefix}");
+    }
+}
+
+/// An absolute lifetime for sign-ins (`rango.sign_in_lifetime`): however active, a session
+/// signed in longer ago is signed out, on every store; on the cookie store a copy of the cookie
+/// taken while signed in is worth nothing after it too.
+#[tokio::test]
+async fn a_sign_in_ends_after_its_lifetime_however_active_on_every_store() {
+    let mut sites = Vec::new();
+    for store in ALL {
+        if let Some(site) = site_with(store, &[("rango.sign_in_lifetime", json!(2))]).await {
+            sites.push((store, site));
+        }
+    }
+    let mut devices = Vec::new();
+    for (store, (app, _)) in &sites {
+        let mut device = signed_in_device(app, "ann", CHROME).await;
+        assert!(
+            device.get("/rango/about/").await.has("nav-logout"),
+            "{store}"
+        );
+        let copied = device.cookie.clone();
+        devices.push((*store, device, copied));
+    }
+    // Active all along: a page every half second.
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        for (_, device, _) in &mut devices {
+            device.get("/rango/about/").await;
+        }
+    }
+    for (store, device, copied) in &mut devices {
+        let page = device.get("/rango/restricted/").await;
+        assert_eq!(page.status, Status::SeeOther, "{store}: sent to log in");
+        assert!(
+            !device.get("/rango/about/").await.has("nav-logout"),
+            "{store}"
+        );
+        device.cookie = copied.clone();
+        let page = device.get("/rango/about/").await;
+        assert!(!page.has("nav-logout"), "{store}: the copied cookie");
     }
 }
