@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod devices;
 pub mod never_cache;
+pub mod password_rules;
 pub mod users;
 
 use rocket::form::FromForm;
@@ -24,7 +25,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::urls::Slashed;
 use auth::{Nav, SignedIn};
-use users::{CreateError, MIN_PASSWORD_LEN};
+use users::CreateError;
 
 /// The catchers of the area: a page that needs a signed-in user sends others to log in.
 pub fn catchers() -> Vec<Catcher> {
@@ -123,20 +124,6 @@ impl FieldErrors {
     }
 }
 
-const REQUIRED: &str = "This field is required.";
-const TOO_SHORT: &str = "This password is too short. It must contain at least 8 characters.";
-
-/// The problems of a new password, if any.
-fn password_problem(password: &str) -> Option<&'static str> {
-    if password.is_empty() {
-        Some(REQUIRED)
-    } else if password.chars().count() < MIN_PASSWORD_LEN {
-        Some(TOO_SHORT)
-    } else {
-        None
-    }
-}
-
 #[get("/rango/register")]
 fn register_form(_slash: Slashed, account: Nav, csrf_token: CsrfToken) -> Template {
     Template::render(
@@ -163,7 +150,9 @@ async fn register(
     let mut errors = FieldErrors::default();
     errors.username.extend(users::username_problem(&username));
     errors.email.extend(users::email_problem(&email));
-    errors.password.extend(password_problem(&password));
+    errors
+        .password
+        .extend(password_rules::problems(&password, &username, &email));
     if !errors.any() {
         match users::create(&db, &username, &email, &password).await {
             Ok(user) => {
@@ -316,9 +305,11 @@ async fn password(
             .new_password2
             .push("The two password fields didn’t match.");
     }
-    errors
-        .new_password1
-        .extend(password_problem(&form.new_password1));
+    errors.new_password1.extend(password_rules::problems(
+        &form.new_password1,
+        &user.username,
+        &user.email,
+    ));
     if errors.any() {
         let csrf_token = CsrfToken::new(&session);
         return Ok(Template::render(

@@ -16,9 +16,6 @@ use unicode_normalization::UnicodeNormalization;
 use crate::db::DbPool;
 use crate::on_pool;
 
-/// The shortest password accepted.
-pub const MIN_PASSWORD_LEN: usize = 8;
-
 /// The longest username accepted (Django's 150).
 pub const MAX_USERNAME_LEN: usize = 150;
 

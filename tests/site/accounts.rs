@@ -1015,3 +1015,90 @@ async fn a_sign_in_ends_after_its_lifetime_however_active_on_every_store() {
         assert!(!page.has("nav-logout"), "{store}: the copied cookie");
     }
 }
+
+/// Django's password validation at registration and at a password change, the form saying
+/// what failed: too short, too common, entirely numeric, too similar to the username or e-mail.
+#[tokio::test]
+async fn passwords_are_validated_as_django_does_and_the_form_says_why() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let cases = [
+        (
+            "ann1",
+            "ann1@example.com",
+            "12345678",
+            vec![
+                "This password is too common.",
+                "This password is entirely numeric.",
+            ],
+        ),
+        (
+            "ann2",
+            "ann2@example.com",
+            "97531864",
+            vec!["This password is entirely numeric."],
+        ),
+        (
+            "ann3",
+            "ann3@example.com",
+            "short",
+            vec!["This password is too short."],
+        ),
+        (
+            "ann4",
+            "ann4@example.com",
+            "iloveyou",
+            vec!["This password is too common."],
+        ),
+        (
+            "margaretta",
+            "m@example.com",
+            "margaretta1",
+            vec!["The password is too similar to the username."],
+        ),
+        (
+            "ann5",
+            "ann.smith@example.com",
+            "smithanns",
+            vec!["The password is too similar to the email address."],
+        ),
+    ];
+    for (username, email, password, messages) in cases {
+        let mut device = Device::new(&app, CHROME);
+        let page = device
+            .submit(
+                "/rango/register/",
+                "/rango/register/",
+                &[
+                    ("username", username),
+                    ("email", email),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, Status::Ok, "{password}");
+        for message in messages {
+            assert!(page.has(message), "{password}: {message}\n{}", page.body);
+        }
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(app.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 0, "none registered");
+    let mut device = signed_in_device(&app, "ann", CHROME).await;
+    let page = device
+        .submit(
+            "/rango/password/",
+            "/rango/password/",
+            &[
+                ("old_password", PASSWORD),
+                ("new_password1", "password"),
+                ("new_password2", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.has("This password is too common."), "{}", page.body);
+}
