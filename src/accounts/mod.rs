@@ -18,7 +18,7 @@ use rocket::{catch, catchers, get, post, routes, Catcher, Either, Route, State};
 use rocket_db_pools::Connection;
 use rocket_dyn_templates::{context, Template};
 use rocket_server_sessions::csrf::NoFields;
-use rocket_server_sessions::{Csrf, CsrfToken, Session, SessionManager};
+use rocket_server_sessions::{Csrf, CsrfToken, Expiry, Session, SessionManager};
 use serde::Serialize;
 
 use crate::db::Db;
@@ -184,6 +184,8 @@ struct LoginForm {
     username: String,
     password: String,
     next: Option<String>,
+    /// "Remember me": unticked (absent), the session ends when the browser closes.
+    remember: bool,
 }
 
 #[get("/rango/login?<next>")]
@@ -207,12 +209,14 @@ async fn login(
     db: Connection<Db>,
     session: Session<'_>,
     user_agent: UserAgent,
+    manager: &State<SessionManager>,
     account: Nav,
 ) -> Result<Reply, Error> {
     let LoginForm {
         username,
         password,
         next,
+        remember,
     } = form.into_inner();
     let user = users::by_username(&db, username.trim()).await?;
     let checked = match &user {
@@ -234,6 +238,15 @@ async fn login(
         )));
     };
     auth::login(&session, &user, user_agent.0.as_deref());
+    // The book's chapter 10, chosen per login: a remembered sign-in lasts `cookie_age` after
+    // each save, whatever the configured policy; any other ends when the browser closes.
+    session.set_expiry(if remember {
+        Expiry::Age(time::Duration::seconds(
+            i64::try_from(manager.config().cookie_age).unwrap_or(i64::MAX),
+        ))
+    } else {
+        Expiry::BrowserClose
+    });
     let target = local_path(next.as_deref()).unwrap_or("/rango/").to_owned();
     Ok(Either::Right(Redirect::to(target)))
 }

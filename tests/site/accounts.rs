@@ -91,6 +91,8 @@ struct Page {
     body: String,
     set_cookie: bool,
     cache_control: Option<String>,
+    /// The session cookie's `Max-Age`, when the response set one with it.
+    max_age: Option<i64>,
 }
 
 impl Page {
@@ -127,6 +129,11 @@ impl<'a> Device<'a> {
             .get("sessionid")
             .map(|c| c.value().to_owned());
         let set_cookie = set.is_some();
+        let max_age = response
+            .cookies()
+            .get("sessionid")
+            .and_then(|c| c.max_age())
+            .map(|age| age.whole_seconds());
         if let Some(value) = set {
             self.cookie = (!value.is_empty()).then_some(value);
         }
@@ -137,6 +144,7 @@ impl<'a> Device<'a> {
                 .headers()
                 .get_one("Cache-Control")
                 .map(str::to_owned),
+            max_age,
             body: response.into_string().await.unwrap_or_default(),
             set_cookie,
         }
@@ -1101,4 +1109,27 @@ async fn passwords_are_validated_as_django_does_and_the_form_says_why() {
         .await;
     assert_eq!(page.status, Status::Ok);
     assert!(page.has("This password is too common."), "{}", page.body);
+}
+
+/// "Remember me", chosen per login on every store: unticked, the session cookie has no
+/// `Max-Age` (it ends with the browser); ticked, `cookie_age`.
+#[tokio::test]
+async fn remember_me_chooses_the_cookies_lifetime_per_login_on_every_store() {
+    for store in ALL {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let mut device = Device::new(&app, CHROME);
+        device.register("ann", PASSWORD).await;
+        for (remember, max_age) in [(None, None), (Some("on"), Some(1_209_600))] {
+            let mut fields = vec![("username", "ann"), ("password", PASSWORD)];
+            fields.extend(remember.map(|on| ("remember", on)));
+            let page = device
+                .submit("/rango/login/", "/rango/login/", &fields)
+                .await;
+            assert_eq!(page.status, Status::SeeOther, "{store}");
+            assert!(page.set_cookie, "{store}: a new key at login");
+            assert_eq!(page.max_age, max_age, "{store}: remember = {remember:?}");
+        }
+    }
 }

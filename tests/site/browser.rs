@@ -82,6 +82,70 @@ async fn browser_one_device_signs_another_out_from_your_sessions() {
     }
 }
 
+#[tokio::test]
+async fn browser_remember_me_keeps_a_sign_in_across_a_restart_and_only_then() {
+    if browser_installed("browser_remember_me_keeps_a_sign_in_across_a_restart_and_only_then") {
+        remember_me().await;
+    }
+}
+
+/// "Remember me" on the login form: unticked, the session cookie has no expiry and a restarted
+/// browser is signed out (the book's chapter-10 mode, per login); ticked, it lasts `cookie_age`
+/// and survives the restart. The site runs in its persistent mode throughout.
+async fn remember_me() {
+    let scratch = TempDir::new().expect("scratch dir");
+    let profile = TempDir::new().expect("a profile");
+    let server = Server::start(Mode::Persistent, scratch.path());
+    let driver = ChromeDriver::start(scratch.path());
+    let browser = driver.browser(profile.path()).await;
+    browser.goto(&server.url("/rango/register/")).await;
+    browser
+        .fill(&[
+            ("id_username", "ann"),
+            ("id_email", "ann@example.com"),
+            ("id_password", "a long password"),
+        ])
+        .await;
+    browser.submit("#user_form").await;
+    let mut browser = browser;
+    for remember in [false, true] {
+        browser.goto(&server.url("/rango/login/")).await;
+        browser
+            .fill(&[("id_username", "ann"), ("id_password", "a long password")])
+            .await;
+        if remember {
+            browser
+                .client
+                .find(Locator::Id("id_remember"))
+                .await
+                .expect("the checkbox")
+                .click()
+                .await
+                .expect("ticked");
+        }
+        browser.submit("#login_form").await;
+        browser.wait_for("#nav-username").await;
+        let cookie = browser.session_cookie().await.expect("a session cookie");
+        match (remember, cookie.expires_datetime()) {
+            (false, None) | (true, Some(_)) => {}
+            other => panic!("remember = {remember}: {other:?} {cookie:?}"),
+        }
+        if let Some(expires) = cookie.expires_datetime() {
+            let age = (expires - OffsetDateTime::now_utc()).whole_seconds();
+            assert!((age - COOKIE_AGE).abs() < 60, "expires in {age} s");
+        }
+        browser.quit().await;
+        browser = driver.browser(profile.path()).await;
+        browser.goto(&server.url("/rango/about/")).await;
+        let signed_in = browser.count("#nav-username").await == 1;
+        assert_eq!(
+            signed_in, remember,
+            "remember = {remember}: after a restart"
+        );
+    }
+    browser.quit().await;
+}
+
 /// Issue 15's walk: two browser profiles sign in as one user; the first signs the second out
 /// from "Your sessions", and the second's next page asks it to log in.
 async fn sign_another_device_out() {
