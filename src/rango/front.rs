@@ -9,8 +9,7 @@
 //! while the others wait for its answer (one read per `FRESH`, never one per request). So a
 //! change made by another server or by the command line shows here within `FRESH`, under the
 //! 2 s within which every server shows another's session changes (README, "What another server
-//! sees"). (Rango has no page that changes the lists yet: the one that does must drop the
-//! copy, so that its own change shows at once.)
+//! sees"); a change this server makes calls [`FrontPage::changed`] and shows at once.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,10 +33,17 @@ const TEMPLATE: &str = "rango/lists";
 /// The lists as last rendered, and when (managed state).
 #[derive(Debug, Default)]
 pub struct FrontPage {
-    /// The lists' HTML and when the read that made it began.
-    copy: Mutex<Option<(Instant, Arc<str>)>>,
+    copy: Mutex<Copy>,
     /// Held by the request that reads the database again.
     reading: AsyncMutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Copy {
+    /// The lists' HTML and when the read that made it began.
+    lists: Option<(Instant, Arc<str>)>,
+    /// Changes this server made: a read that one crossed is not kept.
+    changes: u64,
 }
 
 impl FrontPage {
@@ -54,24 +60,35 @@ impl FrontPage {
         if let Some(lists) = self.fresh() {
             return Ok(lists);
         }
-        let read_at = Instant::now();
+        let (read_at, changes) = (Instant::now(), self.copy().changes);
         let categories = models::most_liked_categories(db, SHOWN).await?;
         let pages = models::most_viewed_pages(db, SHOWN).await?;
         let (_, html) = templates
             .render(TEMPLATE, context! { categories, pages })
             .ok_or(Error::Template(TEMPLATE))?;
         let lists: Arc<str> = html.into();
-        *self.copy() = Some((read_at, Arc::clone(&lists)));
+        let mut copy = self.copy();
+        if copy.changes == changes {
+            copy.lists = Some((read_at, Arc::clone(&lists)));
+        }
         Ok(lists)
+    }
+
+    /// This server changed a category or a page: the next request reads the lists again (so
+    /// its own change shows at once), and a read under way is not kept.
+    pub fn changed(&self) {
+        let mut copy = self.copy();
+        copy.lists = None;
+        copy.changes += 1;
     }
 
     fn fresh(&self) -> Option<Arc<str>> {
         let copy = self.copy();
-        let (at, lists) = copy.as_ref()?;
+        let (at, lists) = copy.lists.as_ref()?;
         (at.elapsed() < FRESH).then(|| Arc::clone(lists))
     }
 
-    fn copy(&self) -> MutexGuard<'_, Option<(Instant, Arc<str>)>> {
+    fn copy(&self) -> MutexGuard<'_, Copy> {
         self.copy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -1,6 +1,7 @@
 //! The Rango site: index and about pages with the visitor's visit count, and a page per
 //! category.
 
+mod add;
 pub mod front;
 pub mod models;
 pub mod visits;
@@ -104,7 +105,14 @@ async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {
 
 /// The site's routes.
 pub fn routes() -> Vec<Route> {
-    routes![home, index, about, category]
+    routes![
+        home,
+        index,
+        about,
+        category,
+        add::add_category_form,
+        add::add_category
+    ]
 }
 
 /// The project's root serves the index too, as the book's project URLs do.

@@ -86,6 +86,52 @@ pub async fn pages_of(db: &DbPool, slug: &str) -> Result<Vec<Page>, sqlx::Error>
     .await)
 }
 
+/// The longest category name (the book's `max_length=128`).
+pub const MAX_NAME_LEN: usize = 128;
+
+/// `text` as Django's `slugify` makes it: accents folded (NFKD, then ASCII only), lower case,
+/// anything but letters, digits, `_`, `-` and spaces dropped, runs of spaces and hyphens made
+/// one hyphen, hyphens and underscores trimmed from the ends.
+pub fn slugify(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let kept: String = text
+        .nfkd()
+        .filter(char::is_ascii)
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-') || c.is_ascii_whitespace())
+        .collect();
+    let mut slug = String::with_capacity(kept.len());
+    let mut gap = false;
+    for c in kept.chars() {
+        if c == '-' || c.is_ascii_whitespace() {
+            gap = true;
+        } else {
+            if gap && !slug.is_empty() {
+                slug.push('-');
+            }
+            gap = false;
+            slug.push(c);
+        }
+    }
+    slug.trim_matches(['-', '_']).to_owned()
+}
+
+/// Adds the category `name` under `slug`; false when a category has that name or slug already
+/// (so names are unique in any case: a slug is lower case).
+///
+/// # Errors
+/// The query fails.
+pub async fn add_category(db: &DbPool, name: &str, slug: &str) -> Result<bool, sqlx::Error> {
+    on_pool!(db, pool => sqlx::query(
+        "INSERT INTO category (name, slug) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(name)
+    .bind(slug)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected() == 1))
+}
+
 /// A category of the sample data: name, slug, views, likes, and its pages (title, url, views).
 type SampleCategory = (
     &'static str,
@@ -200,4 +246,26 @@ pub async fn is_empty(db: &DbPool) -> Result<bool, sqlx::Error> {
         .fetch_one(pool)
         .await)?;
     Ok(count == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slugify;
+
+    #[test]
+    fn slugs_are_djangos() {
+        for (text, slug) in [
+            ("Other Frameworks", "other-frameworks"),
+            ("  Café au Lait!  ", "cafe-au-lait"),
+            ("C++ & Rust", "c-rust"),
+            ("snake_case name", "snake_case-name"),
+            ("--Edge--", "edge"),
+            ("_x_", "x"),
+            ("Ünïcödé  ñ", "unicode-n"),
+            ("日本語", ""),
+            ("a\tb\nc", "a-b-c"),
+        ] {
+            assert_eq!(slugify(text), slug, "{text:?}");
+        }
+    }
 }

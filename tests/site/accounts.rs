@@ -1133,3 +1133,70 @@ async fn remember_me_chooses_the_cookies_lifetime_per_login_on_every_store() {
         }
     }
 }
+
+/// The book's add_category (chapters 7 and 9): visitors are sent to log in and back; a signed-in
+/// user adds a category whose slug Django's `slugify` makes, sees it on the index at once and
+/// has its page; an empty, too long, letterless or taken name (in any case) is shown in the
+/// form, and nothing is added.
+#[tokio::test]
+async fn signed_in_users_add_categories_with_djangos_slugs_and_the_form_says_why_not() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let mut visitor = Device::new(&app, FIREFOX);
+    let page = visitor.get("/rango/add_category/").await;
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/rango/login/?next=%2Frango%2Fadd_category%2F")
+    );
+    let mut device = signed_in_device(&app, "ann", CHROME).await;
+    // The index is read once (its lists are kept for a second): the new category must show
+    // at once all the same.
+    assert!(!device.get("/rango/").await.has("Café au Lait"));
+    let page = device
+        .submit(
+            "/rango/add_category/",
+            "/rango/add_category/",
+            &[("name", "  Café au Lait!  ")],
+        )
+        .await;
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/rango/"));
+    let index = device.get("/rango/").await;
+    assert!(
+        index.has("href=\"/rango/category/cafe-au-lait/\""),
+        "{}",
+        index.body
+    );
+    let category = device.get("/rango/category/cafe-au-lait/").await;
+    assert_eq!(category.status, Status::Ok);
+    assert!(category.has("Café au Lait!"));
+    let long = "x".repeat(129);
+    for (name, message) in [
+        ("", "This field is required."),
+        ("   ", "This field is required."),
+        (
+            long.as_str(),
+            "Ensure this value has at most 128 characters (it has 129).",
+        ),
+        ("!!! ???", "Enter a name with a letter or a digit in it."),
+        ("PYTHON", "Category with this Name already exists."),
+        ("café au lait", "Category with this Name already exists."),
+    ] {
+        let page = device
+            .submit(
+                "/rango/add_category/",
+                "/rango/add_category/",
+                &[("name", name)],
+            )
+            .await;
+        assert_eq!(page.status, Status::Ok, "{name:?}");
+        assert!(page.has(message), "{name:?}: {}", page.body);
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM category")
+        .fetch_one(app.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 4, "the three samples and the one added");
+}
