@@ -111,7 +111,9 @@ pub fn routes() -> Vec<Route> {
         about,
         category,
         add::add_category_form,
-        add::add_category
+        add::add_category,
+        add::add_page_form,
+        add::add_page
     ]
 }
 

@@ -1200,3 +1200,95 @@ async fn signed_in_users_add_categories_with_djangos_slugs_and_the_form_says_why
         .expect("count");
     assert_eq!(count, 4, "the three samples and the one added");
 }
+
+/// The book's add_page (chapter 7): signed-in users only, on a category that exists; a URL
+/// without a scheme gets `http://`; only http and https URLs are taken (no `javascript:` or
+/// `data:` link reaches a page), titles and URLs are bounded, a title is unique in its
+/// category; errors are shown in the form, success goes back to the category's page.
+#[tokio::test]
+async fn signed_in_users_add_pages_with_http_urls_only() {
+    let Some((app, _keep)) = site_on("sqlite").await else {
+        return;
+    };
+    let form = "/rango/category/python/add_page/";
+    let mut visitor = Device::new(&app, FIREFOX);
+    let page = visitor.get(form).await;
+    assert_eq!(page.status, Status::SeeOther);
+    assert_eq!(
+        page.location.as_deref(),
+        Some("/rango/login/?next=%2Frango%2Fcategory%2Fpython%2Fadd_page%2F")
+    );
+    assert!(!visitor
+        .get("/rango/category/python/")
+        .await
+        .has("id=\"add-page\""));
+    let mut device = signed_in_device(&app, "ann", CHROME).await;
+    assert!(device
+        .get("/rango/category/python/")
+        .await
+        .has("id=\"add-page\""));
+    assert_eq!(
+        device.get("/rango/category/no-such/add_page/").await.status,
+        Status::NotFound
+    );
+    let page = device
+        .submit(
+            form,
+            form,
+            &[
+                ("title", " The Rust Book "),
+                ("url", "doc.rust-lang.org/book/"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, Status::SeeOther, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/rango/category/python/"));
+    let category = device.get("/rango/category/python/").await;
+    assert!(
+        category.has("href=\"http://doc.rust-lang.org/book/\">The Rust Book<"),
+        "{}",
+        category.body
+    );
+    let long_title = "t".repeat(129);
+    let long_url = format!("https://example.com/{}", "u".repeat(181));
+    for (title, url, message) in [
+        ("A", "javascript:alert(1)", "Enter a valid URL."),
+        ("B", "JaVaScRiPt:alert(1)", "Enter a valid URL."),
+        ("C", "java\tscript:alert(1)", "Enter a valid URL."),
+        (
+            "D",
+            "data:text/html,<script>alert(1)</script>",
+            "Enter a valid URL.",
+        ),
+        ("E", "ftp://example.com/file", "Enter a valid URL."),
+        ("F", "http://", "Enter a valid URL."),
+        ("G", "", "This field is required."),
+        (
+            "H",
+            long_url.as_str(),
+            "Ensure this value has at most 200 characters (it has 201).",
+        ),
+        ("", "https://example.com/", "This field is required."),
+        (
+            long_title.as_str(),
+            "https://example.com/",
+            "Ensure this value has at most 128 characters (it has 129).",
+        ),
+        (
+            "Official Python Tutorial",
+            "https://example.com/",
+            "Page with this Category and Title already exists.",
+        ),
+    ] {
+        let page = device
+            .submit(form, form, &[("title", title), ("url", url)])
+            .await;
+        assert_eq!(page.status, Status::Ok, "{title:?} {url:?}");
+        assert!(page.has(message), "{title:?} {url:?}: {}", page.body);
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM page")
+        .fetch_one(app.pool())
+        .await
+        .expect("count");
+    assert_eq!(count, 9, "the eight samples and the one added");
+}

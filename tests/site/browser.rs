@@ -89,6 +89,89 @@ async fn browser_remember_me_keeps_a_sign_in_across_a_restart_and_only_then() {
     }
 }
 
+#[tokio::test]
+async fn browser_walks_the_books_site_register_add_a_category_and_a_page_log_out() {
+    if browser_installed("browser_walks_the_books_site_register_add_a_category_and_a_page_log_out")
+    {
+        add_a_category_and_a_page().await;
+    }
+}
+
+/// The book's walk through chapters 6, 7 and 9: register, sign in, add a category, add a page
+/// to it, see it on the category's page and follow it to the index's list, log out.
+async fn add_a_category_and_a_page() {
+    let scratch = TempDir::new().expect("scratch dir");
+    let profile = TempDir::new().expect("a profile");
+    let server = Server::start(Mode::Persistent, scratch.path());
+    let driver = ChromeDriver::start(scratch.path());
+    let browser = driver.browser(profile.path()).await;
+    browser.goto(&server.url("/rango/register/")).await;
+    browser
+        .fill(&[
+            ("id_username", "ann"),
+            ("id_email", "ann@example.com"),
+            ("id_password", "a long password"),
+        ])
+        .await;
+    browser.submit("#user_form").await;
+    browser.sign_in(&server, "ann", "a long password").await;
+    browser.goto(&server.url("/rango/add_category/")).await;
+    screenshots_of(
+        &browser,
+        &server,
+        &[("add_category", "/rango/add_category/")],
+    )
+    .await;
+    browser.fill(&[("id_name", "Rust Web")]).await;
+    browser.submit("#category_form").await;
+    browser.wait_for("#nav-username").await;
+    assert_eq!(
+        browser.client.current_url().await.expect("a URL").path(),
+        "/rango/"
+    );
+    browser
+        .client
+        .find(Locator::LinkText("Rust Web"))
+        .await
+        .expect("the new category on the index")
+        .click()
+        .await
+        .expect("followed");
+    browser.wait_for("#add-page").await;
+    browser
+        .client
+        .find(Locator::Id("add-page"))
+        .await
+        .expect("the add page link")
+        .click()
+        .await
+        .expect("followed");
+    browser.wait_for("#page_form").await;
+    screenshots_of(
+        &browser,
+        &server,
+        &[("add_page", "/rango/category/rust-web/add_page/")],
+    )
+    .await;
+    browser
+        .fill(&[("id_title", "Rocket"), ("id_url", "rocket.rs")])
+        .await;
+    browser.submit("#page_form").await;
+    browser.wait_for("#add-page").await;
+    let link = browser
+        .client
+        .find(Locator::LinkText("Rocket"))
+        .await
+        .expect("the new page on its category's page");
+    assert_eq!(
+        link.attr("href").await.expect("an href").as_deref(),
+        Some("http://rocket.rs/")
+    );
+    browser.submit_logout().await;
+    assert_eq!(browser.count("#nav-login").await, 1, "logged out");
+    browser.quit().await;
+}
+
 /// "Remember me" on the login form: unticked, the session cookie has no expiry and a restarted
 /// browser is signed out (the book's chapter-10 mode, per login); ticked, it lasts `cookie_age`
 /// and survives the restart. The site runs in its persistent mode throughout.
@@ -673,6 +756,18 @@ impl Browser {
             .await;
         self.submit("#login_form").await;
         self.wait_for("#nav-username").await;
+    }
+
+    /// Presses the navigation's "Log out" button and waits for the page it leads to.
+    async fn submit_logout(&self) {
+        self.client
+            .find(Locator::Id("nav-logout"))
+            .await
+            .expect("a logout button")
+            .click()
+            .await
+            .expect("click");
+        self.wait_for("#nav-login").await;
     }
 
     /// Waits until an element matches `css`.
