@@ -188,13 +188,17 @@ impl<'a> Device<'a> {
     }
 
     async fn register(&mut self, username: &str, password: &str) -> Page {
-        let email = format!("{username}@example.com");
+        self.register_as(username, &format!("{username}@example.com"), password)
+            .await
+    }
+
+    async fn register_as(&mut self, username: &str, email: &str, password: &str) -> Page {
         self.submit(
             "/rango/register/",
             "/rango/register/",
             &[
                 ("username", username),
-                ("email", &email),
+                ("email", email),
                 ("password", password),
             ],
         )
@@ -929,17 +933,7 @@ async fn register_takes_only_valid_email_addresses() {
     for (i, email) in refused.iter().enumerate() {
         let mut device = Device::new(&app, CHROME);
         let username = format!("refused{i}");
-        let page = device
-            .submit(
-                "/rango/register/",
-                "/rango/register/",
-                &[
-                    ("username", &username),
-                    ("email", email),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
+        let page = device.register_as(&username, email, PASSWORD).await;
         assert_eq!(page.status, Status::Ok, "{email:?}");
         assert!(
             page.has("Enter a valid email address.")
@@ -960,17 +954,7 @@ async fn register_takes_only_valid_email_addresses() {
     for (i, email) in taken.iter().enumerate() {
         let mut device = Device::new(&app, CHROME);
         let username = format!("taken{i}");
-        let page = device
-            .submit(
-                "/rango/register/",
-                "/rango/register/",
-                &[
-                    ("username", &username),
-                    ("email", email),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
+        let page = device.register_as(&username, email, PASSWORD).await;
         assert!(!page.has("Enter a valid email address."), "{email:?}");
     }
     for (prefix, made) in [("refused", 0), ("taken", taken.len())] {
@@ -1074,17 +1058,7 @@ async fn passwords_are_validated_as_django_does_and_the_form_says_why() {
     ];
     for (username, email, password, messages) in cases {
         let mut device = Device::new(&app, CHROME);
-        let page = device
-            .submit(
-                "/rango/register/",
-                "/rango/register/",
-                &[
-                    ("username", username),
-                    ("email", email),
-                    ("password", password),
-                ],
-            )
-            .await;
+        let page = device.register_as(username, email, password).await;
         assert_eq!(page.status, Status::Ok, "{password}");
         for message in messages {
             assert!(page.has(message), "{password}: {message}\n{}", page.body);
