@@ -1,5 +1,6 @@
-//! A near cache: a store that wraps a store whose server reports every change to a session,
-//! and answers the load of an unchanged session from memory, with no round trip.
+//! A near cache: a store that wraps a store whose every change to a session can be heard (its
+//! server reports them, or, on a SQLite file, the file's change counter is polled), and answers
+//! the load of an unchanged session from memory, with no round trip.
 //!
 //! [`NearCached`] is a plain [`SessionStore`] over an inner one: a load asks its cache first and
 //! the inner store on a miss; a write goes to the inner store and evicts the session. What it
@@ -124,8 +125,9 @@ pub trait Watched: SessionStore + sealed::Sealed {
         handle.to_owned()
     }
 
-    /// Starts watching the store for `cache`: a task that evicts what changes and confirms
-    /// the watch with heartbeats (see `cache.rs`), and ends when the cache is dropped. A store
+    /// Starts watching the store for `cache`: a task (or, on SQLite, the writer's thread) that
+    /// evicts what changes and confirms the watch with heartbeats (see `cache.rs`; on SQLite
+    /// each poll of the file is one), and ends when the cache is dropped. A store
     /// that cannot be watched logs why and leaves the cache unconfirmed, so it serves nothing.
     fn watch(&self, cache: Weak<Cache>);
 

@@ -23,8 +23,12 @@
 //! That wait is the write path's p99; a checkpointer of its own could not remove it
 //! (BENCHMARKS.md, "What each change bought", 10, says why).
 //!
-//! The thread starts at the first save, with the `synchronous` and `busy_timeout` pragmas of
-//! the pool's connections, and stops when the store is dropped. Where it cannot run (an
+//! The thread starts at the first save, or at launch when a near cache watches the file
+//! (`watch.rs`: the thread polls for other processes' commits), with the `synchronous` and
+//! `busy_timeout` pragmas of the pool's connections, and stops when the store is dropped. A
+//! save committed after its request stopped waiting drops the near cache's copies: the
+//! server may have loaded the old session meanwhile, and its own commits move nothing a
+//! poll would see. Where it cannot run (an
 //! in-memory database, a file it cannot open) saves go through the application's pool.
 //!
 //! Gain (BENCHMARKS.md, "What each change bought", 10).
@@ -345,8 +349,10 @@ fn serve(conn: &Connection, shared: &Weak<Shared>) {
         };
         // Saves whose requests gave up are not run.
         group.retain(|job| !job.done.is_closed());
-        if !group.is_empty() {
-            commit(conn, group, &shared.counts);
+        if !group.is_empty() && !commit(conn, group, &shared.counts) {
+            if let Some(watch) = &watcher {
+                watch.flush();
+            }
         }
         if watcher
             .as_mut()
@@ -365,16 +371,18 @@ enum Failed {
     Later,
 }
 
-/// Commits `group` and answers each of its saves.
-fn commit(conn: &Connection, group: Vec<Job>, counts: &Counts) {
+/// Commits `group` and answers each of its saves; false when a save was committed but its
+/// request had stopped waiting for the answer.
+fn commit(conn: &Connection, group: Vec<Job>, counts: &Counts) -> bool {
     if group.len() > 1 {
         match together(conn, &group) {
             Ok(rows) => {
                 counts.add(group.len());
+                let mut answered = true;
                 for (job, rows) in group.into_iter().zip(rows) {
-                    job.done.send(Ok(rows)).ok();
+                    answered &= job.done.send(Ok(rows)).is_ok();
                 }
-                return;
+                return answered;
             }
             Err(Failed::Begin(e)) => {
                 let message = e.to_string();
@@ -383,18 +391,23 @@ fn commit(conn: &Connection, group: Vec<Job>, counts: &Counts) {
                         .send(Err(StoreError::Backend(message.clone().into())))
                         .ok();
                 }
-                return;
+                return true;
             }
             Err(Failed::Later) => {}
         }
     }
+    let mut answered = true;
     for job in group {
         let result = job.write.run_here(conn);
         counts.add(1);
-        job.done
+        let committed = result.is_ok();
+        let sent = job
+            .done
             .send(result.map(|rows| rows as u64).map_err(StoreError::backend))
-            .ok();
+            .is_ok();
+        answered &= sent || !committed;
     }
+    answered
 }
 
 /// Runs every save of `group` in one transaction; the rows each changed.

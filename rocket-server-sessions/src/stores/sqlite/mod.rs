@@ -426,6 +426,66 @@ mod tests {
         assert_eq!(store.group_commits().map(|c| c.writes), Some(commits));
     }
 
+    /// The near cache over a store whose saves wait at most 300 ms: a save that gave up while
+    /// another connection held the lock, then committed by the writer once the lock was free,
+    /// must not leave this server serving the old session (its own commits move nothing the
+    /// watcher's poll sees).
+    #[rocket::async_test]
+    async fn a_save_committed_after_its_request_gave_up_drops_the_near_copies() {
+        use crate::stores::NearCached;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("late.sqlite3");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_millis(300))
+            .connect_with(options)
+            .await
+            .expect("connect");
+        let plain = SqliteStore::new(pool);
+        plain.migrate().await.expect("migrate");
+        let store = NearCached::new(plain, std::num::NonZeroUsize::new(8).expect("not zero"));
+        let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let Stored { id, .. } = store.create(&data("old"), expires).await.expect("created");
+        for _ in 0..100 {
+            if store.watching() {
+                break;
+            }
+            rocket::tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.watching());
+        let record = store.load(&id).await.expect("load").expect("live");
+        let lock = hold_write_lock(&path.display().to_string());
+        let saved = Record {
+            data: data("new"),
+            ..record
+        };
+        assert!(
+            store.update(&id, &saved).await.is_err(),
+            "the save gives up waiting"
+        );
+        // Loaded again, from the file (the old row), and kept while the watch is still fresh.
+        let hits = store.hits();
+        store.load(&id).await.expect("load");
+        store.load(&id).await.expect("load");
+        assert!(store.hits() > hits, "the old session is kept");
+        drop(lock); // the writer commits the save nobody waits for
+        let mut seen = String::new();
+        for _ in 0..200 {
+            let record = store.load(&id).await.expect("load").expect("live");
+            seen = record.data["v"].to_string();
+            if seen == "\"new\"" {
+                return;
+            }
+            rocket::tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("still serving {seen} after the late commit");
+    }
+
     #[rocket::async_test]
     async fn a_database_in_memory_runs_on_the_pool() {
         let store = store("sqlite::memory:").await;

@@ -44,8 +44,8 @@ pub(crate) const POLL: Duration = Duration::from_millis(5);
 pub(crate) struct Watcher {
     cache: Weak<Cache>,
     watch: Watch,
-    /// `data_version` as last seen.
-    seen: i64,
+    /// `data_version` as last seen; `None` until a read of it succeeds.
+    seen: Option<i64>,
     /// When the last poll began.
     polled: Instant,
     /// Whether the last poll failed (logged once per outage).
@@ -54,15 +54,11 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     /// Starts watching for `cache` on `conn`: `data_version` is read first, then the cache
-    /// starts empty, so a commit made between the two is seen by the first poll.
+    /// starts empty, so a commit made between the two is seen by the first poll. (If that read
+    /// fails, the first poll that reads confirms nothing it has not dropped first.) `None` when
+    /// the cache is gone.
     pub(crate) fn start(conn: &Connection, cache: Weak<Cache>) -> Option<Watcher> {
-        let seen = match data_version(conn) {
-            Ok(seen) => seen,
-            Err(e) => {
-                log::warn!("session near cache off: cannot read the SQLite file's version: {e}");
-                return None;
-            }
-        };
+        let seen = data_version(conn).ok();
         let watch = cache.upgrade()?.watch();
         let mut watcher = Watcher {
             cache,
@@ -84,6 +80,15 @@ impl Watcher {
         }
     }
 
+    /// Drops every session kept: a save this connection committed was not answered (its
+    /// request gave up waiting), so the server may have loaded the old one meanwhile, and its
+    /// own commits never move `data_version`.
+    pub(crate) fn flush(&self) {
+        if let Some(cache) = self.cache.upgrade() {
+            cache.flush();
+        }
+    }
+
     /// How long until the next poll is due.
     pub(crate) fn due_in(&self) -> Duration {
         POLL.saturating_sub(self.polled.elapsed())
@@ -99,9 +104,9 @@ impl Watcher {
         self.polled = sent;
         match data_version(conn) {
             Ok(version) => {
-                if version != self.seen {
+                if self.seen != Some(version) {
                     cache.flush();
-                    self.seen = version;
+                    self.seen = Some(version);
                 }
                 cache.confirm(self.watch, sent);
                 if std::mem::take(&mut self.failing) {
@@ -207,5 +212,22 @@ mod tests {
             cache.get("a").is_none(),
             "the commit made meanwhile is seen"
         );
+    }
+
+    #[test]
+    fn a_start_that_cannot_read_watches_once_a_poll_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.sqlite3");
+        let own = Connection::open(&path).expect("open");
+        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .expect("schema");
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0x55_u8; 4096]).expect("written");
+        let unreadable = Connection::open(&garbage).expect("open");
+        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let mut watcher = Watcher::start(&unreadable, Arc::downgrade(&cache)).expect("started");
+        assert!(!cache.watching(), "nothing read, nothing confirmed");
+        assert!(watcher.poll(&own));
+        assert!(cache.watching(), "the first poll that reads confirms");
     }
 }
