@@ -45,7 +45,10 @@ pub async fn show(context: &Context, key: &str) -> Result {
         "expires at browser close: {}",
         if at_browser_close { "yes" } else { "no" }
     );
-    println!("data: {data}");
+    // JSON escapes the C0 controls in strings, not DEL, the C1 controls or bidirectional
+    // overrides, and a visitor's `User-Agent` is in the data: escaped as every user text is.
+    let data: Vec<_> = data.lines().map(super::shown).collect();
+    println!("data: {}", data.join("\n"));
     Ok(())
 }
 

@@ -52,13 +52,8 @@ pub(super) async fn add_category(
 ) -> Result<Either<Template, Redirect>, Error> {
     let name = form.into_inner().name.trim().to_owned();
     let slug = models::slugify(&name);
-    let length = name.chars().count();
-    let problem = if name.is_empty() {
-        Some("This field is required.".to_owned())
-    } else if length > MAX_NAME_LEN {
-        Some(format!(
-            "Ensure this value has at most {MAX_NAME_LEN} characters (it has {length})."
-        ))
+    let problem = if let Some(problem) = length_problem(&name, MAX_NAME_LEN) {
+        Some(problem)
     } else if slug.is_empty() {
         Some("Enter a name with a letter or a digit in it.".to_owned())
     } else if !models::add_category(db.pool(), &name, &slug).await? {
@@ -132,7 +127,9 @@ fn page_url(url: &str) -> Result<String, String> {
             if matches!(parsed.scheme(), "http" | "https")
                 && parsed.host_str().is_some_and(|host| !host.is_empty()) =>
         {
-            Ok(parsed.to_string())
+            // As stored: percent-encoding and punycode can lengthen it.
+            let url = String::from(parsed);
+            length_problem(&url, MAX_URL_LEN).map_or(Ok(url), Err)
         }
         _ => Err("Enter a valid URL.".to_owned()),
     }
@@ -183,18 +180,15 @@ pub(super) async fn add_page(
         .extend(length_problem(&title, MAX_TITLE_LEN));
     let url = page_url(&url).map_err(|problem| refused.url_errors.push(problem));
     if let (true, Ok(url)) = (refused.title_errors.is_empty(), &url) {
-        match models::add_page(db.pool(), slug, &title, url).await? {
-            None => return Ok(None),
-            Some(true) => {
-                front.changed();
-                return Ok(Some(Either::Right(Redirect::to(format!(
-                    "/rango/category/{slug}/"
-                )))));
-            }
-            Some(false) => refused
-                .title_errors
-                .push("Page with this Category and Title already exists.".to_owned()),
+        if models::add_page(db.pool(), slug, &title, url).await? {
+            front.changed();
+            return Ok(Some(Either::Right(Redirect::to(format!(
+                "/rango/category/{slug}/"
+            )))));
         }
+        refused
+            .title_errors
+            .push("Page with this Category and Title already exists.".to_owned());
     }
     Ok(Some(Either::Left(Template::render(
         "rango/add_page",

@@ -33,17 +33,19 @@ const TEMPLATE: &str = "rango/lists";
 /// The lists as last rendered, and when (managed state).
 #[derive(Debug, Default)]
 pub struct FrontPage {
-    copy: Mutex<Copy>,
+    copy: Mutex<Cached>,
     /// Held by the request that reads the database again.
     reading: AsyncMutex<()>,
 }
 
 #[derive(Debug, Default)]
-struct Copy {
+struct Cached {
     /// The lists' HTML and when the read that made it began.
     lists: Option<(Instant, Arc<str>)>,
     /// Changes this server made: a read that one crossed is not kept.
     changes: u64,
+    /// When the last read failed.
+    failed: Option<Instant>,
 }
 
 impl FrontPage {
@@ -55,17 +57,31 @@ impl FrontPage {
         if let Some(lists) = self.fresh() {
             return Ok(lists);
         }
+        let arrived = Instant::now();
         let _reading = self.reading.lock().await;
-        // Another request may have read them while this one waited.
+        // Another request may have read them while this one waited, or failed to: then this
+        // one fails at once rather than wait for a database that is out of reach again.
         if let Some(lists) = self.fresh() {
             return Ok(lists);
         }
+        if self.copy().failed.is_some_and(|at| at > arrived) {
+            return Err(Error::Database(sqlx::Error::PoolTimedOut));
+        }
         let (read_at, changes) = (Instant::now(), self.copy().changes);
-        let categories = models::most_liked_categories(db, SHOWN).await?;
-        let pages = models::most_viewed_pages(db, SHOWN).await?;
-        let (_, html) = templates
-            .render(TEMPLATE, context! { categories, pages })
-            .ok_or(Error::Template(TEMPLATE))?;
+        let read = async {
+            let categories = models::most_liked_categories(db, SHOWN).await?;
+            let pages = models::most_viewed_pages(db, SHOWN).await?;
+            templates
+                .render(TEMPLATE, context! { categories, pages })
+                .ok_or(Error::Template(TEMPLATE))
+        };
+        let (_, html) = match read.await {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                self.copy().failed = Some(Instant::now());
+                return Err(e);
+            }
+        };
         let lists: Arc<str> = html.into();
         let mut copy = self.copy();
         if copy.changes == changes {
@@ -88,7 +104,7 @@ impl FrontPage {
         (at.elapsed() < FRESH).then(|| Arc::clone(lists))
     }
 
-    fn copy(&self) -> MutexGuard<'_, Copy> {
+    fn copy(&self) -> MutexGuard<'_, Cached> {
         self.copy.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -137,8 +137,8 @@ pub const MAX_TITLE_LEN: usize = 128;
 /// The longest page URL (Django's `URLField`, 200).
 pub const MAX_URL_LEN: usize = 200;
 
-/// Adds the page `title` at `url` to the category `slug`: `None` when there is no such
-/// category, `Some(false)` when it has a page of that title already.
+/// Adds the page `title` at `url` to the category `slug`; false when there is no such category
+/// or it has a page of that title already.
 ///
 /// # Errors
 /// The query fails.
@@ -147,10 +147,7 @@ pub async fn add_page(
     slug: &str,
     title: &str,
     url: &str,
-) -> Result<Option<bool>, sqlx::Error> {
-    if category(db, slug).await?.is_none() {
-        return Ok(None);
-    }
+) -> Result<bool, sqlx::Error> {
     on_pool!(db, pool => sqlx::query(
         "INSERT INTO page (category_id, title, url) \
          SELECT id, $2, $3 FROM category WHERE slug = $1 ON CONFLICT DO NOTHING",
@@ -160,7 +157,7 @@ pub async fn add_page(
     .bind(url)
     .execute(pool)
     .await
-    .map(|done| Some(done.rows_affected() == 1)))
+    .map(|done| done.rows_affected() == 1))
 }
 
 /// A category of the sample data: name, slug, views, likes, and its pages (title, url, views).

@@ -1225,6 +1225,9 @@ async fn signed_in_users_add_pages_with_http_urls_only() {
     );
     let long_title = "t".repeat(129);
     let long_url = format!("https://example.com/{}", "u".repeat(181));
+    // 190 characters as typed, 250 once its spaces are percent-encoded (as stored).
+    let spaced_url = format!("https://example.com/{}{}", "a ".repeat(30), "b".repeat(110));
+    assert_eq!(spaced_url.chars().count(), 190);
     for (title, url, message) in [
         ("A", "javascript:alert(1)", "Enter a valid URL."),
         ("B", "JaVaScRiPt:alert(1)", "Enter a valid URL."),
@@ -1241,6 +1244,11 @@ async fn signed_in_users_add_pages_with_http_urls_only() {
             "H",
             long_url.as_str(),
             "Ensure this value has at most 200 characters (it has 201).",
+        ),
+        (
+            "I",
+            spaced_url.as_str(),
+            "Ensure this value has at most 200 characters (it has 250).",
         ),
         ("", "https://example.com/", "This field is required."),
         (

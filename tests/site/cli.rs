@@ -810,3 +810,27 @@ async fn user_commands_escape_what_users_supplied() {
         "{sessions:?}"
     );
 }
+
+/// `rango session show` escapes what JSON leaves raw: a visitor's `User-Agent` (kept in a
+/// signed-in session) with a C1 control (U+009B, a terminal's one-character escape), DEL and
+/// a bidirectional override.
+#[tokio::test]
+async fn session_show_escapes_what_a_visitor_supplied() {
+    let site = Site::migrated();
+    let browser = signed_in_browser(&site, "eve", "Evil/1.0 \u{9b}31m\u{7f} \u{202e}gpj.exe").await;
+    let key = browser
+        .cookies()
+        .get("sessionid")
+        .expect("a session")
+        .value()
+        .to_owned();
+    let shown = site.rango(&["session", "show", &key]).success();
+    assert!(
+        !shown.contains(['\u{9b}', '\u{7f}', '\u{202e}']),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("Evil/1.0 \\u{9b}31m\\u{7f} \\u{202e}gpj.exe"),
+        "{shown:?}"
+    );
+}
