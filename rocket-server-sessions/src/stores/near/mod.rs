@@ -67,10 +67,10 @@ pub struct Kept {
 
 /// What the cache holds of a session: a [`Kept`] with its data encoded, decoded again on every
 /// hit. A decoded map (a `BTreeMap` node of eleven slots, and a string per key and value) took
-/// several times the memory: a server holding 100,000 sessions of Rango's two keys peaked at
-/// 176 MB of RSS, and at 101 MB so, against 38 MB with no near cache (`bench/near_rss.sh`,
-/// BENCHMARKS.md, "What each change bought", 13); decoding costs about what cloning the map
-/// did.
+/// several times the memory: a server holding 100,000 sessions of two small keys each peaked
+/// at 176 MB of RSS, and at 101 MB so, against 38 MB with no near cache (`bench/near_rss.sh`
+/// in the repository, BENCHMARKS.md, "What each change bought", 14); decoding costs about
+/// what cloning the map did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
     data: Arc<str>,
