@@ -122,22 +122,15 @@ async fn add_a_category_and_a_page() {
         "/rango/"
     );
     browser
-        .client
-        .find(Locator::LinkText("Rust Web"))
-        .await
-        .expect("the new category on the index")
-        .click()
-        .await
-        .expect("followed");
+        .click(
+            Locator::LinkText("Rust Web"),
+            "the new category on the index",
+        )
+        .await;
     browser.wait_for("#add-page").await;
     browser
-        .client
-        .find(Locator::Id("add-page"))
-        .await
-        .expect("the add page link")
-        .click()
-        .await
-        .expect("followed");
+        .click(Locator::Id("add-page"), "the add page link")
+        .await;
     browser.wait_for("#page_form").await;
     screenshots_of(
         &browser,
@@ -182,13 +175,8 @@ async fn remember_me() {
             .await;
         if remember {
             browser
-                .client
-                .find(Locator::Id("id_remember"))
-                .await
-                .expect("the checkbox")
-                .click()
-                .await
-                .expect("ticked");
+                .click(Locator::Id("id_remember"), "the checkbox")
+                .await;
         }
         browser.submit("#login_form").await;
         browser.wait_for("#nav-username").await;
@@ -247,13 +235,8 @@ async fn sign_another_device_out() {
     );
     screenshots_of(&first, &server, &[("sessions", "/rango/sessions/")]).await;
     first
-        .client
-        .find(Locator::Css("#sessions .end-session"))
-        .await
-        .expect("a sign-out button")
-        .click()
-        .await
-        .expect("click");
+        .click(Locator::Css("#sessions .end-session"), "a sign-out button")
+        .await;
     // The click's page replaces this one, which has a #sessions too: wait for its count.
     let deadline = Instant::now() + STARTUP;
     while first.count("#sessions tbody tr").await != 1 {
@@ -749,14 +732,20 @@ impl Browser {
 
     /// Presses the navigation's "Log out" button and waits for the page it leads to.
     async fn submit_logout(&self) {
+        self.click(Locator::Id("nav-logout"), "a logout button")
+            .await;
+        self.wait_for("#nav-login").await;
+    }
+
+    /// Clicks the element `locator` finds (`what` names it in a failure).
+    async fn click(&self, locator: Locator<'_>, what: &str) {
         self.client
-            .find(Locator::Id("nav-logout"))
+            .find(locator)
             .await
-            .expect("a logout button")
+            .unwrap_or_else(|e| panic!("no {what}: {e}"))
             .click()
             .await
-            .expect("click");
-        self.wait_for("#nav-login").await;
+            .unwrap_or_else(|e| panic!("clicking {what}: {e}"));
     }
 
     /// Waits until an element matches `css`.

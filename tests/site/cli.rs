@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::common::csrf_token;
+use crate::common::register_and_sign_in;
 use rocket_server_sessions::store::{Census, Data, SessionStore, Stored};
 use rocket_server_sessions::stores::SqliteStore;
 
@@ -661,39 +661,7 @@ async fn signed_in_browser(site: &Site, username: &str, agent: &'static str) -> 
     let client = Client::tracked(rango::rocket_with(site.figment()))
         .await
         .expect("the site launches");
-    for (form, fields) in [
-        (
-            "/rango/register/",
-            format!("username={username}&email=a%40example.com&password=a+long+password"),
-        ),
-        (
-            "/rango/login/",
-            format!("username={username}&password=a+long+password"),
-        ),
-    ] {
-        let page = client
-            .get(form)
-            .dispatch()
-            .await
-            .into_string()
-            .await
-            .expect("a page");
-        let response = client
-            .post(form)
-            .header(rocket::http::ContentType::Form)
-            .header(rocket::http::Header::new("User-Agent", agent))
-            .body(format!(
-                "csrfmiddlewaretoken={}&{fields}",
-                csrf_token(&page)
-            ))
-            .dispatch()
-            .await;
-        assert!(
-            response.status().code < 400,
-            "{form}: {}",
-            response.status()
-        );
-    }
+    register_and_sign_in(&client, username, agent).await;
     client
 }
 

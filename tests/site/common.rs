@@ -136,3 +136,42 @@ pub fn form_body(fields: &[(&str, &str)]) -> String {
         .collect();
     pairs.join("&")
 }
+
+/// Registers `username` (if new: e-mail `a@example.com`, password `a long password`) and signs
+/// in on `client` (a tracked client, which keeps the session), the login sent with `agent` as
+/// its `User-Agent`.
+pub async fn register_and_sign_in(client: &Client, username: &str, agent: &str) {
+    for (form, fields) in [
+        (
+            "/rango/register/",
+            format!("username={username}&email=a%40example.com&password=a+long+password"),
+        ),
+        (
+            "/rango/login/",
+            format!("username={username}&password=a+long+password"),
+        ),
+    ] {
+        let page = client
+            .get(form)
+            .dispatch()
+            .await
+            .into_string()
+            .await
+            .expect("a page");
+        let response = client
+            .post(form)
+            .header(rocket::http::ContentType::Form)
+            .header(rocket::http::Header::new("User-Agent", agent.to_owned()))
+            .body(format!(
+                "csrfmiddlewaretoken={}&{fields}",
+                csrf_token(&page)
+            ))
+            .dispatch()
+            .await;
+        assert!(
+            response.status().code < 400,
+            "{form}: {}",
+            response.status()
+        );
+    }
+}
