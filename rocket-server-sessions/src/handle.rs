@@ -255,6 +255,15 @@ impl<'r> Session<'r> {
         self.state().id.clone()
     }
 
+    /// What a store's user index names the stored session by (the digest of its key in hex,
+    /// the [`UserSession::handle`](crate::store::UserSession::handle) of a listing): to tell
+    /// which listed session is this one. `None` for a session not stored yet.
+    pub fn handle(&self) -> Option<String> {
+        let state = self.state();
+        let key = crate::key::SessionKey::parse(state.id.as_deref()?)?;
+        Some(key.digest_hex())
+    }
+
     /// Sets when this session ends; [`Expiry::Default`] goes back to the configured policy.
     pub fn set_expiry(&self, expiry: Expiry) {
         let mut state = self.state();

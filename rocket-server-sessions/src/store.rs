@@ -269,11 +269,13 @@ pub trait Census: Send + Sync {
 /// clearing.
 #[rocket::async_trait]
 pub trait UserIndex: Send + Sync {
-    /// The live sessions signed in as `user`, in no order.
+    /// The live sessions signed in as `user`, at most `limit` of them: those that expire
+    /// last, first (the sessions saved most lately), so a listing costs the same however many
+    /// sessions the user has.
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the store cannot answer.
-    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>>;
+    async fn user_sessions(&self, user: &str, limit: usize) -> Result<Vec<UserSession>>;
 
     /// Deletes the session that [`UserIndex::user_sessions`] listed under `handle`, if it is
     /// still signed in as `user`; returns whether one was deleted.
@@ -281,13 +283,27 @@ pub trait UserIndex: Send + Sync {
     /// # Errors
     /// [`StoreError::Backend`] when the store cannot answer.
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool>;
+
+    /// Ends the sessions signed in as `user` but the `keep` that expire last (those that would
+    /// end first go first, expired ones included), at most [`TRIM_BATCH`] of them in one call;
+    /// returns the handles of those it ended. What a cap on sessions per user runs before a
+    /// login adds one.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store cannot answer.
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>>;
 }
+
+/// The most sessions [`UserIndex::trim_user_sessions`] ends in one call: a user far over a cap
+/// (sessions made before it was set) is brought under it over a few logins, each bounded.
+pub const TRIM_BATCH: usize = 1000;
 
 /// A session of a user, as [`UserIndex::user_sessions`] lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserSession {
-    /// What the store names the session by (the SHA-256 of its key, in hex): never its key,
-    /// and not to be shown to anyone; [`UserIndex::end_user_session`] takes it.
+    /// What the store names the session by (the SHA-256 of its key, in hex): never its key.
+    /// It grants nothing (a load takes the key; [`UserIndex::end_user_session`], which takes
+    /// the handle, takes its user too), so a page may show it to its user to name the session.
     pub handle: String,
     /// The session.
     pub record: Record,

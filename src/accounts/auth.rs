@@ -3,16 +3,13 @@
 //!
 //! A signed-in session holds the user's id under [`USER_KEY`] (which the stores index to list a
 //! user's sessions), the user's [`User::session_auth_hash`] under [`HASH_KEY`], and what the
-//! "your sessions" page shows: a public id (never the session key), when it signed in and its
-//! browser's `User-Agent`. A session whose hash is no longer the user's (the password changed,
+//! "your sessions" page shows: when it signed in and its browser's `User-Agent` (the page names
+//! each session by the store's handle, never its key). A session whose hash is no longer the user's (the password changed,
 //! or the user signed out their other sessions) is flushed on its next request, on every
 //! store: that is how the sealed-cookie store, which cannot list sessions, signs them out. So
 //! is a session signed in longer ago than `rango.sign_in_lifetime`, however active: sliding
 //! renewal keeps a session alive, never a sign-in past that.
 
-use rand::distributions::Alphanumeric;
-use rand::rngs::OsRng;
-use rand::Rng;
 use rocket::http::Status;
 use rocket::outcome::try_outcome;
 use rocket::request::{FromRequest, Outcome, Request};
@@ -28,23 +25,12 @@ use crate::db::Db;
 
 /// The session key of the user's [`User::session_auth_hash`] (Django's `HASH_SESSION_KEY`).
 pub const HASH_KEY: &str = "_auth_user_hash";
-/// The session key of the session's public id: what the "your sessions" page names it by.
-pub const PUBLIC_ID_KEY: &str = "_auth_public_id";
 /// The session key of when it signed in (RFC 3339).
 pub const STARTED_KEY: &str = "_auth_started";
 /// The session key of the `User-Agent` it signed in with (at most [`MAX_USER_AGENT`] bytes).
 pub const USER_AGENT_KEY: &str = "_auth_user_agent";
 /// How much of a `User-Agent` a session keeps.
 pub const MAX_USER_AGENT: usize = 256;
-
-/// A random public id for a session: 22 letters and digits (about 130 bits).
-fn public_id() -> String {
-    OsRng
-        .sample_iter(&Alphanumeric)
-        .take(22)
-        .map(char::from)
-        .collect()
-}
 
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn truncated(text: &str, max: usize) -> &str {
@@ -75,7 +61,6 @@ pub fn login(session: &Session<'_>, user: &User, user_agent: Option<&str>) {
     // Strings always serialize.
     session.insert(USER_KEY, key).ok();
     session.insert(HASH_KEY, user.session_auth_hash()).ok();
-    session.insert(PUBLIC_ID_KEY, public_id()).ok();
     session.insert(STARTED_KEY, now).ok();
     session
         .insert(
@@ -96,11 +81,6 @@ pub fn logout(session: &Session<'_>) {
 pub fn update_session_auth_hash(session: &Session<'_>, user: &User) {
     session.cycle_key();
     session.insert(HASH_KEY, user.session_auth_hash()).ok();
-}
-
-/// The public id of the request's session, if it is signed in.
-pub fn public_id_of(session: &Session<'_>) -> Option<String> {
-    session.get(PUBLIC_ID_KEY)
 }
 
 /// The user the request is signed in as, if any (Django's `request.user`): looked up once per
@@ -235,14 +215,6 @@ impl<'r> FromRequest<'r> for Nav {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn public_ids_are_random_letters_and_digits() {
-        let (a, b) = (public_id(), public_id());
-        assert_eq!(a.len(), 22);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn user_agents_are_cut_on_a_character_boundary() {

@@ -1,10 +1,13 @@
 //! "Your sessions": a user's signed-in sessions as the store lists them, and ending them.
 //!
 //! A store that keeps an index from users to their sessions lists and deletes them
-//! (its `UserIndex`: `user_sessions`, `end_user_session`); the page names each by its public id,
-//! never its key. A store that cannot list them (the sealed-cookie store) still signs out every
-//! other session: the user's session generation goes up, and every session holding the old
-//! one is flushed on its next request (`auth.rs`).
+//! (its `UserIndex`: `user_sessions`, `end_user_session`, `trim_user_sessions`); the page names
+//! each by the store's handle (the digest of its key, which grants nothing), never its key, and
+//! ends one by its handle directly. A user has at most `rango.max_sessions_per_user` sessions:
+//! a login beyond it ends those that would end first ([`make_room`]), and a listing reads at
+//! most that many. A store that cannot list them (the sealed-cookie store) still signs out
+//! every other session: the user's session generation goes up, and every session holding the
+//! old one is flushed on its next request (`auth.rs`).
 
 use rocket_server_sessions::store::{Record, SessionStore, StoreError};
 use rocket_server_sessions::{Expiry, SessionConfig};
@@ -12,14 +15,15 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::auth::{HASH_KEY, PUBLIC_ID_KEY, STARTED_KEY, USER_AGENT_KEY};
+use super::auth::{HASH_KEY, STARTED_KEY, USER_AGENT_KEY};
 use super::users::User;
 
 /// A signed-in session as the page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Device {
-    /// The session's public id (in the page's URLs).
-    pub public_id: String,
+    /// The store's handle of the session (in the page's URLs): the digest of its key, which
+    /// grants nothing on its own.
+    pub id: String,
     /// When it signed in (RFC 3339).
     pub started: String,
     /// When it was last saved (RFC 3339): updated only when the session is saved anyway (a
@@ -32,9 +36,6 @@ pub struct Device {
     pub system: String,
     /// Whether it is the session of the request.
     pub current: bool,
-    /// What the store names it by: never shown.
-    #[serde(skip)]
-    pub handle: String,
 }
 
 /// The browser and the system a `User-Agent` names ("Unknown" for what it does not).
@@ -73,7 +74,8 @@ fn last_saved(
 }
 
 /// The device of a listed session; `None` for one that does not hold `auth_hash`, the user's
-/// hash now (it is signed out, and goes on its next request).
+/// hash now (it is signed out, and goes on its next request). `current` is the handle of the
+/// request's session.
 fn device(
     auth_hash: &str,
     handle: String,
@@ -93,23 +95,21 @@ fn device(
     if text(HASH_KEY) != auth_hash {
         return None;
     }
-    let public_id = text(PUBLIC_ID_KEY);
     let (browser, system) = browser_and_system(&text(USER_AGENT_KEY));
     Some(Device {
-        current: current == Some(public_id.as_str()),
-        public_id,
+        current: current == Some(handle.as_str()),
+        id: handle,
         started: text(STARTED_KEY),
         last_active: last_saved(record, config, now)
             .and_then(|at| at.format(&Rfc3339).ok())
             .unwrap_or_default(),
         browser,
         system,
-        handle,
     })
 }
 
-/// The user's signed-in sessions, newest first, or `None` when the store cannot list them.
-/// `current` is the request's public id.
+/// The user's signed-in sessions (at most `limit`), newest first, or `None` when the store
+/// cannot list them. `current` is the handle of the request's session.
 ///
 /// # Errors
 /// The store fails.
@@ -118,11 +118,12 @@ pub async fn devices(
     config: &SessionConfig,
     user: &User,
     current: Option<&str>,
+    limit: usize,
 ) -> Result<Option<Vec<Device>>, StoreError> {
     let Some(index) = store.user_index() else {
         return Ok(None);
     };
-    let sessions = index.user_sessions(&user.key()).await?;
+    let sessions = index.user_sessions(&user.key(), limit).await?;
     let now = OffsetDateTime::now_utc();
     let auth_hash = user.session_auth_hash();
     let mut devices: Vec<Device> = sessions
@@ -144,7 +145,9 @@ pub async fn devices(
     Ok(Some(devices))
 }
 
-/// Ends every listed session of `user` but the one with the public id `keep`; says how many.
+/// Ends the listed sessions of `user` (at most `limit`) but the one with the handle `keep`;
+/// says how many. Any beyond `limit` (made before the cap) hold an old hash or generation when
+/// this is called, so their next request signs them out all the same.
 ///
 /// # Errors
 /// The store fails.
@@ -152,19 +155,15 @@ pub async fn end_others(
     store: &dyn SessionStore,
     user: &User,
     keep: Option<&str>,
+    limit: usize,
 ) -> Result<usize, StoreError> {
     let Some(index) = store.user_index() else {
         return Ok(0);
     };
-    let listed = index.user_sessions(&user.key()).await?;
+    let listed = index.user_sessions(&user.key(), limit).await?;
     let mut ended = 0;
     for session in listed {
-        let id = session
-            .record
-            .data
-            .get(PUBLIC_ID_KEY)
-            .and_then(|v| v.as_str());
-        if id.is_some() && id == keep {
+        if Some(session.handle.as_str()) == keep {
             continue;
         }
         if index.end_user_session(&user.key(), &session.handle).await? {
@@ -172,6 +171,25 @@ pub async fn end_others(
         }
     }
     Ok(ended)
+}
+
+/// Makes room for one more session of `user` under the cap of `max` (before a login): ends
+/// their sessions that would end first until `max - 1` are left. Says how many it ended.
+///
+/// # Errors
+/// The store fails.
+pub async fn make_room(
+    store: &dyn SessionStore,
+    user: &User,
+    max: usize,
+) -> Result<usize, StoreError> {
+    let Some(index) = store.user_index() else {
+        return Ok(0);
+    };
+    let ended = index
+        .trim_user_sessions(&user.key(), max.saturating_sub(1))
+        .await?;
+    Ok(ended.len())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::error::Error;
+use crate::rango::RangoConfig;
 use crate::urls::Slashed;
 use auth::{Nav, SignedIn};
 use users::CreateError;
@@ -203,6 +204,7 @@ fn login_form(
 }
 
 #[post("/rango/login", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // a handler's guards
 async fn login(
     _slash: Slashed,
     form: Csrf<LoginForm>,
@@ -210,6 +212,7 @@ async fn login(
     session: Session<'_>,
     user_agent: UserAgent,
     manager: &State<SessionManager>,
+    rango: &State<RangoConfig>,
     account: Nav,
 ) -> Result<Reply, Error> {
     let LoginForm {
@@ -237,6 +240,11 @@ async fn login(
             },
         )));
     };
+    // The cap: this login's session is saved with the response, so leave room for it.
+    let ended = devices::make_room(manager.store(), &user, rango.max_sessions_per_user).await?;
+    if ended > 0 {
+        log::info!("user {}: {ended} oldest sessions ended (the cap)", user.id);
+    }
     auth::login(&session, &user, user_agent.0.as_deref());
     // The book's chapter 10, chosen per login: a remembered sign-in lasts `cookie_age` after
     // each save, whatever the configured policy; any other ends when the browser closes.
@@ -303,6 +311,7 @@ async fn password(
     db: Connection<Db>,
     session: Session<'_>,
     manager: &State<SessionManager>,
+    rango: &State<RangoConfig>,
     account: Nav,
 ) -> Result<Template, Error> {
     let SignedIn(user) = signed_in;
@@ -333,8 +342,9 @@ async fn password(
     let user = users::set_password(&db, &user, &form.new_password1).await?;
     // This session stays signed in under a new key; the others hold the old hash, so each is
     // signed out on its next request, and the stores that list sessions delete them now.
+    let this = session.handle();
     auth::update_session_auth_hash(&session, &user);
-    end_others(manager, &user, &session).await;
+    end_others(manager, rango, &user, this.as_deref()).await;
     Ok(Template::render(
         "accounts/password_done",
         context! { account, nav: "password" },
@@ -342,18 +352,26 @@ async fn password(
 }
 
 #[get("/rango/sessions")]
+#[allow(clippy::too_many_arguments)] // a handler's guards
 async fn sessions(
     _slash: Slashed,
     signed_in: SignedIn,
     session: Session<'_>,
     manager: &State<SessionManager>,
+    rango: &State<RangoConfig>,
     account: Nav,
     csrf_token: CsrfToken,
 ) -> Result<Template, Error> {
     let SignedIn(user) = signed_in;
-    let current = auth::public_id_of(&session);
-    let devices =
-        devices::devices(manager.store(), manager.config(), &user, current.as_deref()).await?;
+    let current = session.handle();
+    let devices = devices::devices(
+        manager.store(),
+        manager.config(),
+        &user,
+        current.as_deref(),
+        rango.max_sessions_per_user,
+    )
+    .await?;
     let listed = devices.is_some();
     Ok(Template::render(
         "accounts/sessions",
@@ -376,23 +394,18 @@ async fn end_session(
 ) -> Result<Either<Redirect, Status>, Error> {
     let SignedIn(user) = signed_in;
     let _ = form;
-    let current = auth::public_id_of(&session);
-    let store = manager.store();
-    let listed = devices::devices(store, manager.config(), &user, current.as_deref()).await?;
-    // Only one of the user's own sessions, named by its public id: anything else is not found.
-    let Some(device) = listed
-        .unwrap_or_default()
-        .into_iter()
-        .find(|device| device.public_id == id)
-    else {
-        return Ok(Either::Right(Status::NotFound));
-    };
-    if device.current {
+    if session.handle().as_deref() == Some(id) {
         auth::logout(&session);
         return Ok(Either::Left(Redirect::to("/rango/")));
     }
-    if let Some(index) = store.user_index() {
-        index.end_user_session(&user.key(), &device.handle).await?;
+    // Found by its handle directly; only one of the user's own sessions is ended, anything
+    // else is not found.
+    let ended = match manager.store().user_index() {
+        Some(index) => index.end_user_session(&user.key(), id).await?,
+        None => false,
+    };
+    if !ended {
+        return Ok(Either::Right(Status::NotFound));
     }
     Ok(Either::Left(Redirect::to("/rango/sessions/")))
 }
@@ -404,14 +417,16 @@ async fn end_other_sessions(
     db: Connection<Db>,
     session: Session<'_>,
     manager: &State<SessionManager>,
+    rango: &State<RangoConfig>,
 ) -> Result<Redirect, Error> {
     let SignedIn(user) = signed_in;
     let _ = form;
     // A new generation signs out every session of the old one, on every store; this one is
     // given the new hash, and the stores that list sessions delete the others now.
     let user = users::next_generation(&db, &user).await?;
+    let this = session.handle();
     auth::update_session_auth_hash(&session, &user);
-    end_others(manager, &user, &session).await;
+    end_others(manager, rango, &user, this.as_deref()).await;
     Ok(Redirect::to("/rango/sessions/"))
 }
 
@@ -419,9 +434,14 @@ async fn end_other_sessions(
 /// generation changed. A failure only warns: the change is made and signs them out on their
 /// next request anyway, and failing the request would throw away this session's new hash (a
 /// 5xx saves nothing), signing this device out too.
-async fn end_others(manager: &SessionManager, user: &users::User, session: &Session<'_>) {
-    let current = auth::public_id_of(session);
-    match devices::end_others(manager.store(), user, current.as_deref()).await {
+async fn end_others(
+    manager: &SessionManager,
+    rango: &RangoConfig,
+    user: &users::User,
+    this: Option<&str>,
+) {
+    let limit = rango.max_sessions_per_user;
+    match devices::end_others(manager.store(), user, this, limit).await {
         Ok(ended) => log::info!("user {}: {ended} other sessions deleted", user.id),
         Err(e) => log::warn!(
             "user {}: deleting the other sessions failed ({e}); they are signed out on their \

@@ -26,6 +26,10 @@ pub async fn list(context: &Context) -> Result {
     Ok(())
 }
 
+/// The most sessions `user sessions` lists (a user has at most `rango.max_sessions_per_user`,
+/// 50 by default, unless sessions made before the cap remain).
+const LISTED: usize = 1000;
+
 /// Prints the signed-in sessions of `username` (newest first), and with `end_all` signs every
 /// one of them out: on every store by a new session generation, and on the stores that list
 /// sessions by deleting them too (cached_db: burying their copies in Redis; a warning on
@@ -41,7 +45,7 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
     let config = context.session_config()?;
     let maintenance = context.store(&config).await?;
     let store = &maintenance.store;
-    match devices::devices(store.as_ref(), &config, &user, None).await? {
+    match devices::devices(store.as_ref(), &config, &user, None, LISTED).await? {
         Some(devices) if devices.is_empty() => {
             println!("{} has no session.", shown(&user.username));
         }
@@ -49,7 +53,7 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
             for device in devices {
                 println!(
                     "{}\tsigned in {}\tlast active {}\t{} on {}",
-                    device.public_id,
+                    device.id,
                     device.started,
                     if device.last_active.is_empty() {
                         "-"
@@ -68,7 +72,7 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
     }
     if end_all {
         users::next_generation(&db, &user).await?;
-        let ended = devices::end_others(store.as_ref(), &user, None).await?;
+        let ended = devices::end_others(store.as_ref(), &user, None, LISTED).await?;
         println!(
             "Signed out every session of {} ({ended} deleted from the store).",
             shown(&user.username)

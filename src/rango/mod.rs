@@ -38,6 +38,10 @@ pub struct RangoConfig {
     /// 30 days): a session signed in longer ago is signed out on its next request, on every
     /// store (the sealed cookie's copy too).
     pub sign_in_lifetime: u64,
+    /// The most sessions one user may be signed in with (default 50, at least 1): a login
+    /// beyond it ends the user's sessions that would end first, and "Your sessions" lists at
+    /// most this many. (The sealed-cookie store cannot count them.)
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for RangoConfig {
@@ -47,6 +51,7 @@ impl Default for RangoConfig {
             sample_data: true,
             debug: false,
             sign_in_lifetime: 30 * 86_400,
+            max_sessions_per_user: 50,
         }
     }
 }
@@ -55,12 +60,18 @@ impl RangoConfig {
     /// The settings in `figment`'s `rango` table, over the defaults.
     ///
     /// # Errors
-    /// A setting is unknown or of the wrong type; the error names it.
+    /// A setting is unknown, of the wrong type or out of range; the error names it.
     pub fn from_figment(figment: &Figment) -> Result<Self, Box<rocket::figment::Error>> {
-        Figment::from(Serialized::defaults(RangoConfig::default()))
+        let config: RangoConfig = Figment::from(Serialized::defaults(RangoConfig::default()))
             .merge(figment.focus("rango"))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        if config.max_sessions_per_user == 0 {
+            return Err(Box::new(rocket::figment::Error::from(
+                "rango.max_sessions_per_user must be at least 1".to_owned(),
+            )));
+        }
+        Ok(config)
     }
 
     /// `visit_interval` as a duration.

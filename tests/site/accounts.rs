@@ -1274,3 +1274,89 @@ async fn signed_in_users_add_pages_with_http_urls_only() {
         .expect("count");
     assert_eq!(count, 9, "the eight samples and the one added");
 }
+
+/// The cap on sessions per user (`rango.max_sessions_per_user`), on every store that lists
+/// sessions: a login beyond it ends the user's session that would end first (here the one
+/// signed in first), "Your sessions" lists at most the cap even when more were made before
+/// it, and a user's other sessions and other users are untouched. On the cookie store, which
+/// cannot count, logins go on.
+#[tokio::test]
+async fn a_login_beyond_the_cap_ends_the_oldest_session_and_listing_is_bounded() {
+    let cap = [("rango.max_sessions_per_user", json!(3))];
+    let mut sites = Vec::new();
+    for store in ALL {
+        if let Some(site) = site_with(store, &cap).await {
+            sites.push((store, site));
+        }
+    }
+    // Three devices signed in a second apart, so that their expiry dates differ.
+    let mut devices: Vec<Vec<Device<'_>>> = sites.iter().map(|_| Vec::new()).collect();
+    for round in 0..3 {
+        if round > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+        for ((_, (app, _)), list) in sites.iter().zip(&mut devices) {
+            list.push(signed_in_device(app, "ann", CHROME).await);
+        }
+    }
+    let mut bobs = Vec::new();
+    for (_, (app, _)) in &sites {
+        bobs.push(signed_in_device(app, "bob", FIREFOX).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for (((store, (app, _)), list), bob) in sites.iter().zip(&mut devices).zip(&mut bobs) {
+        let mut fourth = Device::new(app, FIREFOX);
+        let page = fourth.login("ann", PASSWORD).await;
+        assert_eq!(page.status, Status::SeeOther, "{store}");
+        let listing = *store != "cookie";
+        assert_eq!(
+            list[0].signed_in().await,
+            !listing,
+            "{store}: the first device"
+        );
+        if listing {
+            assert!(!stored(app, &list[0]).await, "{store}: deleted");
+        }
+        for device in &mut list[1..] {
+            assert!(device.signed_in().await, "{store}");
+        }
+        assert!(fourth.signed_in().await, "{store}");
+        assert!(bob.signed_in().await, "{store}: another user");
+        if !listing {
+            continue;
+        }
+        let page = fourth.get("/rango/sessions/").await;
+        assert_eq!(listed_sessions(&page).0.len(), 3, "{store}: {}", page.body);
+
+        // Sessions made before the cap (copies of a signed-in one, straight into the store):
+        // the page still lists at most the cap.
+        let manager = app
+            .client
+            .rocket()
+            .state::<rocket_server_sessions::SessionManager>()
+            .expect("sessions attached");
+        let store_ = manager.store();
+        let key = list[1].cookie.as_deref().expect("a key");
+        let record = store_.load(key).await.expect("loads").expect("live");
+        for _ in 0..4 {
+            store_
+                .create(&record.data, record.expires)
+                .await
+                .expect("creates");
+        }
+        let page = fourth.get("/rango/sessions/").await;
+        assert_eq!(listed_sessions(&page).0.len(), 3, "{store}: bounded");
+        // The next login brings the user under the cap again.
+        let mut fifth = Device::new(app, CHROME);
+        fifth.login("ann", PASSWORD).await;
+        assert!(fifth.signed_in().await, "{store}");
+        assert!(fourth.signed_in().await, "{store}: the latest stay");
+        let index = store_.user_index().expect("an index");
+        let user_key = record.data[rocket_server_sessions::USER_KEY]
+            .as_str()
+            .expect("a user")
+            .to_owned();
+        let all = index.user_sessions(&user_key, 100).await.expect("lists");
+        assert_eq!(all.len(), 3, "{store}: at the cap after the login");
+    }
+}

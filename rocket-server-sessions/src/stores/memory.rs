@@ -10,7 +10,7 @@ use crate::key::SessionKey;
 use crate::record::{user_of, Data, Record};
 use crate::store::{
     Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
-    UserSession,
+    UserSession, TRIM_BATCH,
 };
 
 /// How many fresh keys `create` draws before it gives up.
@@ -164,9 +164,9 @@ impl Census for MemoryStore {
 // The memory store holds few sessions: it finds a user's by looking at every one.
 #[rocket::async_trait]
 impl UserIndex for MemoryStore {
-    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
+    async fn user_sessions(&self, user: &str, limit: usize) -> Result<Vec<UserSession>> {
         let now = OffsetDateTime::now_utc();
-        let sessions = self
+        let mut sessions: Vec<UserSession> = self
             .records()
             .iter()
             .filter(|(_, record)| record.expires > now && user_of(&record.data) == Some(user))
@@ -175,7 +175,26 @@ impl UserIndex for MemoryStore {
                 record: record.clone(),
             })
             .collect();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.record.expires));
+        sessions.truncate(limit);
         Ok(sessions)
+    }
+
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>> {
+        let mut records = self.records();
+        let mut theirs: Vec<([u8; 32], OffsetDateTime)> = records
+            .iter()
+            .filter(|(_, record)| user_of(&record.data) == Some(user))
+            .map(|(digest, record)| (*digest, record.expires))
+            .collect();
+        theirs.sort_by_key(|t| std::cmp::Reverse(t.1));
+        let ended = theirs
+            .into_iter()
+            .skip(keep)
+            .take(TRIM_BATCH)
+            .filter_map(|(digest, _)| records.remove(&digest).map(|_| SessionKey::hex(&digest)))
+            .collect();
+        Ok(ended)
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {

@@ -95,6 +95,8 @@ macro_rules! store_suite {
             case!(the_user_index_follows_saves_cycled_keys_and_deletions);
             case!(end_user_session_ends_only_a_session_of_that_user);
             case!(expired_and_cleared_sessions_leave_the_user_index);
+            case!(user_sessions_lists_at_most_the_limit_those_expiring_last_first);
+            case!(trim_user_sessions_ends_all_but_those_expiring_last);
             case!(census_counts_live_and_expired_sessions_and_inspects_expired_ones);
             case!(clearing_in_batches_clears_exactly_the_expired_and_reports_progress);
         }
@@ -756,7 +758,7 @@ fn index(store: &dyn SessionStore) -> &dyn UserIndex {
 /// The sessions the store lists for `user`.
 async fn listed(store: &dyn SessionStore, user: &str) -> Vec<UserSession> {
     index(store)
-        .user_sessions(user)
+        .user_sessions(user, 1000)
         .await
         .expect("user_sessions answers")
 }
@@ -931,4 +933,67 @@ pub async fn expired_and_cleared_sessions_leave_the_user_index(store: &dyn Sessi
     store.clear_expired().await.expect("clear_expired answers");
     assert_eq!(listed_tags(store, "fay").await, ["staying"]);
     assert!(load(store, &staying).await.is_some());
+}
+
+/// `user`'s sessions tagged `t1`..`tN`, `tK` expiring K hours from now; their ids.
+async fn sessions_expiring_hourly(store: &dyn SessionStore, user: &str, n: i64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for k in 1..=n {
+        let expires = now() + Duration::hours(k);
+        ids.push(create(store, &signed_in(user, &format!("t{k}")), expires).await);
+    }
+    ids
+}
+
+/// Rule: a listing returns at most its limit, the sessions that expire last first, so that
+/// listing a user with many sessions costs no more than the limit.
+pub async fn user_sessions_lists_at_most_the_limit_those_expiring_last_first(
+    store: &dyn SessionStore,
+) {
+    sessions_expiring_hourly(store, "gil", 5).await;
+    let tags = |sessions: Vec<UserSession>| -> Vec<String> {
+        sessions
+            .iter()
+            .map(|s| s.record.data["tag"].as_str().expect("a tag").to_owned())
+            .collect()
+    };
+    let list = |limit| async move {
+        index(store)
+            .user_sessions("gil", limit)
+            .await
+            .expect("user_sessions answers")
+    };
+    assert_eq!(tags(list(3).await), ["t5", "t4", "t3"]);
+    assert_eq!(tags(list(10).await), ["t5", "t4", "t3", "t2", "t1"]);
+    assert!(list(0).await.is_empty());
+}
+
+/// Rule: trimming a user's sessions ends all but the `keep` that expire last, says which it
+/// ended, and touches no other user's session nor a visitor's; once under `keep` it ends
+/// nothing.
+pub async fn trim_user_sessions_ends_all_but_those_expiring_last(store: &dyn SessionStore) {
+    let ids = sessions_expiring_hourly(store, "hal", 5).await;
+    let other = create(store, &signed_in("ida", "other"), in_an_hour()).await;
+    let visitor = create(store, &data(json!({"tag": "visitor"})), in_an_hour()).await;
+    let trim = |keep| async move {
+        index(store)
+            .trim_user_sessions("hal", keep)
+            .await
+            .expect("trim_user_sessions answers")
+    };
+    let ended = trim(2).await;
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    for id in &ids[..3] {
+        assert_eq!(load(store, id).await, None, "ended");
+        assert!(!ended.contains(id), "a handle, not the key");
+    }
+    for id in &ids[3..] {
+        assert!(load(store, id).await.is_some(), "kept");
+    }
+    assert_eq!(listed_tags(store, "hal").await, ["t4", "t5"]);
+    assert!(trim(2).await.is_empty(), "under the cap: nothing to end");
+    assert_eq!(trim(0).await.len(), 2);
+    assert!(listed_tags(store, "hal").await.is_empty());
+    assert!(load(store, &other).await.is_some());
+    assert!(load(store, &visitor).await.is_some());
 }

@@ -385,11 +385,22 @@ impl<S: SessionStore, C: CacheTier> SessionStore for CachedStore<S, C> {
 
 #[rocket::async_trait]
 impl<S: SessionStore, C: CacheTier> UserIndex for CachedStore<S, C> {
-    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
+    async fn user_sessions(&self, user: &str, limit: usize) -> Result<Vec<UserSession>> {
         match self.db.user_index() {
-            Some(index) => index.user_sessions(user).await,
+            Some(index) => index.user_sessions(user, limit).await,
             None => Ok(Vec::new()),
         }
+    }
+
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>> {
+        let Some(index) = self.db.user_index() else {
+            return Ok(Vec::new());
+        };
+        let ended = index.trim_user_sessions(user, keep).await?;
+        for handle in &ended {
+            self.buried(handle).await;
+        }
+        Ok(ended)
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
@@ -399,12 +410,19 @@ impl<S: SessionStore, C: CacheTier> UserIndex for CachedStore<S, C> {
         if !index.end_user_session(user, handle).await? {
             return Ok(false);
         }
-        // As `delete`: a tombstone over the copy.
+        self.buried(handle).await;
+        Ok(true)
+    }
+}
+
+impl<S: SessionStore, C: CacheTier> CachedStore<S, C> {
+    /// After the session listed under `handle` was deleted from the database: as `delete`, a
+    /// tombstone over its copy.
+    async fn buried(&self, handle: &str) {
         let name = self.cache.handle_name(handle);
         if self.noted(self.cache.bury_at(&name).await).is_none() {
             self.stale_name(name, Repair::Bury);
         }
-        Ok(true)
     }
 }
 

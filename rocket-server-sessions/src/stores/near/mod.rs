@@ -270,11 +270,21 @@ impl<S: Watched> SessionStore for NearCached<S> {
 
 #[rocket::async_trait]
 impl<S: Watched> UserIndex for NearCached<S> {
-    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
+    async fn user_sessions(&self, user: &str, limit: usize) -> Result<Vec<UserSession>> {
         match self.inner.user_index() {
-            Some(index) => index.user_sessions(user).await,
+            Some(index) => index.user_sessions(user, limit).await,
             None => Ok(Vec::new()),
         }
+    }
+
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>> {
+        let Some(index) = self.inner.user_index() else {
+            return Ok(Vec::new());
+        };
+        let ended = index.trim_user_sessions(user, keep).await?;
+        let names: Vec<String> = ended.iter().map(|h| self.inner.handle_name(h)).collect();
+        self.cache.evict(names.iter().map(String::as_str));
+        Ok(ended)
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {

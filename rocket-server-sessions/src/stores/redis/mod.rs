@@ -8,7 +8,7 @@
 //! (`cached/redis.rs`).
 //!
 //! A session signed in as a user also holds field `u` (the user), and its digest is a member of
-//! the set `<prefix>user:<user>`, which lives as long as the user's longest session. The save
+//! the sorted set `<prefix>users:<user>` (scored by expiry), which lives as long as the user's longest session. The save
 //! and delete scripts keep the set exact as sessions move between users or go; a member whose
 //! session expired is dropped by the next listing of the set, and by `clear_expired`, which
 //! goes over every set (an application's clearing command). The scripts name the user sets and, when
@@ -37,6 +37,7 @@ use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
 use crate::store::{
     Census, ClearInBatches, Result, SessionStore, StoreError, Stored, UserIndex, UserSession,
+    TRIM_BATCH,
 };
 use crate::stores::near::{Cache, Kept, Watched};
 
@@ -46,13 +47,14 @@ use batch::Reads;
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
 
-/// The Lua function the save scripts share: adds `member` to the user set `set`, which lives
-/// until the latest `expiry` of its sessions.
+/// The Lua function the save scripts share: adds `member` to the user set `set` (a sorted set
+/// scored by each session's expiry, so a listing or a trim reads only the members it needs),
+/// which lives until the latest `expiry` of its sessions.
 macro_rules! index_lua {
     () => {
         r"
 local function index(set, member, expiry)
-    redis.call('SADD', set, member)
+    redis.call('ZADD', set, expiry, member)
     local ttl = redis.call('TTL', set)
     if ttl < 0 or tonumber(redis.call('TIME')[1]) + ttl < tonumber(expiry) then
         redis.call('EXPIREAT', set, expiry)
@@ -95,7 +97,7 @@ end
 -- An expiry in the past deletes the session here and now.
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 local live = redis.call('EXISTS', KEYS[1]) == 1
-if old and (old ~= ARGV[4] or not live) then redis.call('SREM', ARGV[5] .. old, ARGV[6]) end
+if old and (old ~= ARGV[4] or not live) then redis.call('ZREM', ARGV[5] .. old, ARGV[6]) end
 if live and ARGV[4] ~= '' then index(ARGV[5] .. ARGV[4], ARGV[6], ARGV[3]) end
 return 1"
 );
@@ -105,7 +107,7 @@ return 1"
 const DELETE: &str = r"
 if redis.call('TYPE', KEYS[1]).ok == 'hash' then
     local user = redis.call('HGET', KEYS[1], 'u')
-    if user then redis.call('SREM', ARGV[1] .. user, ARGV[2]) end
+    if user then redis.call('ZREM', ARGV[1] .. user, ARGV[2]) end
 end
 return redis.call('DEL', KEYS[1])";
 
@@ -114,15 +116,17 @@ return redis.call('DEL', KEYS[1])";
 const END_USER_SESSION: &str = r"
 if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
 if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
-redis.call('SREM', ARGV[2] .. ARGV[1], ARGV[3])
+redis.call('ZREM', ARGV[2] .. ARGV[1], ARGV[3])
 return redis.call('DEL', KEYS[1])";
 
-/// The live sessions in the user set KEYS[1], as `{member, version, data, expiry}`, dropping
-/// members whose session is gone, expired or no longer the user's. ARGV: the key prefix, now
-/// (unix seconds), the user.
+/// The live sessions in the user set KEYS[1], at most ARGV[4] (0: all), those that expire
+/// last first, as `{member, version, data, expiry}`, dropping members whose session expired,
+/// is gone or is no longer the user's. ARGV: the key prefix, now (unix seconds), the user,
+/// the limit.
 const USER_SESSIONS: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local live = {}
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, member in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
     local key = ARGV[1] .. member
     local f = {}
     if redis.call('TYPE', key).ok == 'hash' then
@@ -133,10 +137,26 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         and expires > tonumber(ARGV[2]) then
         table.insert(live, {member, f[1], f[2], f[3]})
     else
-        redis.call('SREM', KEYS[1], member)
+        redis.call('ZREM', KEYS[1], member)
     end
 end
 return live";
+
+/// Deletes the sessions in the user set KEYS[1] but the ARGV[3] that expire last (at most
+/// ARGV[4] of them), those still signed in as the user; returns their members. ARGV: the key
+/// prefix, the user, how many to keep, the batch.
+const TRIM_USER_SESSIONS: &str = r"
+local keep, batch = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ended = {}
+for _, member in ipairs(redis.call('ZREVRANGE', KEYS[1], keep, keep + batch - 1)) do
+    local key = ARGV[1] .. member
+    if redis.call('TYPE', key).ok == 'hash' and redis.call('HGET', key, 'u') == ARGV[2] then
+        redis.call('DEL', key)
+        table.insert(ended, member)
+    end
+    redis.call('ZREM', KEYS[1], member)
+end
+return ended";
 
 /// The settings of a Redis store: `[default.session.redis]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +224,7 @@ pub struct RedisStore {
     delete: Script,
     end_user_session: Script,
     user_sessions: Script,
+    trim_user_sessions: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -268,6 +289,7 @@ impl RedisStore {
             delete: Script::new(DELETE),
             end_user_session: Script::new(END_USER_SESSION),
             user_sessions: Script::new(USER_SESSIONS),
+            trim_user_sessions: Script::new(TRIM_USER_SESSIONS),
         })
     }
 
@@ -283,16 +305,28 @@ impl RedisStore {
         redis_key
     }
 
-    /// What the names of the user sets begin with.
+    /// What the names of the user sets begin with. (`users:`, sorted sets: before the cap on
+    /// sessions per user they were plain sets under `user:`, which now expire unread.)
     fn user_set_prefix(&self) -> String {
-        format!("{}user:", self.prefix)
+        format!("{}users:", self.prefix)
     }
 
-    /// The live sessions in the user set `set` of `user`, pruning the set of the others.
-    async fn list_user_set(&self, set: &str, user: &str) -> Result<Vec<UserSession>> {
+    /// The user set of `user`.
+    fn user_set(&self, user: &str) -> String {
+        format!("{}{user}", self.user_set_prefix())
+    }
+
+    /// The live sessions in the user set `set` of `user`, at most `limit` (0: all), pruning
+    /// the set of the others it reads.
+    async fn list_user_set(&self, set: &str, user: &str, limit: usize) -> Result<Vec<UserSession>> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let mut invocation = self.user_sessions.prepare_invoke();
-        invocation.key(set).arg(&self.prefix).arg(now).arg(user);
+        invocation
+            .key(set)
+            .arg(&self.prefix)
+            .arg(now)
+            .arg(user)
+            .arg(limit);
         let rows: Vec<(String, i64, String, i64)> = invocation
             .invoke_async(&mut self.conn.clone())
             .await
@@ -438,7 +472,7 @@ impl SessionStore for RedisStore {
         };
         for set in &names {
             if let Some(user) = set.strip_prefix(&sets) {
-                self.list_user_set(set, user).await?;
+                self.list_user_set(set, user, 0).await?;
             }
         }
         Ok(0)
@@ -471,9 +505,23 @@ impl SessionStore for RedisStore {
 
 #[rocket::async_trait]
 impl UserIndex for RedisStore {
-    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
-        let set = format!("{}{user}", self.user_set_prefix());
-        self.list_user_set(&set, user).await
+    async fn user_sessions(&self, user: &str, limit: usize) -> Result<Vec<UserSession>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.list_user_set(&self.user_set(user), user, limit).await
+    }
+
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>> {
+        let mut invocation = self.trim_user_sessions.prepare_invoke();
+        invocation
+            .key(self.user_set(user))
+            .arg(&self.prefix)
+            .arg(user)
+            .arg(keep)
+            .arg(TRIM_BATCH);
+        let ended = invocation.invoke_async(&mut self.conn.clone()).await;
+        ended.map_err(backend)
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {

@@ -34,7 +34,7 @@ use crate::key::SessionKey;
 use crate::record::{self, Data, Record};
 use crate::store::{
     Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
-    UserSession,
+    UserSession, TRIM_BATCH,
 };
 use write::Write;
 
@@ -212,9 +212,15 @@ impl<B: SqlBackend> Census for B {
 #[rocket::async_trait]
 impl<B: SqlBackend> UserIndex for B {
     /// One read of the `user_id` index.
-    async fn user_sessions(&self, user: &str) -> Result<Vec<UserSession>> {
+    async fn user_sessions(&self, user: &str, limit: usize) -> Result<Vec<UserSession>> {
         let now = self.now().await?;
-        self.on_pool().user_sessions(user, now).await
+        self.on_pool().user_sessions(user, now, limit).await
+    }
+
+    /// One statement on the pool, not the store's writer: it runs once a login, and on a
+    /// SQLite file the near cache hears of it as of any other connection's commit.
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>> {
+        self.on_pool().trim_user_sessions(user, keep).await
     }
 
     async fn end_user_session(&self, user: &str, handle: &str) -> Result<bool> {
@@ -264,8 +270,12 @@ pub(crate) trait OnPool: Send + Sync {
     /// so the command line can say it expired rather than that it never existed.
     async fn inspect(&self, id: &str) -> Result<Option<Record>>;
 
-    /// The user's sessions live at `now`.
-    async fn user_sessions(&self, user: &str, now: i64) -> Result<Vec<UserSession>>;
+    /// The user's sessions live at `now`, at most `limit`, those that expire last first.
+    async fn user_sessions(&self, user: &str, now: i64, limit: usize) -> Result<Vec<UserSession>>;
+
+    /// Deletes the user's sessions but the `keep` that expire last (at most [`TRIM_BATCH`]);
+    /// their handles.
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>>;
 }
 
 #[rocket::async_trait]
@@ -282,6 +292,7 @@ where
     for<'r> (i64, i64): FromRow<'r, DB::Row>,
     for<'r> (String, i64, i64): FromRow<'r, DB::Row>,
     for<'r> (Vec<u8>, String, i64, i64): FromRow<'r, DB::Row>,
+    for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
 {
     async fn check(&self) -> Result<()> {
         let checked =
@@ -384,13 +395,14 @@ where
         Ok(row.map(record_of))
     }
 
-    async fn user_sessions(&self, user: &str, now: i64) -> Result<Vec<UserSession>> {
+    async fn user_sessions(&self, user: &str, now: i64, limit: usize) -> Result<Vec<UserSession>> {
         let rows: Vec<(Vec<u8>, String, i64, i64)> = sqlx::query_as(
             "SELECT key_hash, data, expires, version FROM session \
-             WHERE user_id = $1 AND expires > $2",
+             WHERE user_id = $1 AND expires > $2 ORDER BY expires DESC, key_hash LIMIT $3",
         )
         .bind(user)
         .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self)
         .await
         .map_err(StoreError::backend)?;
@@ -404,5 +416,25 @@ where
             })
             .collect();
         Ok(sessions)
+    }
+
+    async fn trim_user_sessions(&self, user: &str, keep: usize) -> Result<Vec<String>> {
+        // `$1` twice: both databases bind it once (SQLite numbers parameters by name).
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "DELETE FROM session WHERE user_id = $1 AND key_hash IN (\
+                 SELECT key_hash FROM session WHERE user_id = $1 \
+                 ORDER BY expires DESC, key_hash LIMIT $2 OFFSET $3) \
+             RETURNING key_hash",
+        )
+        .bind(user)
+        .bind(i64::try_from(TRIM_BATCH).unwrap_or(i64::MAX))
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .fetch_all(self)
+        .await
+        .map_err(StoreError::backend)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(digest,)| Some(SessionKey::hex(&<[u8; 32]>::try_from(digest).ok()?)))
+            .collect())
     }
 }
