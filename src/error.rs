@@ -25,22 +25,50 @@ pub enum Error {
     /// A template could not be rendered (its error is in the log above).
     #[error("rendering the template {0}")]
     Template(&'static str),
+    /// Too many failed attempts for this username or address: locked for so many seconds
+    /// (`accounts/throttle.rs`).
+    #[error("too many failed attempts: locked for {0} s")]
+    Throttled(u64),
+    /// Too many password checks wait for a core already.
+    #[error("too many password checks waiting")]
+    Busy,
 }
 
 impl<'r> Responder<'r, 'static> for Error {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        log::error!("{self}");
-        Err(match self {
-            // The database is out of reach (down, or no connection freed up in time): the same
-            // 503 page as a session store that is down, not a 500.
-            Error::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => Status::ServiceUnavailable,
-            Error::Store(rocket_server_sessions::store::StoreError::Backend(_)) => {
-                Status::ServiceUnavailable
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let (status, wait) = match self {
+            Error::Throttled(wait) => (Status::TooManyRequests, wait),
+            Error::Busy => (Status::ServiceUnavailable, 1),
+            _ => {
+                log::error!("{self}");
+                return Err(status_of(&self));
             }
-            _ => Status::InternalServerError,
-        })
+        };
+        log::warn!("{self}");
+        let minutes = wait.div_ceil(60);
+        let page = Template::render(
+            "error/retry",
+            context! { code: status.code, reason: status.reason_lossy(), busy: status.code == 503, minutes },
+        );
+        let mut response = page.respond_to(req)?;
+        response.set_status(status);
+        response.set_raw_header("Retry-After", wait.to_string());
+        Ok(response)
+    }
+}
+
+/// The status of an error whose page a catcher renders.
+fn status_of(error: &Error) -> Status {
+    match error {
+        // The database is out of reach (down, or no connection freed up in time): the same
+        // 503 page as a session store that is down, not a 500.
+        Error::Database(
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+        ) => Status::ServiceUnavailable,
+        Error::Store(rocket_server_sessions::store::StoreError::Backend(_)) => {
+            Status::ServiceUnavailable
+        }
+        _ => Status::InternalServerError,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod devices;
 pub mod never_cache;
 pub mod password_rules;
+pub mod throttle;
 pub mod users;
 
 use rocket::form::FromForm;
@@ -26,7 +27,8 @@ use crate::error::Error;
 use crate::rango::RangoConfig;
 use crate::urls::Slashed;
 use auth::{Nav, SignedIn};
-use users::CreateError;
+use throttle::{ClientAddress, Keys};
+use users::{CreateError, HashingTurn};
 
 /// The catchers of the area: a page that needs a signed-in user sends others to log in.
 pub fn catchers() -> Vec<Catcher> {
@@ -134,11 +136,14 @@ fn register_form(_slash: Slashed, account: Nav, csrf_token: CsrfToken) -> Templa
 }
 
 #[post("/rango/register", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // a handler's guards
 async fn register(
     _slash: Slashed,
     form: Csrf<RegisterForm>,
     db: Connection<Db>,
     session: Session<'_>,
+    address: ClientAddress,
+    rango: &State<RangoConfig>,
     account: Nav,
 ) -> Result<Template, Error> {
     let RegisterForm {
@@ -146,6 +151,11 @@ async fn register(
         email,
         password,
     } = form.into_inner();
+    // By address only: see `throttle.rs`.
+    let keys = Keys::of(rango, None, address);
+    if let Some(wait) = throttle::locked(&db, rango, &keys).await? {
+        return Err(Error::Throttled(wait));
+    }
     let username = users::normalize(username.trim());
     let email = email.trim().to_owned();
     let mut errors = FieldErrors::default();
@@ -155,6 +165,7 @@ async fn register(
         .password
         .extend(password_rules::problems(&password, &username, &email));
     if !errors.any() {
+        let _turn = HashingTurn::take(rango.argon2_queue).ok_or(Error::Busy)?;
         match users::create(&db, &username, &email, &password).await {
             Ok(user) => {
                 log::info!("registered user {}", user.id);
@@ -170,6 +181,9 @@ async fn register(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some(wait) = throttle::failed(&db, rango, &keys).await? {
+        return Err(Error::Throttled(wait));
     }
     // A token made here, not by a guard: a guard would run before the CSRF check, and give a
     // refused request's session a secret.
@@ -211,6 +225,7 @@ async fn login(
     db: Connection<Db>,
     session: Session<'_>,
     user_agent: UserAgent,
+    address: ClientAddress,
     manager: &State<SessionManager>,
     rango: &State<RangoConfig>,
     account: Nav,
@@ -221,7 +236,13 @@ async fn login(
         next,
         remember,
     } = form.into_inner();
+    // Locked: refused before the password is checked, the right one too.
+    let keys = Keys::of(rango, Some(username.trim()), address);
+    if let Some(wait) = throttle::locked(&db, rango, &keys).await? {
+        return Err(Error::Throttled(wait));
+    }
     let user = users::by_username(&db, username.trim()).await?;
+    let turn = HashingTurn::take(rango.argon2_queue).ok_or(Error::Busy)?;
     let checked = match &user {
         Some(user) => user.check_password(&password).await,
         None => {
@@ -229,6 +250,12 @@ async fn login(
             false
         }
     };
+    drop(turn);
+    if !checked {
+        if let Some(wait) = throttle::failed(&db, rango, &keys).await? {
+            return Err(Error::Throttled(wait));
+        }
+    }
     let Some(user) = user.filter(|_| checked) else {
         let next = local_path(next.as_deref());
         let csrf_token = CsrfToken::new(&session);
@@ -240,6 +267,7 @@ async fn login(
             },
         )));
     };
+    throttle::clear(&db, &throttle::user_key(username.trim())).await?;
     // The cap: this login's session is saved with the response, so leave room for it.
     let ended = devices::make_room(manager.store(), &user, rango.max_sessions_per_user).await?;
     if ended > 0 {
@@ -312,12 +340,21 @@ async fn password(
     session: Session<'_>,
     manager: &State<SessionManager>,
     rango: &State<RangoConfig>,
+    address: ClientAddress,
     account: Nav,
 ) -> Result<Template, Error> {
     let SignedIn(user) = signed_in;
     let form = form.into_inner();
+    let keys = Keys::of(rango, Some(&user.username), address);
+    if let Some(wait) = throttle::locked(&db, rango, &keys).await? {
+        return Err(Error::Throttled(wait));
+    }
+    let turn = HashingTurn::take(rango.argon2_queue).ok_or(Error::Busy)?;
     let mut errors = FieldErrors::default();
     if !user.check_password(&form.old_password).await {
+        if let Some(wait) = throttle::failed(&db, rango, &keys).await? {
+            return Err(Error::Throttled(wait));
+        }
         errors
             .old_password
             .push("Your old password was entered incorrectly. Please enter it again.");
@@ -333,6 +370,7 @@ async fn password(
         &user.email,
     ));
     if errors.any() {
+        drop(turn);
         let csrf_token = CsrfToken::new(&session);
         return Ok(Template::render(
             "accounts/password",

@@ -1,6 +1,7 @@
 //! The `users` table (migration 0004) and passwords: Argon2id hashes in PHC format, never the
 //! password itself, and never logged.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -68,8 +69,41 @@ impl User {
 
 /// Argon2 hashes and checks in flight at most: each takes 19 MiB and tens of milliseconds of
 /// a core, so a burst of logins waits here instead of taking every core and all that memory.
-static ARGON2_SLOTS: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)));
+static ARGON2_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(cores()));
+
+/// The machine's cores: how many of [`ARGON2_SLOTS`] there are.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// Requests holding a [`HashingTurn`], in this process.
+static HASHING: AtomicUsize = AtomicUsize::new(0);
+
+/// A request's admission to hash or check a password: at most one per [`ARGON2_SLOTS`] at
+/// work and `queue` more waiting. A flood of logins would otherwise queue without bound
+/// behind the cores, and every real login with it; refused ones get a 503 with
+/// `Retry-After` at once.
+#[derive(Debug)]
+pub struct HashingTurn(());
+
+impl HashingTurn {
+    /// A turn, or `None` when `queue` requests wait already.
+    pub fn take(queue: usize) -> Option<Self> {
+        let bound = cores().saturating_add(queue);
+        let before = HASHING.fetch_add(1, Ordering::AcqRel);
+        if before >= bound {
+            HASHING.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(HashingTurn(()))
+    }
+}
+
+impl Drop for HashingTurn {
+    fn drop(&mut self) {
+        HASHING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Runs `work` (an Argon2 hash or check) on a blocking thread, not on the async workers that
 /// serve pages, when one of [`ARGON2_SLOTS`] is free. `None` if the thread panicked.

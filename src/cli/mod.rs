@@ -69,6 +69,16 @@ pub enum UserCommand {
         #[arg(long)]
         end_all: bool,
     },
+    /// Forget the failed attempts (login, registration, password change) that lock a username
+    /// or an address, before their window closes.
+    #[command(arg_required_else_help = true)]
+    Unlock {
+        /// The username (in any case).
+        username: Option<String>,
+        /// A client address (an IPv6 one unlocks its /64).
+        #[arg(long)]
+        address: Option<std::net::IpAddr>,
+    },
 }
 
 /// `rango session ...`.
@@ -99,6 +109,9 @@ impl Cli {
             Some(Command::User(UserCommand::List)) => user::list(&Context::new()).await,
             Some(Command::User(UserCommand::Sessions { username, end_all })) => {
                 user::sessions(&Context::new(), &username, end_all).await
+            }
+            Some(Command::User(UserCommand::Unlock { username, address })) => {
+                user::unlock(&Context::new(), username.as_deref(), address).await
             }
         };
         match result {

@@ -1,8 +1,11 @@
 //! `rango user list` and `rango user sessions USERNAME [--end-all]`: the accounts and their
-//! signed-in sessions, as the "your sessions" page shows them, for an operator.
+//! signed-in sessions, as the "your sessions" page shows them, for an operator; `rango user
+//! unlock` clears the count of failed attempts that locks a username or an address.
+
+use std::net::IpAddr;
 
 use super::{shown, Context, Error, Result};
-use crate::accounts::{devices, users};
+use crate::accounts::{devices, throttle, users};
 
 /// Prints every user: id, username, e-mail, when they registered.
 ///
@@ -79,6 +82,30 @@ pub async fn sessions(context: &Context, username: &str, end_all: bool) -> Resul
         );
         if let Some(left) = maintenance.left_behind() {
             eprintln!("rango: warning: {left}");
+        }
+    }
+    Ok(())
+}
+
+/// Clears the failed attempts counted against `username` and, or, `address`, unlocking them
+/// before their window closes (what the 429 page's `Retry-After` says).
+///
+/// # Errors
+/// The database cannot be opened or is not migrated.
+pub async fn unlock(context: &Context, username: Option<&str>, address: Option<IpAddr>) -> Result {
+    let db = context.migrated_pool().await?;
+    let mut keys = Vec::new();
+    if let Some(username) = username {
+        keys.push((throttle::user_key(username), shown(username)));
+    }
+    if let Some(address) = address {
+        keys.push((throttle::address_key(address), address.to_string().into()));
+    }
+    for (key, name) in keys {
+        if throttle::clear(&db, &key).await? {
+            println!("Unlocked {name}: its failed attempts are forgotten.");
+        } else {
+            println!("{name} had no failed attempts counted.");
         }
     }
     Ok(())

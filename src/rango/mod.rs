@@ -42,6 +42,20 @@ pub struct RangoConfig {
     /// beyond it ends the user's sessions that would end first, and "Your sessions" lists at
     /// most this many. (The sealed-cookie store cannot count them.)
     pub max_sessions_per_user: usize,
+    /// Failed attempts (login, password change) for one username within `throttle_window`
+    /// that lock it until the window closes (default 10; `src/accounts/throttle.rs`).
+    pub failures_per_user: u32,
+    /// Failed attempts (login, registration, password change) from one client address within
+    /// `throttle_window` that lock it (default 50).
+    pub failures_per_address: u32,
+    /// Seconds a window of failures lasts from its first (default 900, 15 minutes).
+    pub throttle_window: u64,
+    /// Whether a proxy in front sets the client's address in Rocket's `ip_header`
+    /// (`X-Real-IP`), so the throttle may believe it (default false: the connection's peer).
+    pub trusted_proxy: bool,
+    /// How many password hashes or checks may wait for a free core (default 32): beyond it a
+    /// login, registration or password change is answered 503 with `Retry-After`.
+    pub argon2_queue: usize,
 }
 
 impl Default for RangoConfig {
@@ -52,6 +66,11 @@ impl Default for RangoConfig {
             debug: false,
             sign_in_lifetime: 30 * 86_400,
             max_sessions_per_user: 50,
+            failures_per_user: 10,
+            failures_per_address: 50,
+            throttle_window: 900,
+            trusted_proxy: false,
+            argon2_queue: 32,
         }
     }
 }
@@ -66,10 +85,16 @@ impl RangoConfig {
             .merge(figment.focus("rango"))
             .extract()
             .map_err(Box::new)?;
-        if config.max_sessions_per_user == 0 {
-            return Err(Box::new(rocket::figment::Error::from(
-                "rango.max_sessions_per_user must be at least 1".to_owned(),
-            )));
+        let zero = [
+            ("max_sessions_per_user", config.max_sessions_per_user == 0),
+            ("failures_per_user", config.failures_per_user == 0),
+            ("failures_per_address", config.failures_per_address == 0),
+            ("throttle_window", config.throttle_window == 0),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, zero)| *zero) {
+            return Err(Box::new(rocket::figment::Error::from(format!(
+                "rango.{name} must be at least 1"
+            ))));
         }
         Ok(config)
     }

@@ -219,7 +219,11 @@ async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_a
             format!("{{rango={{url=\"{}\"}}}}", sqlite_url(dir.path())),
         ),
         ("ROCKET_ALLOWED_HOSTS", r#"["rango.test"]"#.to_owned()),
-        ("ROCKET_RANGO", "{visit_interval=0}".to_owned()),
+        // As README's deployment sets it behind nginx, and a low limit to reach in a test.
+        (
+            "ROCKET_RANGO",
+            "{visit_interval=0,trusted_proxy=true,failures_per_address=2}".to_owned(),
+        ),
     ]);
     let port = crate::support::free_port();
     let config = dir.path().join("nginx.conf");
@@ -265,6 +269,45 @@ async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_a
             .expect("an answer");
         assert_eq!(refused.status, 400, "{foreign}");
         assert_eq!(refused.session, None, "{foreign}");
+    }
+
+    // The throttle keys the client by the address nginx sets, never by one the client sent:
+    // two failed logins with two forged addresses are two from one client, locked at the
+    // second.
+    if let Some(curl) = crate::support::program("curl", "the throttle behind nginx") {
+        let jar = dir.path().join("cookies");
+        let curl_with = |args: &[&str]| -> String {
+            let output = std::process::Command::new(&curl)
+                .args(["-s", "--max-time", "10", "-H", "Host: rango.test"])
+                .arg("-c")
+                .arg(&jar)
+                .arg("-b")
+                .arg(&jar)
+                .args(args)
+                .output()
+                .expect("curl runs");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let login = format!("http://127.0.0.1:{port}/rango/login/");
+        let mut statuses = Vec::new();
+        for (forged, username) in [("203.0.113.1", "ann"), ("203.0.113.2", "bob")] {
+            let form = curl_with(&[&login]);
+            let token = crate::common::csrf_token(&form);
+            let body = format!("csrfmiddlewaretoken={token}&username={username}&password=wrong");
+            let forged_header = format!("X-Real-IP: {forged}");
+            statuses.push(curl_with(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &forged_header,
+                "--data",
+                &body,
+                &login,
+            ]));
+        }
+        assert_eq!(statuses, ["200", "429"], "one client behind nginx");
     }
 
     // A client that never finishes its headers is cut by nginx, not left to hold Rocket.

@@ -93,6 +93,8 @@ struct Page {
     cache_control: Option<String>,
     /// The session cookie's `Max-Age`, when the response set one with it.
     max_age: Option<i64>,
+    /// The `Retry-After` header, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl Page {
@@ -112,6 +114,10 @@ struct Device<'a> {
     app: &'a TestApp,
     cookie: Option<String>,
     agent: &'static str,
+    /// The address the requests come from (none by default, as Rocket's local client).
+    remote: Option<std::net::SocketAddr>,
+    /// An `X-Real-IP` header the requests carry, as a proxy would set it (or forge it).
+    real_ip: Option<&'static str>,
 }
 
 impl<'a> Device<'a> {
@@ -120,7 +126,30 @@ impl<'a> Device<'a> {
             app,
             cookie: None,
             agent,
+            remote: None,
+            real_ip: None,
         }
+    }
+
+    /// Requests from `remote`, with `X-Real-IP: real_ip` if given.
+    fn from(mut self, remote: &str, real_ip: Option<&'static str>) -> Self {
+        self.remote = Some(remote.parse().expect("an address and port"));
+        self.real_ip = real_ip;
+        self
+    }
+
+    /// Where the requests come from, on `request`.
+    fn placed<'c>(
+        &self,
+        mut request: rocket::local::asynchronous::LocalRequest<'c>,
+    ) -> rocket::local::asynchronous::LocalRequest<'c> {
+        if let Some(remote) = self.remote {
+            request = request.remote(remote);
+        }
+        if let Some(ip) = self.real_ip {
+            request = request.header(Header::new("X-Real-IP", ip));
+        }
+        request
     }
 
     async fn read(&mut self, response: LocalResponse<'_>) -> Page {
@@ -145,6 +174,10 @@ impl<'a> Device<'a> {
                 .get_one("Cache-Control")
                 .map(str::to_owned),
             max_age,
+            retry_after: response
+                .headers()
+                .get_one("Retry-After")
+                .and_then(|value| value.parse().ok()),
             body: response.into_string().await.unwrap_or_default(),
             set_cookie,
         }
@@ -159,7 +192,7 @@ impl<'a> Device<'a> {
         if let Some(cookie) = &self.cookie {
             request = request.cookie(Cookie::new("sessionid", cookie.clone()));
         }
-        let response = request.dispatch().await;
+        let response = self.placed(request).dispatch().await;
         self.read(response).await
     }
 
@@ -175,7 +208,7 @@ impl<'a> Device<'a> {
         if let Some(cookie) = &self.cookie {
             request = request.cookie(Cookie::new("sessionid", cookie.clone()));
         }
-        let response = request.dispatch().await;
+        let response = self.placed(request).dispatch().await;
         self.read(response).await
     }
 
@@ -212,6 +245,11 @@ impl<'a> Device<'a> {
             &[("username", username), ("password", password)],
         )
         .await
+    }
+
+    /// Logs out with the form's token.
+    async fn post_logout(&mut self) -> Page {
+        self.submit("/rango/logout/", "/rango/logout/", &[]).await
     }
 
     /// Whether the device is signed in, by the restricted page.
@@ -1358,5 +1396,258 @@ async fn a_login_beyond_the_cap_ends_the_oldest_session_and_listing_is_bounded()
             .to_owned();
         let all = index.user_sessions(&user_key, 100).await.expect("lists");
         assert_eq!(all.len(), 3, "{store}: at the cap after the login");
+    }
+}
+
+/// Whether `page` is the throttle's answer: a 429 with a `Retry-After` within the window.
+fn locked(page: &Page, window: u64) -> bool {
+    page.status == Status::TooManyRequests
+        && page
+            .retry_after
+            .is_some_and(|wait| (1..=window).contains(&wait))
+        && page.has("Too many failed attempts")
+}
+
+/// Throttling by username, on every store (the counts live in the site's database, SQLite or
+/// PostgreSQL, which every server shares): the 10th failure within the window answers 429
+/// with `Retry-After`; while locked the right password is refused too, before it is checked;
+/// another username is not locked; a success clears the count, and successes alone are never
+/// limited; the lock ends with the window.
+#[tokio::test]
+async fn failed_logins_lock_a_username_at_the_tenth_and_the_right_password_waits_too() {
+    let window = [("rango.throttle_window", json!(3))];
+    let mut sites = Vec::new();
+    for store in ALL {
+        if let Some(site) = site_with(store, &window).await {
+            sites.push((store, site));
+        }
+    }
+    let mut devices = Vec::new();
+    for (store, (app, _)) in &sites {
+        let mut ann = signed_in_device(app, "ann", CHROME).await;
+        signed_in_device(app, "bob", CHROME).await;
+        ann.post_logout().await;
+        // A success clears the count: 9 failures, a success, 9 more: never locked.
+        for round in 0..2 {
+            for i in 0..9 {
+                let page = ann.login("ann", "wrong password").await;
+                assert_eq!(page.status, Status::Ok, "{store}: round {round}, {i}");
+                assert!(page.has("Invalid login details"), "{store}");
+            }
+            if round == 0 {
+                let page = ann.login("ann", PASSWORD).await;
+                assert_eq!(page.status, Status::SeeOther, "{store}");
+                ann.post_logout().await;
+            }
+        }
+        let page = ann.login("ANN", "wrong password").await;
+        assert!(
+            locked(&page, 3),
+            "{store}: the 10th failure: {}",
+            page.status
+        );
+        let page = ann.login("ann", PASSWORD).await;
+        assert!(locked(&page, 3), "{store}: the right password, locked");
+        assert!(!ann.signed_in().await, "{store}");
+        // Another user, from the same client: not locked (the address allows 50).
+        let mut bob = Device::new(app, FIREFOX);
+        assert_eq!(
+            bob.login("bob", PASSWORD).await.status,
+            Status::SeeOther,
+            "{store}"
+        );
+        // An unknown username locks the same way: a lock tells nothing of who exists.
+        let mut guesser = Device::new(app, FIREFOX);
+        for _ in 0..9 {
+            guesser.login("nobody", "x").await;
+        }
+        assert!(locked(&guesser.login("nobody", "x").await, 3), "{store}");
+        devices.push((store, ann));
+    }
+    // The window closes (3 s here): the right password goes through.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    for (store, ann) in &mut devices {
+        assert_eq!(
+            ann.login("ann", PASSWORD).await.status,
+            Status::SeeOther,
+            "{store}"
+        );
+    }
+    // Many successful logins (one person, many devices) are never limited.
+    let (_, (app, _)) = &sites[0];
+    for i in 0..30 {
+        let mut device = Device::new(app, CHROME);
+        assert_eq!(
+            device.login("bob", PASSWORD).await.status,
+            Status::SeeOther,
+            "login {i}"
+        );
+    }
+}
+
+/// Throttling by client address: failures for many usernames from one address lock it; the
+/// address is the connection's peer, and an `X-Real-IP` header counts only when
+/// `rango.trusted_proxy` says a proxy sets it (else each request could name its own).
+#[tokio::test]
+async fn failures_from_one_address_lock_it_and_a_proxy_header_counts_only_when_trusted() {
+    for trusted in [false, true] {
+        let settings = [
+            ("rango.failures_per_address", json!(3)),
+            ("rango.trusted_proxy", json!(trusted)),
+        ];
+        let Some((app, _keep)) = site_with("sqlite", &settings).await else {
+            continue;
+        };
+        let forged = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"];
+        let mut pages = Vec::new();
+        for (i, ip) in forged.iter().enumerate() {
+            let mut device = Device::new(&app, CHROME).from("198.51.100.7:5000", Some(ip));
+            pages.push(device.login(&format!("user{i}"), "wrong").await);
+        }
+        let statuses: Vec<Status> = pages.iter().map(|page| page.status).collect();
+        if trusted {
+            assert!(
+                statuses.iter().all(|s| *s == Status::Ok),
+                "each proxy-given address counts alone: {statuses:?}"
+            );
+            // The same proxy-given address three times: locked, from any peer.
+            for port in [1, 2] {
+                let mut device = Device::new(&app, CHROME)
+                    .from(&format!("198.51.100.8:{port}"), Some(forged[0]));
+                device.login("someone", "wrong").await;
+            }
+            let mut device = Device::new(&app, CHROME).from("198.51.100.9:3", Some(forged[0]));
+            assert!(locked(&device.login("other", "wrong").await, 900));
+        } else {
+            assert_eq!(
+                statuses,
+                [
+                    Status::Ok,
+                    Status::Ok,
+                    Status::TooManyRequests,
+                    Status::TooManyRequests
+                ],
+                "the forged header is ignored: one peer"
+            );
+            assert!(locked(&pages[3], 900));
+            // Another peer is not locked.
+            let mut device = Device::new(&app, CHROME).from("198.51.100.10:1", None);
+            assert_eq!(device.login("user0", "wrong").await.status, Status::Ok);
+        }
+    }
+}
+
+/// Refused registrations count against the address (a taken name, a weak password), and the
+/// password change's old-password check against the username: each locks at its limit, the
+/// right old password included.
+#[tokio::test]
+async fn refused_registrations_and_wrong_old_passwords_are_throttled() {
+    let settings = [
+        ("rango.failures_per_address", json!(2)),
+        ("rango.failures_per_user", json!(2)),
+    ];
+    for store in ["sqlite", "postgres"] {
+        let Some((app, _keep)) = site_with(store, &settings).await else {
+            continue;
+        };
+        let mut ann = signed_in_device(&app, "ann", CHROME).await;
+        let mut spammer = Device::new(&app, CHROME).from("192.0.2.1:1", None);
+        assert_eq!(
+            spammer.register("ann", PASSWORD).await.status,
+            Status::Ok,
+            "{store}: taken, shown in the form"
+        );
+        assert!(
+            locked(&spammer.register("ann2", "12345678").await, 900),
+            "{store}"
+        );
+        assert!(
+            locked(&spammer.register("carol", PASSWORD).await, 900),
+            "{store}: a valid one, locked too"
+        );
+
+        let change = |old: &'static str| {
+            [
+                ("old_password", old),
+                ("new_password1", "another horse battery"),
+                ("new_password2", "another horse battery"),
+            ]
+        };
+        let page = ann
+            .submit("/rango/password/", "/rango/password/", &change("wrong"))
+            .await;
+        assert!(
+            page.has("Your old password was entered incorrectly"),
+            "{store}"
+        );
+        let page = ann
+            .submit("/rango/password/", "/rango/password/", &change("wrong"))
+            .await;
+        assert!(locked(&page, 900), "{store}: {}", page.status);
+        let page = ann
+            .submit("/rango/password/", "/rango/password/", &change(PASSWORD))
+            .await;
+        assert!(
+            locked(&page, 900),
+            "{store}: the right old password, locked"
+        );
+        // The same username's login is locked too: one count of guesses at the password.
+        let mut other = Device::new(&app, FIREFOX);
+        assert!(locked(&other.login("ann", PASSWORD).await, 900), "{store}");
+    }
+}
+
+/// A flood of logins waits in a bounded queue for Argon2: beyond it, 503 with `Retry-After`
+/// at once, never a 500, and the logins admitted go through.
+#[tokio::test]
+async fn a_flood_of_logins_beyond_the_argon2_queue_gets_503_with_retry_after() {
+    let Some((app, _keep)) = site_with("sqlite", &[("rango.argon2_queue", json!(0))]).await else {
+        return;
+    };
+    signed_in_device(&app, "ann", CHROME).await;
+    let mut devices = Vec::new();
+    for _ in 0..16 {
+        let mut device = Device::new(&app, CHROME);
+        let token = device.get("/rango/login/").await.token();
+        devices.push((device, token));
+    }
+    let pages = rocket::futures::future::join_all(devices.iter_mut().map(|(device, token)| {
+        let token = token.clone();
+        async move {
+            device
+                .post(
+                    "/rango/login/",
+                    &[
+                        ("csrfmiddlewaretoken", &token),
+                        ("username", "ann"),
+                        ("password", PASSWORD),
+                    ],
+                )
+                .await
+        }
+    }))
+    .await;
+    let busy = pages
+        .iter()
+        .filter(|page| page.status == Status::ServiceUnavailable)
+        .count();
+    let signed_in = pages
+        .iter()
+        .filter(|page| page.status == Status::SeeOther)
+        .count();
+    assert_eq!(
+        busy + signed_in,
+        pages.len(),
+        "503 or signed in, nothing else"
+    );
+    assert!(
+        busy > 0 && signed_in > 0,
+        "{busy} busy, {signed_in} signed in"
+    );
+    for page in pages
+        .iter()
+        .filter(|page| page.status == Status::ServiceUnavailable)
+    {
+        assert_eq!(page.retry_after, Some(1));
     }
 }

@@ -410,7 +410,10 @@ fn subcommands_refuse_invalid_session_settings() {
 fn migrate_applies_every_migration_then_nothing() {
     let site = Site::new();
     let first = site.rango(&["migrate"]).success();
-    assert_eq!(first, "Applied 0001_rango\nApplied 0004_users\n");
+    assert_eq!(
+        first,
+        "Applied 0001_rango\nApplied 0004_users\nApplied 0005_throttle\n"
+    );
     let second = site.rango(&["migrate"]).success();
     assert_eq!(second, "No migrations to apply.\n");
 }
@@ -800,5 +803,45 @@ async fn session_show_escapes_what_a_visitor_supplied() {
     assert!(
         shown.contains("Evil/1.0 \\u{9b}31m\\u{7f} \\u{202e}gpj.exe"),
         "{shown:?}"
+    );
+}
+
+/// `rango user unlock` forgets the failed attempts that lock a username (in any case) or an
+/// address (an IPv6 one by its /64), and says when there were none.
+#[tokio::test]
+async fn user_unlock_forgets_the_failures_of_a_username_or_an_address() {
+    let site = Site::migrated();
+    let pool = site.pool().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for key in [
+        "user:ann",
+        "addr:192.0.2.1",
+        "addr:2001:db8:0:1::/64",
+        "user:bob",
+    ] {
+        sqlx::query("INSERT INTO throttle (key, failures, since) VALUES ($1, 10, $2)")
+            .bind(key)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .expect("a lock");
+    }
+    let out = site.rango(&["user", "unlock", "ANN"]).success();
+    assert!(out.starts_with("Unlocked ANN"), "{out}");
+    let out = site
+        .rango(&["user", "unlock", "--address", "2001:db8:0:1:abcd::5"])
+        .success();
+    assert!(out.starts_with("Unlocked 2001:db8:0:1:abcd::5"), "{out}");
+    let out = site.rango(&["user", "unlock", "ann"]).success();
+    assert!(out.contains("had no failed attempts"), "{out}");
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM throttle ORDER BY key")
+        .fetch_all(&pool)
+        .await
+        .expect("keys");
+    assert_eq!(left, ["addr:192.0.2.1", "user:bob"]);
+    assert_ne!(
+        site.rango(&["user", "unlock"]).status,
+        0,
+        "says what it needs"
     );
 }
