@@ -44,7 +44,8 @@ impl<'r> Responder<'r, 'static> for Error {
                 return Err(status_of(&self));
             }
         };
-        log::warn!("{self}");
+        // Not a warning: a flood of them would flood the log.
+        log::info!("{self}");
         let minutes = wait.div_ceil(60);
         let page = Template::render(
             "error/retry",

@@ -1,10 +1,11 @@
--- Failed attempts at login, registration and the password change, by username (`user:...`)
--- and by client address (`addr:...`): `failures` since `since` (unix seconds), the opening
--- of the key's window (src/accounts/throttle.rs). Rows whose window closed are deleted when
--- another window opens (by `since`).
+-- Failed attempts at login, registration and the password change, a row each, by username
+-- (`user:...`) and by client address (`addr:...`), at `at` (unix seconds): a key counts its
+-- rows of the last `rango.throttle_window` seconds (src/accounts/throttle.rs). Older rows
+-- are deleted by every attempt (by `at`).
 CREATE TABLE throttle (
-    key TEXT PRIMARY KEY,
-    failures BIGINT NOT NULL,
-    since BIGINT NOT NULL
+    id BIGSERIAL PRIMARY KEY,
+    key TEXT NOT NULL,
+    at BIGINT NOT NULL
 );
-CREATE INDEX throttle_by_since ON throttle (since);
+CREATE INDEX throttle_by_key ON throttle (key, at);
+CREATE INDEX throttle_by_at ON throttle (at);

@@ -28,7 +28,7 @@ use crate::rango::RangoConfig;
 use crate::urls::Slashed;
 use auth::{Nav, SignedIn};
 use throttle::{ClientAddress, Keys};
-use users::{CreateError, HashingTurn};
+use users::{CreateError, Hashing};
 
 /// The catchers of the area: a page that needs a signed-in user sends others to log in.
 pub fn catchers() -> Vec<Catcher> {
@@ -144,6 +144,7 @@ async fn register(
     session: Session<'_>,
     address: ClientAddress,
     rango: &State<RangoConfig>,
+    hashing: &State<Hashing>,
     account: Nav,
 ) -> Result<Template, Error> {
     let RegisterForm {
@@ -153,9 +154,9 @@ async fn register(
     } = form.into_inner();
     // By address only: see `throttle.rs`.
     let keys = Keys::of(rango, None, address);
-    if let Some(wait) = throttle::locked(&db, rango, &keys).await? {
-        return Err(Error::Throttled(wait));
-    }
+    let attempt = throttle::admit(&db, rango, &keys)
+        .await?
+        .map_err(Error::Throttled)?;
     let username = users::normalize(username.trim());
     let email = email.trim().to_owned();
     let mut errors = FieldErrors::default();
@@ -165,9 +166,13 @@ async fn register(
         .password
         .extend(password_rules::problems(&password, &username, &email));
     if !errors.any() {
-        let _turn = HashingTurn::take(rango.argon2_queue).ok_or(Error::Busy)?;
+        let Some(_turn) = hashing.turn() else {
+            attempt.succeeded(&db, None).await?;
+            return Err(Error::Busy);
+        };
         match users::create(&db, &username, &email, &password).await {
             Ok(user) => {
+                attempt.succeeded(&db, None).await?;
                 log::info!("registered user {}", user.id);
                 return Ok(Template::render(
                     "accounts/registered",
@@ -182,7 +187,7 @@ async fn register(
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(wait) = throttle::failed(&db, rango, &keys).await? {
+    if let Some(wait) = attempt.failed(&db, rango).await? {
         return Err(Error::Throttled(wait));
     }
     // A token made here, not by a guard: a guard would run before the CSRF check, and give a
@@ -228,6 +233,7 @@ async fn login(
     address: ClientAddress,
     manager: &State<SessionManager>,
     rango: &State<RangoConfig>,
+    hashing: &State<Hashing>,
     account: Nav,
 ) -> Result<Reply, Error> {
     let LoginForm {
@@ -236,13 +242,14 @@ async fn login(
         next,
         remember,
     } = form.into_inner();
-    // Locked: refused before the password is checked, the right one too.
+    let turn = hashing.turn().ok_or(Error::Busy)?;
+    // Counted before the password is checked; locked, refused before it is, the right one
+    // too.
     let keys = Keys::of(rango, Some(username.trim()), address);
-    if let Some(wait) = throttle::locked(&db, rango, &keys).await? {
-        return Err(Error::Throttled(wait));
-    }
+    let attempt = throttle::admit(&db, rango, &keys)
+        .await?
+        .map_err(Error::Throttled)?;
     let user = users::by_username(&db, username.trim()).await?;
-    let turn = HashingTurn::take(rango.argon2_queue).ok_or(Error::Busy)?;
     let checked = match &user {
         Some(user) => user.check_password(&password).await,
         None => {
@@ -251,12 +258,10 @@ async fn login(
         }
     };
     drop(turn);
-    if !checked {
-        if let Some(wait) = throttle::failed(&db, rango, &keys).await? {
+    let Some(user) = user.filter(|_| checked) else {
+        if let Some(wait) = attempt.failed(&db, rango).await? {
             return Err(Error::Throttled(wait));
         }
-    }
-    let Some(user) = user.filter(|_| checked) else {
         let next = local_path(next.as_deref());
         let csrf_token = CsrfToken::new(&session);
         return Ok(Either::Left(Template::render(
@@ -267,7 +272,7 @@ async fn login(
             },
         )));
     };
-    throttle::clear(&db, &throttle::user_key(username.trim())).await?;
+    attempt.succeeded(&db, Some(username.trim())).await?;
     // The cap: this login's session is saved with the response, so leave room for it.
     let ended = devices::make_room(manager.store(), &user, rango.max_sessions_per_user).await?;
     if ended > 0 {
@@ -340,19 +345,22 @@ async fn password(
     session: Session<'_>,
     manager: &State<SessionManager>,
     rango: &State<RangoConfig>,
+    hashing: &State<Hashing>,
     address: ClientAddress,
     account: Nav,
 ) -> Result<Template, Error> {
     let SignedIn(user) = signed_in;
     let form = form.into_inner();
+    let turn = hashing.turn().ok_or(Error::Busy)?;
     let keys = Keys::of(rango, Some(&user.username), address);
-    if let Some(wait) = throttle::locked(&db, rango, &keys).await? {
-        return Err(Error::Throttled(wait));
-    }
-    let turn = HashingTurn::take(rango.argon2_queue).ok_or(Error::Busy)?;
+    let attempt = throttle::admit(&db, rango, &keys)
+        .await?
+        .map_err(Error::Throttled)?;
     let mut errors = FieldErrors::default();
-    if !user.check_password(&form.old_password).await {
-        if let Some(wait) = throttle::failed(&db, rango, &keys).await? {
+    if user.check_password(&form.old_password).await {
+        attempt.succeeded(&db, Some(&user.username)).await?;
+    } else {
+        if let Some(wait) = attempt.failed(&db, rango).await? {
             return Err(Error::Throttled(wait));
         }
         errors

@@ -5,15 +5,19 @@
 //! site shares, under two keys: the username tried (`user:` and its unique form, counted
 //! whether or not such a user exists, so a lock tells nothing about who is registered) and
 //! the client's address (`addr:`; an IPv6 address by its /64, what one machine is given).
-//! Each key counts its failures in a window that opens at its first failure and lasts
-//! `rango.throttle_window` seconds (900). A key with `rango.failures_per_user` failures (10)
-//! or, for an address, `rango.failures_per_address` (50) in its window is *locked* until the
-//! window closes: every attempt under it is answered `429 Too Many Requests` with
-//! `Retry-After`, before any password is checked, so the right password is refused too and a
-//! guesser cannot learn when it guessed right. Attempts refused so are not counted: the lock
-//! ends when the window does. A successful login clears its username's count; successes are
-//! never counted, so one person signing in from many devices is never limited. Each window
-//! that opens deletes the closed ones, so the table holds only the last window's keys.
+//! Each failure is a row (key, time), and a key counts those of the last
+//! `rango.throttle_window` seconds (900): a sliding window, so any 10 failures within 15
+//! minutes lock, however they fall. An attempt is counted *before* its password is checked
+//! ([`admit`]), so that attempts in flight at once (on one server or several) count too, and a
+//! key with `rango.failures_per_user` failures (10) or, for an address,
+//! `rango.failures_per_address` (50) in the window is *locked*: the attempt that makes the
+//! limit, and every attempt after it until the oldest of those failures leaves the window, is
+//! answered `429 Too Many Requests` with `Retry-After`, the later ones before any password is
+//! checked, so the right password is refused too and a guesser cannot learn when it guessed
+//! right. Refused attempts count nothing (the lock ends on time, and a flood of them adds no
+//! row). A success uncounts itself and clears its username's failures; so one person signing
+//! in from many devices is never limited. Rows older than the window are deleted by every
+//! attempt, so the table holds at most the limit per key and window.
 //!
 //! Registration counts against the address only: counting refused registrations against the
 //! username tried would let anyone lock a user out by registering their name ten times.
@@ -102,75 +106,170 @@ fn now() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Seconds until the lock on any of `keys` ends, if one is locked now.
+/// An attempt admitted under its keys: its rows count as failures until it succeeds.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Each key's row for this attempt, and the key's limit.
+    rows: Vec<(String, i64, u32)>,
+}
+
+/// Admits an attempt under `keys`, counting it as a failure before its password is checked
+/// (so attempts in flight at once count too: no more than the limit are ever checked in a
+/// window); or, when a key has its limit of failures in the window already, the seconds
+/// until the oldest of them leaves it. A refused attempt counts nothing, so a lock ends on
+/// time however hard it is hammered.
 ///
 /// # Errors
 /// The database fails.
-pub async fn locked(
+pub async fn admit(
     db: &DbPool,
     config: &RangoConfig,
     keys: &Keys,
-) -> Result<Option<u64>, sqlx::Error> {
+) -> Result<Result<Attempt, u64>, sqlx::Error> {
     let now = now();
     let window = i64::try_from(config.throttle_window).unwrap_or(i64::MAX);
-    let mut wait = None;
+    let mut attempt = Attempt { rows: Vec::new() };
     for (key, limit) in &keys.0 {
-        let row: Option<(i64, i64)> = on_pool!(db, pool => sqlx::query_as(
-            "SELECT failures, since FROM throttle WHERE key = $1"
-        )
-        .bind(key)
-        .fetch_optional(pool)
-        .await)?;
-        if let Some(left) =
-            row.and_then(|(failures, since)| lock_left(failures, since, *limit, window, now))
-        {
-            wait = wait.max(Some(left));
+        match insert_below(db, key, now, now.saturating_sub(window), *limit).await? {
+            Some(id) => attempt.rows.push((key.clone(), id, *limit)),
+            None => {
+                let wait = wait(db, key, now, window, *limit).await?;
+                forget(db, &attempt).await?;
+                return Ok(Err(wait));
+            }
         }
     }
-    Ok(wait)
+    Ok(Ok(attempt))
 }
 
-/// Counts a failed attempt under every key; seconds until the lock ends if this failure
-/// locked one (it is answered as a locked attempt would be).
-///
-/// # Errors
-/// The database fails.
-pub async fn failed(
+impl Attempt {
+    /// The attempt failed: it stays counted. If a key now has its limit of failures in the
+    /// window, the seconds until the oldest leaves it (the limit-th failure is answered as a
+    /// locked attempt is).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn failed(
+        self,
+        db: &DbPool,
+        config: &RangoConfig,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let now = now();
+        let window = i64::try_from(config.throttle_window).unwrap_or(i64::MAX);
+        let mut locked = None;
+        for (key, _, limit) in &self.rows {
+            let counted: Vec<(i64,)> = on_pool!(db, pool => sqlx::query_as(
+                "SELECT COUNT(*) FROM throttle WHERE key = $1 AND at > $2"
+            )
+            .bind(key)
+            .bind(now.saturating_sub(window))
+            .fetch_all(pool)
+            .await)?;
+            if counted.first().is_some_and(|(n,)| *n >= i64::from(*limit)) {
+                locked = locked.max(Some(wait(db, key, now, window, *limit).await?));
+            }
+        }
+        Ok(locked)
+    }
+
+    /// The attempt succeeded: it does not count, and neither do the earlier failures of
+    /// `username` (a successful login or old-password check clears its username's count).
+    ///
+    /// # Errors
+    /// The database fails.
+    pub async fn succeeded(self, db: &DbPool, username: Option<&str>) -> Result<(), sqlx::Error> {
+        forget(db, &self).await?;
+        if let Some(username) = username {
+            clear(db, &user_key(username)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts a failure for `key` at `now` if fewer than `limit` are counted since `cutoff`; its
+/// row's id, or `None` when the key is locked. One statement on SQLite (which runs writes one
+/// at a time); on PostgreSQL the key's advisory lock makes two servers' attempts take turns,
+/// so that neither counts past the limit. Rows whose window closed are deleted first.
+async fn insert_below(
     db: &DbPool,
-    config: &RangoConfig,
-    keys: &Keys,
-) -> Result<Option<u64>, sqlx::Error> {
-    let now = now();
-    let window = i64::try_from(config.throttle_window).unwrap_or(i64::MAX);
-    let mut wait = None;
-    for (key, limit) in &keys.0 {
-        // One statement: two servers counting at once both count. A window that closed
-        // starts again at this failure.
-        let (failures, since): (i64, i64) = on_pool!(db, pool => sqlx::query_as(
-            "INSERT INTO throttle (key, failures, since) VALUES ($1, 1, $2) \
-             ON CONFLICT (key) DO UPDATE SET \
-             failures = CASE WHEN throttle.since <= $3 THEN 1 ELSE throttle.failures + 1 END, \
-             since = CASE WHEN throttle.since <= $3 THEN $2 ELSE throttle.since END \
-             RETURNING failures, since"
-        )
-        .bind(key)
-        .bind(now)
-        .bind(now.saturating_sub(window))
-        .fetch_one(pool)
-        .await)?;
-        if let Some(left) = lock_left(failures, since, *limit, window, now) {
-            wait = wait.max(Some(left));
+    key: &str,
+    now: i64,
+    cutoff: i64,
+    limit: u32,
+) -> Result<Option<i64>, sqlx::Error> {
+    const CLOSED: &str = "DELETE FROM throttle WHERE at <= $1";
+    const INSERT: &str = "INSERT INTO throttle (key, at) SELECT $1, $2 \
+         WHERE (SELECT COUNT(*) FROM throttle WHERE key = $1 AND at > $3) < $4 RETURNING id";
+    let limit = i64::from(limit);
+    let ids: Vec<(i64,)> = match db {
+        DbPool::Sqlite(pool) => {
+            sqlx::query(CLOSED).bind(cutoff).execute(pool).await?;
+            sqlx::query_as(INSERT)
+                .bind(key)
+                .bind(now)
+                .bind(cutoff)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }
-        if failures == 1 {
-            // A window opened: the table keeps no closed one (once a window, by an index).
-            clear_closed(db, config.throttle_window).await?;
+        DbPool::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(CLOSED).bind(cutoff).execute(&mut *tx).await?;
+            let ids = sqlx::query_as(INSERT)
+                .bind(key)
+                .bind(now)
+                .bind(cutoff)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            ids
         }
-    }
-    Ok(wait)
+    };
+    Ok(ids.first().map(|(id,)| *id))
 }
 
-/// Clears the count of `key` (a successful login clears its username's; `rango user unlock`
-/// any); whether there was one.
+/// Seconds until `key` has fewer than `limit` failures in the window: until its `limit`-th
+/// newest leaves it (at least 1).
+async fn wait(
+    db: &DbPool,
+    key: &str,
+    now: i64,
+    window: i64,
+    limit: u32,
+) -> Result<u64, sqlx::Error> {
+    let nth: Vec<(i64,)> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT at FROM throttle WHERE key = $1 AND at > $2 ORDER BY at DESC LIMIT 1 OFFSET $3"
+    )
+    .bind(key)
+    .bind(now.saturating_sub(window))
+    .bind(i64::from(limit.saturating_sub(1)))
+    .fetch_all(pool)
+    .await)?;
+    let ends = nth.first().map_or(now.saturating_add(window), |(at,)| {
+        at.saturating_add(window)
+    });
+    Ok(u64::try_from(ends.saturating_sub(now)).unwrap_or(0).max(1))
+}
+
+/// Deletes the rows of `attempt`.
+async fn forget(db: &DbPool, attempt: &Attempt) -> Result<(), sqlx::Error> {
+    for (_, id, _) in &attempt.rows {
+        on_pool!(db, pool => sqlx::query("DELETE FROM throttle WHERE id = $1")
+            .bind(*id)
+            .execute(pool)
+            .await
+            .map(drop))?;
+    }
+    Ok(())
+}
+
+/// Clears the failures counted under `key` (a successful login clears its username's;
+/// `rango user unlock` any); whether there were any.
 ///
 /// # Errors
 /// The database fails.
@@ -183,36 +282,9 @@ pub async fn clear(db: &DbPool, key: &str) -> Result<bool, sqlx::Error> {
     Ok(cleared > 0)
 }
 
-/// Deletes the counts whose window closed; how many.
-///
-/// # Errors
-/// The database fails.
-pub async fn clear_closed(db: &DbPool, window: u64) -> Result<u64, sqlx::Error> {
-    let cutoff = now().saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
-    on_pool!(db, pool => sqlx::query("DELETE FROM throttle WHERE since <= $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))
-}
-
-/// Seconds left of the lock of a key with `failures` since `since`, if it is locked at `now`.
-fn lock_left(failures: i64, since: i64, limit: u32, window: i64, now: i64) -> Option<u64> {
-    let ends = since.saturating_add(window);
-    (failures >= i64::from(limit) && now < ends).then(|| u64::try_from(ends - now).unwrap_or(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_key_locks_at_its_limit_until_its_window_closes() {
-        assert_eq!(lock_left(9, 100, 10, 900, 200), None);
-        assert_eq!(lock_left(10, 100, 10, 900, 200), Some(800));
-        assert_eq!(lock_left(12, 100, 10, 900, 999), Some(1));
-        assert_eq!(lock_left(10, 100, 10, 900, 1000), None, "the window closed");
-    }
 
     #[test]
     fn usernames_key_by_their_unique_form_and_addresses_v6_by_their_64() {

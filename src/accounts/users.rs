@@ -69,39 +69,49 @@ impl User {
 
 /// Argon2 hashes and checks in flight at most: each takes 19 MiB and tens of milliseconds of
 /// a core, so a burst of logins waits here instead of taking every core and all that memory.
-static ARGON2_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(cores()));
+static ARGON2_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(*CORES));
 
 /// The machine's cores: how many of [`ARGON2_SLOTS`] there are.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
+static CORES: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(2, usize::from));
+
+/// A server's admissions to hash or check a password: one per core at work (the
+/// `ARGON2_SLOTS`) and `rango.argon2_queue` more waiting. A flood of logins would otherwise
+/// queue without bound behind the cores, and every real login with it; the requests beyond
+/// get a 503 with `Retry-After` at once.
+#[derive(Debug)]
+pub struct Hashing {
+    in_flight: AtomicUsize,
+    bound: usize,
 }
 
-/// Requests holding a [`HashingTurn`], in this process.
-static HASHING: AtomicUsize = AtomicUsize::new(0);
+impl Hashing {
+    /// Admissions for one core each and `queue` waiting.
+    pub fn new(queue: usize) -> Self {
+        Hashing {
+            in_flight: AtomicUsize::new(0),
+            bound: CORES.saturating_add(queue),
+        }
+    }
 
-/// A request's admission to hash or check a password: at most one per [`ARGON2_SLOTS`] at
-/// work and `queue` more waiting. A flood of logins would otherwise queue without bound
-/// behind the cores, and every real login with it; refused ones get a 503 with
-/// `Retry-After` at once.
-#[derive(Debug)]
-pub struct HashingTurn(());
-
-impl HashingTurn {
-    /// A turn, or `None` when `queue` requests wait already.
-    pub fn take(queue: usize) -> Option<Self> {
-        let bound = cores().saturating_add(queue);
-        let before = HASHING.fetch_add(1, Ordering::AcqRel);
-        if before >= bound {
-            HASHING.fetch_sub(1, Ordering::AcqRel);
+    /// A turn, or `None` when the queue is full.
+    pub fn turn(&self) -> Option<HashingTurn<'_>> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before >= self.bound {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(HashingTurn(()))
+        Some(HashingTurn(self))
     }
 }
 
-impl Drop for HashingTurn {
+/// A request's admission to hash or check passwords, given back when dropped.
+#[derive(Debug)]
+pub struct HashingTurn<'a>(&'a Hashing);
+
+impl Drop for HashingTurn<'_> {
     fn drop(&mut self) {
-        HASHING.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

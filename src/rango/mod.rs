@@ -42,13 +42,14 @@ pub struct RangoConfig {
     /// beyond it ends the user's sessions that would end first, and "Your sessions" lists at
     /// most this many. (The sealed-cookie store cannot count them.)
     pub max_sessions_per_user: usize,
-    /// Failed attempts (login, password change) for one username within `throttle_window`
-    /// that lock it until the window closes (default 10; `src/accounts/throttle.rs`).
+    /// Failed attempts (login, password change) for one username within the last
+    /// `throttle_window` seconds that lock it (default 10; `src/accounts/throttle.rs`).
     pub failures_per_user: u32,
     /// Failed attempts (login, registration, password change) from one client address within
-    /// `throttle_window` that lock it (default 50).
+    /// the last `throttle_window` seconds that lock it (default 50).
     pub failures_per_address: u32,
-    /// Seconds a window of failures lasts from its first (default 900, 15 minutes).
+    /// Seconds the throttle looks back (default 900, 15 minutes): a lock lasts until the
+    /// oldest of the failures that made it is older.
     pub throttle_window: u64,
     /// Whether a proxy in front sets the client's address in Rocket's `ip_header`
     /// (`X-Real-IP`), so the throttle may believe it (default false: the connection's peer).
@@ -125,7 +126,11 @@ async fn setup(rocket: Rocket<Build>) -> fairing::Result {
             return Err(rocket);
         }
     }
-    Ok(rocket.manage(config).manage(front::FrontPage::default()))
+    let hashing = crate::accounts::users::Hashing::new(config.argon2_queue);
+    Ok(rocket
+        .manage(config)
+        .manage(hashing)
+        .manage(front::FrontPage::default()))
 }
 
 async fn load_sample_data(rocket: &Rocket<Build>) -> Result<(), sqlx::Error> {

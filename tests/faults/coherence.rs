@@ -322,7 +322,7 @@ impl Page {
         visits(&self.body)
     }
 
-    /// The public ids of the sessions "Your sessions" offers to end (every one but this one).
+    /// The ids (handles) of the sessions "Your sessions" offers to end (every one but this one).
     fn other_sessions(&self) -> Vec<String> {
         let body = self.body.replace("&#x2F;", "/");
         body.split("action=\"/rango/sessions/")

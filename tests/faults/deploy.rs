@@ -271,9 +271,10 @@ async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_a
         assert_eq!(refused.session, None, "{foreign}");
     }
 
-    // The throttle keys the client by the address nginx sets, never by one the client sent:
-    // two failed logins with two forged addresses are two from one client, locked at the
-    // second.
+    // The throttle keys the client by the address nginx sets (the client's, here 127.0.0.3 and
+    // 127.0.0.4 on the loopback; the server's peer is always nginx), never by one the client
+    // sent: two failed logins with two forged addresses are two from one client, locked at
+    // the second, and another client behind the same proxy is not locked.
     if let Some(curl) = crate::support::program("curl", "the throttle behind nginx") {
         let jar = dir.path().join("cookies");
         let curl_with = |args: &[&str]| -> String {
@@ -290,12 +291,18 @@ async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_a
         };
         let login = format!("http://127.0.0.1:{port}/rango/login/");
         let mut statuses = Vec::new();
-        for (forged, username) in [("203.0.113.1", "ann"), ("203.0.113.2", "bob")] {
-            let form = curl_with(&[&login]);
+        for (client, forged, username) in [
+            ("127.0.0.3", "203.0.113.1", "ann"),
+            ("127.0.0.3", "203.0.113.2", "bob"),
+            ("127.0.0.4", "203.0.113.1", "carol"),
+        ] {
+            let form = curl_with(&["--interface", client, &login]);
             let token = crate::common::csrf_token(&form);
             let body = format!("csrfmiddlewaretoken={token}&username={username}&password=wrong");
             let forged_header = format!("X-Real-IP: {forged}");
             statuses.push(curl_with(&[
+                "--interface",
+                client,
                 "-o",
                 "/dev/null",
                 "-w",
@@ -307,7 +314,7 @@ async fn behind_nginx_as_readme_shows_hosts_and_sessions_pass_and_slow_clients_a
                 &login,
             ]));
         }
-        assert_eq!(statuses, ["200", "429"], "one client behind nginx");
+        assert_eq!(statuses, ["200", "429", "200"], "two clients behind nginx");
     }
 
     // A client that never finishes its headers is cut by nginx, not left to hold Rocket.

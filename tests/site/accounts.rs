@@ -296,7 +296,8 @@ async fn signed_in_device<'a>(app: &'a TestApp, username: &str, agent: &'static 
     device
 }
 
-/// The public ids of the rows of "your sessions" (in order), and that of "this device".
+/// The ids (the store's handles) of the rows of "your sessions" (in order), and that of "this
+/// device".
 fn listed_sessions(page: &Page) -> (Vec<String>, Option<String>) {
     let mut ids = Vec::new();
     let mut current = None;
@@ -1412,17 +1413,15 @@ fn locked(page: &Page, window: u64) -> bool {
 /// PostgreSQL, which every server shares): the 10th failure within the window answers 429
 /// with `Retry-After`; while locked the right password is refused too, before it is checked;
 /// another username is not locked; a success clears the count, and successes alone are never
-/// limited; the lock ends with the window.
+/// limited.
 #[tokio::test]
 async fn failed_logins_lock_a_username_at_the_tenth_and_the_right_password_waits_too() {
-    let window = [("rango.throttle_window", json!(3))];
     let mut sites = Vec::new();
     for store in ALL {
-        if let Some(site) = site_with(store, &window).await {
+        if let Some(site) = site_on(store).await {
             sites.push((store, site));
         }
     }
-    let mut devices = Vec::new();
     for (store, (app, _)) in &sites {
         let mut ann = signed_in_device(app, "ann", CHROME).await;
         signed_in_device(app, "bob", CHROME).await;
@@ -1442,12 +1441,12 @@ async fn failed_logins_lock_a_username_at_the_tenth_and_the_right_password_waits
         }
         let page = ann.login("ANN", "wrong password").await;
         assert!(
-            locked(&page, 3),
+            locked(&page, 900),
             "{store}: the 10th failure: {}",
             page.status
         );
         let page = ann.login("ann", PASSWORD).await;
-        assert!(locked(&page, 3), "{store}: the right password, locked");
+        assert!(locked(&page, 900), "{store}: the right password, locked");
         assert!(!ann.signed_in().await, "{store}");
         // Another user, from the same client: not locked (the address allows 50).
         let mut bob = Device::new(app, FIREFOX);
@@ -1461,17 +1460,7 @@ async fn failed_logins_lock_a_username_at_the_tenth_and_the_right_password_waits
         for _ in 0..9 {
             guesser.login("nobody", "x").await;
         }
-        assert!(locked(&guesser.login("nobody", "x").await, 3), "{store}");
-        devices.push((store, ann));
-    }
-    // The window closes (3 s here): the right password goes through.
-    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    for (store, ann) in &mut devices {
-        assert_eq!(
-            ann.login("ann", PASSWORD).await.status,
-            Status::SeeOther,
-            "{store}"
-        );
+        assert!(locked(&guesser.login("nobody", "x").await, 900), "{store}");
     }
     // Many successful logins (one person, many devices) are never limited.
     let (_, (app, _)) = &sites[0];
@@ -1483,6 +1472,104 @@ async fn failed_logins_lock_a_username_at_the_tenth_and_the_right_password_waits
             "login {i}"
         );
     }
+}
+
+/// The window slides: failures are counted over the last `throttle_window` seconds (4 s
+/// here; times are whole seconds), and a lock ends when the oldest of the failures that made
+/// it leaves the window, not before; then the right password goes through.
+#[tokio::test]
+async fn a_lock_lasts_until_its_oldest_failure_leaves_the_sliding_window() {
+    let settings = [
+        ("rango.throttle_window", json!(4)),
+        ("rango.failures_per_user", json!(3)),
+    ];
+    let Some((app, _keep)) = site_with("sqlite", &settings).await else {
+        return;
+    };
+    let mut ann = signed_in_device(&app, "ann", CHROME).await;
+    ann.post_logout().await;
+    let first = std::time::Instant::now();
+    ann.login("ann", "wrong").await;
+    ann.login("ann", "wrong").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let page = ann.login("ann", "wrong").await;
+    assert!(locked(&page, 4), "3 within 4 s: {}", page.status);
+    assert!(locked(&ann.login("ann", PASSWORD).await, 4));
+    // The oldest failure leaves the window at most 5 s after it (whole seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(5100).saturating_sub(first.elapsed()))
+        .await;
+    assert_eq!(ann.login("ann", PASSWORD).await.status, Status::SeeOther);
+}
+
+/// Attempts in flight at once are counted before their passwords are checked, one at a time
+/// per key on both databases (on PostgreSQL under the key's advisory lock): of twenty attempts
+/// admitted at once, exactly ten get through, the rest are told how long to wait. Through HTTP,
+/// of twenty concurrent wrong logins at most nine get a plain failure, the rest 429s.
+#[tokio::test]
+async fn concurrent_guesses_are_counted_before_they_are_checked() {
+    for store in ["sqlite", "postgres"] {
+        let Some((app, _keep)) = site_on(store).await else {
+            continue;
+        };
+        let rocket = app.client.rocket();
+        let db = <rango::db::Db as rocket_db_pools::Database>::fetch(rocket)
+            .expect("the database")
+            .pool();
+        let config = rocket
+            .state::<rango::rango::RangoConfig>()
+            .expect("the site's settings");
+        let keys = rango::accounts::throttle::Keys::of(
+            config,
+            Some("carol"),
+            rango::accounts::throttle::ClientAddress(None),
+        );
+        let admitted = rocket::futures::future::join_all(
+            (0..20).map(|_| rango::accounts::throttle::admit(db, config, &keys)),
+        )
+        .await;
+        let through = admitted.iter().filter(|a| matches!(a, Ok(Ok(_)))).count();
+        let waiting = admitted
+            .iter()
+            .filter(|a| matches!(a, Ok(Err(wait)) if (1..=900).contains(wait)))
+            .count();
+        assert_eq!((through, waiting), (10, 10), "{store}");
+
+        signed_in_device(&app, "ann", CHROME).await;
+        let pages = concurrent_logins(&app, 20, "wrong password").await;
+        let checked = pages
+            .iter()
+            .filter(|page| page.has("Invalid login details"))
+            .count();
+        let refused = pages.iter().filter(|page| locked(page, 900)).count();
+        assert_eq!(checked + refused, 20, "{store}: 200 or 429, nothing else");
+        assert!(checked <= 9, "{store}: {checked} plain failures");
+    }
+}
+
+/// `n` logins as ann with `password`, each from a device of its own, sent at once.
+async fn concurrent_logins(app: &TestApp, n: usize, password: &str) -> Vec<Page> {
+    let mut devices = Vec::new();
+    for _ in 0..n {
+        let mut device = Device::new(app, CHROME);
+        let token = device.get("/rango/login/").await.token();
+        devices.push((device, token));
+    }
+    rocket::futures::future::join_all(devices.iter_mut().map(|(device, token)| {
+        let token = token.clone();
+        async move {
+            device
+                .post(
+                    "/rango/login/",
+                    &[
+                        ("csrfmiddlewaretoken", &token),
+                        ("username", "ann"),
+                        ("password", password),
+                    ],
+                )
+                .await
+        }
+    }))
+    .await
 }
 
 /// Throttling by client address: failures for many usernames from one address lock it; the
@@ -1605,28 +1692,9 @@ async fn a_flood_of_logins_beyond_the_argon2_queue_gets_503_with_retry_after() {
         return;
     };
     signed_in_device(&app, "ann", CHROME).await;
-    let mut devices = Vec::new();
-    for _ in 0..16 {
-        let mut device = Device::new(&app, CHROME);
-        let token = device.get("/rango/login/").await.token();
-        devices.push((device, token));
-    }
-    let pages = rocket::futures::future::join_all(devices.iter_mut().map(|(device, token)| {
-        let token = token.clone();
-        async move {
-            device
-                .post(
-                    "/rango/login/",
-                    &[
-                        ("csrfmiddlewaretoken", &token),
-                        ("username", "ann"),
-                        ("password", PASSWORD),
-                    ],
-                )
-                .await
-        }
-    }))
-    .await;
+    // Four times as many as the cores, which are the whole queue here.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let pages = concurrent_logins(&app, 4 * cores, PASSWORD).await;
     let busy = pages
         .iter()
         .filter(|page| page.status == Status::ServiceUnavailable)

@@ -925,6 +925,60 @@ async fn redis_user_sets_follow_their_sessions_and_clearing_leaves_no_member_beh
     assert!(keys.is_empty(), "nothing left: {keys:?}");
 }
 
+/// The user sets of before the cap on sessions per user (plain sets under `user:`) are moved
+/// into the sorted sets by `clear_expired` (what `clearsessions` runs): a session saved before
+/// the upgrade is listed again, and the old set is gone.
+#[tokio::test]
+async fn redis_clearing_moves_the_user_sets_of_before_the_cap_into_sorted_sets() {
+    let Some((store, prefix)) = new_redis_store_without_near_cache().await else {
+        return;
+    };
+    let mut conn = prefix.connection().expect("Redis answers");
+    let signed = data(json!({ rocket_server_sessions::USER_KEY: "hugo" }));
+    let id = store
+        .create(&signed, in_an_hour())
+        .await
+        .expect("creates")
+        .id;
+    let member = rocket_server_sessions::store::SessionKey::parse(&id)
+        .expect("a key")
+        .digest_hex();
+    // As an older version left it: the member in a plain set, no sorted set.
+    let new_set = format!("{}users:hugo", prefix.prefix);
+    let old_set = format!("{}user:hugo", prefix.prefix);
+    let _: () = ::redis::cmd("DEL")
+        .arg(&new_set)
+        .query(&mut conn)
+        .expect("DEL");
+    let _: () = ::redis::cmd("SADD")
+        .arg(&old_set)
+        .arg(&member)
+        .query(&mut conn)
+        .expect("SADD");
+    assert!(store
+        .user_sessions("hugo", 50)
+        .await
+        .expect("lists")
+        .is_empty());
+    store.clear_expired().await.expect("clears");
+    let listed = store.user_sessions("hugo", 50).await.expect("lists");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].handle, member);
+    let exists: i64 = ::redis::cmd("EXISTS")
+        .arg(&old_set)
+        .query(&mut conn)
+        .expect("EXISTS");
+    assert_eq!(exists, 0, "the old set is gone");
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(&new_set)
+        .query(&mut conn)
+        .expect("TTL");
+    assert!(
+        (3590..=3600).contains(&ttl),
+        "the new set lives as its session"
+    );
+}
+
 /// On SQLite the index is the `user_id` column: clearing leaves no row of an expired session
 /// signed in as a user, and keeps the live ones.
 #[tokio::test]

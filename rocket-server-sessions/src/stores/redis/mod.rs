@@ -142,6 +142,23 @@ for _, member in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 
 end
 return live";
 
+/// Moves the members of a user set of before the cap (KEYS[1], a plain set under `user:`)
+/// into the user's sorted set KEYS[2], scored by each live session's expiry, and deletes the
+/// old set. ARGV: the key prefix, the user.
+const CONVERT_USER_SET: &str = concat!(
+    index_lua!(),
+    r"
+if redis.call('TYPE', KEYS[1]).ok ~= 'set' then return 0 end
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    local key = ARGV[1] .. member
+    if redis.call('TYPE', key).ok == 'hash' and redis.call('HGET', key, 'u') == ARGV[2] then
+        local expiry = tonumber(redis.call('HGET', key, 'e'))
+        if expiry then index(KEYS[2], member, expiry) end
+    end
+end
+return redis.call('DEL', KEYS[1])"
+);
+
 /// Deletes the sessions in the user set KEYS[1] but the ARGV[3] that expire last (at most
 /// ARGV[4] of them), those still signed in as the user; returns their members. ARGV: the key
 /// prefix, the user, how many to keep, the batch.
@@ -225,6 +242,7 @@ pub struct RedisStore {
     end_user_session: Script,
     user_sessions: Script,
     trim_user_sessions: Script,
+    convert_user_set: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -290,6 +308,7 @@ impl RedisStore {
             end_user_session: Script::new(END_USER_SESSION),
             user_sessions: Script::new(USER_SESSIONS),
             trim_user_sessions: Script::new(TRIM_USER_SESSIONS),
+            convert_user_set: Script::new(CONVERT_USER_SET),
         })
     }
 
@@ -309,6 +328,40 @@ impl RedisStore {
     /// sessions per user they were plain sets under `user:`, which now expire unread.)
     fn user_set_prefix(&self) -> String {
         format!("{}users:", self.prefix)
+    }
+
+    /// Moves every user set of before the cap (`<prefix>user:<user>`) into its sorted set.
+    async fn convert_old_user_sets(&self) -> Result<()> {
+        let old = format!("{}user:", self.prefix);
+        let names = self.scan(&format!("{}*", escape_glob(&old))).await?;
+        for name in names {
+            let Some(user) = name.strip_prefix(&old) else {
+                continue;
+            };
+            let mut invocation = self.convert_user_set.prepare_invoke();
+            invocation
+                .key(&name)
+                .key(self.user_set(user))
+                .arg(&self.prefix)
+                .arg(user);
+            let converted = invocation.invoke_async::<i64>(&mut self.conn.clone()).await;
+            converted.map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// The keys that match `pattern`.
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let mut iter = conn
+            .scan_match::<_, String>(pattern)
+            .await
+            .map_err(backend)?;
+        let mut names = Vec::new();
+        while let Some(name) = rocket::futures::StreamExt::next(&mut iter).await {
+            names.push(name.map_err(backend)?);
+        }
+        Ok(names)
     }
 
     /// The user set of `user`.
@@ -454,22 +507,13 @@ impl SessionStore for RedisStore {
     }
 
     /// Redis drops a session when its TTL runs out: nothing to clear but the user sets'
-    /// members whose sessions are gone.
+    /// members whose sessions are gone. It also moves the user sets of before the cap on
+    /// sessions per user (plain sets under `user:`) into their sorted sets: until then, the
+    /// sessions saved before the upgrade and not since are not listed.
     async fn clear_expired(&self) -> Result<u64> {
+        self.convert_old_user_sets().await?;
         let sets = self.user_set_prefix();
-        let pattern = format!("{}*", escape_glob(&sets));
-        let names: Vec<String> = {
-            let mut conn = self.conn.clone();
-            let mut iter = conn
-                .scan_match::<_, String>(&pattern)
-                .await
-                .map_err(backend)?;
-            let mut names = Vec::new();
-            while let Some(name) = rocket::futures::StreamExt::next(&mut iter).await {
-                names.push(name.map_err(backend)?);
-            }
-            names
-        };
+        let names = self.scan(&format!("{}*", escape_glob(&sets))).await?;
         for set in &names {
             if let Some(user) = set.strip_prefix(&sets) {
                 self.list_user_set(set, user, 0).await?;
