@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{store_settings, ConfigError};
+use crate::key::SessionKey;
 use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
 
@@ -51,7 +52,7 @@ pub(crate) use beats::{keep_watching, Beats, HEARTBEAT, SILENCE};
 #[cfg(test)]
 #[allow(unused_imports)] // by the SQLite watcher's tests
 pub(crate) use cache::MAX_LAG;
-pub(crate) use cache::{NearCache, Watch};
+pub(crate) use cache::{Name, NearCache, Watch};
 
 /// What the cache keeps of a session: the record, and until when it may be served without
 /// asking the inner store again.
@@ -115,14 +116,18 @@ pub(crate) mod sealed {
 /// stores (PostgreSQL reports changes; on a SQLite file the writer polls for them).
 #[rocket::async_trait]
 pub trait Watched: SessionStore + sealed::Sealed {
-    /// The name under which the watcher reports changes to the session `id`; `None` for an id
-    /// that names no stored session (a malformed one).
-    fn watched_name(&self, id: &str) -> Option<String>;
+    /// The name under which the watcher reports changes to the session `id`: the SHA-256
+    /// digest of its key, as every store keeps it; `None` for an id that names no stored
+    /// session (a malformed one).
+    fn watched_name(&self, id: &str) -> Option<Name> {
+        SessionKey::parse(id).map(|key| key.digest())
+    }
 
     /// The name under which the watcher reports changes to the session that
-    /// [`UserIndex::user_sessions`] listed under `handle`. By default the handle itself.
-    fn handle_name(&self, handle: &str) -> String {
-        handle.to_owned()
+    /// [`UserIndex::user_sessions`] listed under `handle` (the digest in hex, read back);
+    /// `None` for a handle that names no session.
+    fn handle_name(&self, handle: &str) -> Option<Name> {
+        SessionKey::digest_of_hex(handle)
     }
 
     /// Starts watching the store for `cache`: a task (or, on SQLite, the writer's thread) that
@@ -137,7 +142,7 @@ pub trait Watched: SessionStore + sealed::Sealed {
     ///
     /// # Errors
     /// As [`SessionStore::load`].
-    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
+    async fn load_watched(&self, id: &str, name: &Name) -> Result<Option<Kept>> {
         let _ = name;
         Ok(self.load(id).await?.map(|record| Kept {
             record,
@@ -189,7 +194,7 @@ impl<S: Watched> NearCached<S> {
     /// load that was in flight keeps what it read.
     fn written(&self, id: &str) {
         if let Some(name) = self.inner.watched_name(id) {
-            self.cache.evict([name.as_str()]);
+            self.cache.evict([name]);
         }
     }
 }
@@ -282,7 +287,9 @@ impl<S: Watched> UserIndex for NearCached<S> {
             return Ok(false);
         };
         let ended = index.end_user_session(user, handle).await;
-        self.cache.evict([self.inner.handle_name(handle).as_str()]);
+        if let Some(name) = self.inner.handle_name(handle) {
+            self.cache.evict([name]);
+        }
         ended
     }
 }
@@ -415,16 +422,13 @@ mod tests {
 
     #[rocket::async_trait]
     impl Watched for Fake {
-        fn watched_name(&self, id: &str) -> Option<String> {
-            Some(id.to_owned())
-        }
         fn watch(&self, cache: Weak<Cache>) {
             if let Some(cache) = cache.upgrade() {
                 let watch = cache.watch();
                 cache.confirm(watch, std::time::Instant::now());
             }
         }
-        async fn load_watched(&self, id: &str, _: &str) -> Result<Option<Kept>> {
+        async fn load_watched(&self, id: &str, _: &Name) -> Result<Option<Kept>> {
             let until = self.until;
             Ok(self.load(id).await?.map(|record| Kept { record, until }))
         }
