@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
+use schnellru::{ByLength, LruMap};
 
 /// The name of a session in the cache: the SHA-256 digest of its key, which every store keeps
 /// in place of the key and under which (in hex) its watcher hears of changes.
@@ -74,7 +74,8 @@ pub struct Ticket(u64);
 pub struct Watch(pub(crate) u64);
 
 struct Entries<V> {
-    lru: LruCache<Name, V>,
+    /// In the map's own table: no allocation per entry.
+    lru: LruMap<Name, V, ByLength>,
     /// Bumped by every eviction and flush: a fill whose ticket is older could be stale.
     epoch: u64,
 }
@@ -101,15 +102,16 @@ impl<V: Clone> std::fmt::Debug for NearCache<V> {
 impl<V: Clone> NearCache<V> {
     /// How many sessions it keeps at most.
     pub fn capacity(&self) -> usize {
-        self.entries().lru.cap().get()
+        usize::try_from(self.entries().lru.limiter().max_length()).unwrap_or(usize::MAX)
     }
 
-    /// A cache of at most `capacity` sessions (the least recently used go first), not yet
-    /// watching.
+    /// A cache of at most `capacity` sessions (the least recently used go first; no more than
+    /// `u32::MAX`), not yet watching. Its table grows as it fills.
     pub fn new(capacity: NonZeroUsize) -> Self {
+        let capacity = u32::try_from(capacity.get()).unwrap_or(u32::MAX);
         NearCache {
             entries: Mutex::new(Entries {
-                lru: LruCache::new(capacity),
+                lru: LruMap::new(ByLength::new(capacity)),
                 epoch: 0,
             }),
             confirmed: AtomicU64::new(0),
@@ -164,7 +166,7 @@ impl<V: Clone> NearCache<V> {
     pub fn fill(&self, name: Name, value: V, ticket: Ticket) {
         let mut entries = self.entries();
         if entries.epoch == ticket.0 {
-            entries.lru.put(name, value);
+            entries.lru.insert(name, value);
         }
     }
 
@@ -173,7 +175,7 @@ impl<V: Clone> NearCache<V> {
         let mut entries = self.entries();
         entries.epoch += 1;
         for name in names {
-            entries.lru.pop(&name);
+            entries.lru.remove(&name);
         }
     }
 
