@@ -539,7 +539,7 @@ async fn cached_db_keeps_the_tombstone_of_a_flushed_session_through_a_failed_sav
     let saved = cached.update(&id, &stale).await.expect("answers");
     assert_eq!(saved, None, "never brought back");
     // ...so a read that was in flight cannot put the session back in the cache.
-    let name = redis.watched_name(&id).expect("a key");
+    let name = prefix.key_of(&id);
     let mut conn = prefix.connection().expect("Redis answers");
     let version: Option<i64> = ::redis::cmd("HGET")
         .arg(&name)
@@ -645,7 +645,7 @@ async fn redis_entry_that_does_not_decode_is_an_empty_session_and_hurts_no_other
     let mut conn = prefix.connection().expect("Redis answers");
     for (corruption, corrupt) in corruptions() {
         let ids = sessions_of_ann_bob_and_cid(&store).await;
-        corrupt(&mut conn, &store.watched_name(&ids[1]).expect("a name"));
+        corrupt(&mut conn, &prefix.key_of(&ids[1]));
 
         let [ann, bob, cid] = load_together(&store, [&ids[0], &ids[1], &ids[2]]).await;
         let user = |loaded: rocket_server_sessions::store::Result<Option<Record>>| {
@@ -679,7 +679,7 @@ async fn cached_db_reads_a_corrupt_copy_from_the_database_and_writes_it_over() {
     let mut conn = prefix.connection().expect("Redis answers");
     for (corruption, corrupt) in corruptions() {
         let ids = sessions_of_ann_bob_and_cid(&cached).await;
-        corrupt(&mut conn, &redis.watched_name(&ids[1]).expect("a name"));
+        corrupt(&mut conn, &prefix.key_of(&ids[1]));
 
         let loaded = load_together(&cached, [&ids[0], &ids[1], &ids[2]]).await;
         for (loaded, user) in loaded.into_iter().zip(["ann", "bob", "cid"]) {
@@ -905,7 +905,7 @@ async fn redis_user_sets_follow_their_sessions_and_clearing_leaves_no_member_beh
         .await
         .expect("creates")
         .id;
-    let name = store.watched_name(&third).expect("a name");
+    let name = prefix.key_of(&third);
     let _: () = ::redis::cmd("DEL")
         .arg(&name)
         .query(&mut conn)

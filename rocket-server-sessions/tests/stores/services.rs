@@ -146,6 +146,13 @@ impl RedisPrefix {
 }
 
 impl RedisPrefix {
+    /// The Redis key of the session `id` under this prefix: the prefix and the key's digest in
+    /// hex.
+    pub fn key_of(&self, id: &str) -> String {
+        let key = rocket_server_sessions::store::SessionKey::parse(id).expect("a session key");
+        format!("{}{}", self.prefix, key.digest_hex())
+    }
+
     /// A connection to the server.
     pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
         redis::Client::open(self.url.as_str()).and_then(|client| client.get_connection())

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::near::{Cache, Kept, Watched};
+use super::near::{Cache, Kept, Name, Watched};
 use super::redis::RedisStore;
 use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
@@ -50,12 +50,14 @@ pub trait CacheTier: Watched + Clone + tier::Protocol {}
 
 impl CacheTier for RedisStore {}
 
-/// The copy protocol, out of reach of applications: its operations take a tier's raw names.
+/// The copy protocol, out of reach of applications: its operations take sessions by name (the
+/// key's digest, a session's `Watched::watched_name`), not by key.
 mod tier {
     use std::time::Duration;
 
     use crate::record::Record;
     use crate::store::Result;
+    use crate::stores::near::Name;
 
     #[rocket::async_trait]
     pub trait Protocol {
@@ -63,21 +65,20 @@ mod tier {
         /// store could not bring up to date or bury because the cache stopped answering.
         const COPY_TTL: Duration;
 
-        /// What the cache holds under `name` (a session's `Watched::watched_name`),
-        /// tombstones included.
-        async fn entry_at(&self, name: &str) -> Result<Entry>;
+        /// What the cache holds of the session `name`, tombstones included.
+        async fn entry_at(&self, name: &Name) -> Result<Entry>;
 
         /// Keeps `record` as the copy of `id`, with the time of writing, unless the cache holds
         /// a newer version or a tombstone; for `COPY_TTL` at most. Whether it wrote.
         async fn put_if_newer(&self, id: &str, record: &Record) -> Result<bool>;
 
-        /// Drops the copy under `name`, but not a tombstone (which must outlive reads in
-        /// flight).
-        async fn invalidate_at(&self, name: &str) -> Result<()>;
+        /// Drops the copy of the session `name`, but not a tombstone (which must outlive reads
+        /// in flight).
+        async fn invalidate_at(&self, name: &Name) -> Result<()>;
 
-        /// Replaces whatever is under `name` by a tombstone that outlives any request that
-        /// could still hold the session.
-        async fn bury_at(&self, name: &str) -> Result<()>;
+        /// Replaces whatever the cache holds of the session `name` by a tombstone that outlives
+        /// any request that could still hold the session.
+        async fn bury_at(&self, name: &Name) -> Result<()>;
     }
 
     /// What a cache tier holds for a session.
@@ -128,7 +129,7 @@ pub struct CachedStore<S, C = RedisStore> {
 /// a task is repairing them.
 #[derive(Debug, Default)]
 struct Stale {
-    names: HashMap<String, Repair>,
+    names: HashMap<Name, Repair>,
     invalidating: bool,
     /// Names that did not fit (past [`MAX_STALE`]) since the last warning.
     dropped: u64,
@@ -238,8 +239,8 @@ impl<S: SessionStore, C: CacheTier> CachedStore<S, C> {
         }
     }
 
-    /// [`CachedStore::stale`] of the copy under `name` (its [`Watched::watched_name`]).
-    fn stale_name(&self, name: String, repair: Repair) {
+    /// [`CachedStore::stale`] of the copy of the session `name` (its [`Watched::watched_name`]).
+    fn stale_name(&self, name: Name, repair: Repair) {
         let mut stale = self.stale.lock().unwrap_or_else(PoisonError::into_inner);
         if stale.names.len() < MAX_STALE || stale.names.contains_key(&name) {
             let needed = stale.names.entry(name).or_insert(repair);
@@ -262,11 +263,11 @@ async fn repair_stale<C: CacheTier>(cache: C, stale: Arc<Mutex<Stale>>) {
     let mut repaired = 0_u64;
     loop {
         rocket::tokio::time::sleep(STALE_RETRY).await;
-        let names: Vec<(String, Repair)> = lock()
+        let names: Vec<(Name, Repair)> = lock()
             .names
             .iter()
             .take(1000)
-            .map(|(name, repair)| (name.clone(), *repair))
+            .map(|(name, repair)| (*name, *repair))
             .collect();
         for (name, repair) in &names {
             let outcome = match repair {
@@ -417,11 +418,12 @@ impl<S: SessionStore, C: CacheTier> UserIndex for CachedStore<S, C> {
 
 impl<S: SessionStore, C: CacheTier> CachedStore<S, C> {
     /// After the session listed under `handle` was deleted from the database: as `delete`, a
-    /// tombstone over its copy.
+    /// tombstone over its copy (a handle the database took is a name).
     async fn buried(&self, handle: &str) {
-        let name = self.cache.handle_name(handle);
-        if self.noted(self.cache.bury_at(&name).await).is_none() {
-            self.stale_name(name, Repair::Bury);
+        if let Some(name) = self.cache.handle_name(handle) {
+            if self.noted(self.cache.bury_at(&name).await).is_none() {
+                self.stale_name(name, Repair::Bury);
+            }
         }
     }
 }
@@ -435,19 +437,11 @@ impl<S: SessionStore, C: CacheTier> crate::stores::near::sealed::Sealed for Cach
 /// expiry only when it notices it.
 #[rocket::async_trait]
 impl<S: SessionStore, C: CacheTier> Watched for CachedStore<S, C> {
-    fn watched_name(&self, id: &str) -> Option<String> {
-        self.cache.watched_name(id)
-    }
-
-    fn handle_name(&self, handle: &str) -> String {
-        self.cache.handle_name(handle)
-    }
-
     fn watch(&self, cache: Weak<Cache>) {
         self.cache.watch(cache);
     }
 
-    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
+    async fn load_watched(&self, id: &str, name: &Name) -> Result<Option<Kept>> {
         if !self.paused() {
             match self.noted(self.cache.entry_at(name).await) {
                 Some(Entry::Live(record, Some(written)))

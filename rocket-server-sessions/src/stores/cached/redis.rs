@@ -18,7 +18,7 @@ use super::tier::{Entry, Protocol};
 use super::unix_ms;
 use crate::record::{self, Record};
 use crate::store::{Result, StoreError};
-use crate::stores::near::Watched;
+use crate::stores::near::{Name, Watched};
 use crate::stores::redis::{live, RedisStore};
 
 /// The version a tombstone carries.
@@ -65,9 +65,9 @@ fn backend(e: redis::RedisError) -> StoreError {
 impl Protocol for RedisStore {
     const COPY_TTL: Duration = Duration::from_secs(COPY_TTL.unsigned_abs());
 
-    async fn entry_at(&self, name: &str) -> Result<Entry> {
+    async fn entry_at(&self, name: &Name) -> Result<Entry> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let Some(fields) = self.fields_at(name).await? else {
+        let Some(fields) = self.fields_at(&self.key_at(name)).await? else {
             return Ok(Entry::Missing);
         };
         let written = fields.3;
@@ -85,7 +85,7 @@ impl Protocol for RedisStore {
         let expires = record.expires.unix_timestamp();
         let mut invocation = PUT_IF_NEWER.prepare_invoke();
         invocation
-            .key(&name)
+            .key(self.key_at(&name))
             .arg(record.version)
             .arg(record::encode(&record.data))
             .arg(expires)
@@ -95,21 +95,22 @@ impl Protocol for RedisStore {
         Ok(written.map_err(backend)? == 1)
     }
 
-    async fn invalidate_at(&self, name: &str) -> Result<()> {
+    async fn invalidate_at(&self, name: &Name) -> Result<()> {
         let mut invocation = INVALIDATE.prepare_invoke();
-        invocation.key(name);
+        invocation.key(self.key_at(name));
         let outcome = invocation.invoke_async::<i64>(&mut self.connection()).await;
         outcome.map(drop).map_err(backend)
     }
 
-    async fn bury_at(&self, name: &str) -> Result<()> {
+    async fn bury_at(&self, name: &Name) -> Result<()> {
+        let key = self.key_at(name);
         let outcome = redis::pipe()
             .atomic()
-            .del(name)
+            .del(&key)
             .ignore()
-            .hset(name, "v", TOMBSTONE)
+            .hset(&key, "v", TOMBSTONE)
             .ignore()
-            .expire(name, TOMBSTONE_TTL)
+            .expire(&key, TOMBSTONE_TTL)
             .ignore()
             .query_async::<()>(&mut self.connection())
             .await;

@@ -8,6 +8,8 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+use super::cache::Name;
 use super::cache::{NearCache, MAX_LAG};
 
 /// How often a watcher sends a heartbeat: several per [`MAX_LAG`], so that one slow answer does
@@ -83,14 +85,14 @@ where
 
 /// A watched cache holding `value` under each of `names` (for the watchers' tests).
 #[cfg(test)]
-pub(crate) fn filled<V: Clone>(names: &[&str], value: V) -> NearCache<V> {
+pub(crate) fn filled<V: Clone>(names: &[Name], value: V) -> NearCache<V> {
     let cache =
         NearCache::new(std::num::NonZeroUsize::new(names.len().max(1) * 2).expect("not zero"));
     let watch = cache.watch();
     cache.confirm(watch, Instant::now());
     for name in names {
         if let Some(ticket) = cache.ticket() {
-            cache.fill((*name).to_owned(), value.clone(), ticket);
+            cache.fill(*name, value.clone(), ticket);
         }
     }
     cache

@@ -55,7 +55,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
+use schnellru::{ByLength, LruMap};
+
+/// The name of a session in the cache: the SHA-256 digest of its key, which every store keeps
+/// in place of the key and under which (in hex) its watcher hears of changes.
+pub type Name = [u8; 32];
 
 /// How long after its last confirmed heartbeat a watch still counts: the longest a change made
 /// elsewhere can go unseen when the watcher's connection dies without a word.
@@ -70,7 +74,8 @@ pub struct Ticket(u64);
 pub struct Watch(pub(crate) u64);
 
 struct Entries<V> {
-    lru: LruCache<String, V>,
+    /// In the map's own table: no allocation per entry.
+    lru: LruMap<Name, V, ByLength>,
     /// Bumped by every eviction and flush: a fill whose ticket is older could be stale.
     epoch: u64,
 }
@@ -97,15 +102,16 @@ impl<V: Clone> std::fmt::Debug for NearCache<V> {
 impl<V: Clone> NearCache<V> {
     /// How many sessions it keeps at most.
     pub fn capacity(&self) -> usize {
-        self.entries().lru.cap().get()
+        usize::try_from(self.entries().lru.limiter().max_length()).unwrap_or(usize::MAX)
     }
 
-    /// A cache of at most `capacity` sessions (the least recently used go first), not yet
-    /// watching.
+    /// A cache of at most `capacity` sessions (the least recently used go first; no more than
+    /// `u32::MAX`), not yet watching. Its table grows as it fills.
     pub fn new(capacity: NonZeroUsize) -> Self {
+        let capacity = u32::try_from(capacity.get()).unwrap_or(u32::MAX);
         NearCache {
             entries: Mutex::new(Entries {
-                lru: LruCache::new(capacity),
+                lru: LruMap::new(ByLength::new(capacity)),
                 epoch: 0,
             }),
             confirmed: AtomicU64::new(0),
@@ -134,7 +140,7 @@ impl<V: Clone> NearCache<V> {
     }
 
     /// The session under `name`, if it is here and the watch is fresh.
-    pub fn get(&self, name: &str) -> Option<V> {
+    pub fn get(&self, name: &Name) -> Option<V> {
         if !self.watching() {
             return None;
         }
@@ -157,19 +163,19 @@ impl<V: Clone> NearCache<V> {
     }
 
     /// Keeps `value` under `name` if nothing was evicted or flushed since `ticket` was taken.
-    pub fn fill(&self, name: String, value: V, ticket: Ticket) {
+    pub fn fill(&self, name: Name, value: V, ticket: Ticket) {
         let mut entries = self.entries();
         if entries.epoch == ticket.0 {
-            entries.lru.put(name, value);
+            entries.lru.insert(name, value);
         }
     }
 
     /// Drops the sessions under `names`: they changed.
-    pub fn evict<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+    pub fn evict(&self, names: impl IntoIterator<Item = Name>) {
         let mut entries = self.entries();
         entries.epoch += 1;
         for name in names {
-            entries.lru.pop(name);
+            entries.lru.remove(&name);
         }
     }
 
@@ -224,6 +230,11 @@ fn lag_micros() -> u64 {
 mod tests {
     use super::*;
 
+    /// The name `c` repeated: a session's name for the tests.
+    fn name(c: u8) -> Name {
+        [c; 32]
+    }
+
     fn watched(capacity: usize) -> NearCache<u32> {
         let cache = NearCache::new(NonZeroUsize::new(capacity).unwrap());
         let watch = cache.watch();
@@ -240,8 +251,8 @@ mod tests {
         assert!(!cache.watching());
         cache.confirm(watch, Instant::now());
         let ticket = cache.ticket().unwrap();
-        cache.fill("a".into(), 1, ticket);
-        assert_eq!(cache.get("a"), Some(1));
+        cache.fill(name(b'a'), 1, ticket);
+        assert_eq!(cache.get(&name(b'a')), Some(1));
     }
 
     #[test]
@@ -250,7 +261,7 @@ mod tests {
         let watch = cache.watch();
         cache.confirm(watch, Instant::now());
         let ticket = cache.ticket().unwrap();
-        cache.fill("a".into(), 1, ticket);
+        cache.fill(name(b'a'), 1, ticket);
         // The heartbeat that last came back was sent longer ago than MAX_LAG.
         cache.confirmed.store(1, Ordering::Release);
         let later = cache.start + MAX_LAG + Duration::from_millis(1);
@@ -258,12 +269,12 @@ mod tests {
             std::thread::sleep(later - Instant::now());
         }
         assert!(!cache.watching());
-        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get(&name(b'a')), None);
         assert_eq!(cache.ticket(), None);
         // A fresh heartbeat on the same watch brings the entry back: the connection was slow,
         // not lost, and a heartbeat that came back follows every change made before it.
         cache.confirm(watch, Instant::now());
-        assert_eq!(cache.get("a"), Some(1));
+        assert_eq!(cache.get(&name(b'a')), Some(1));
     }
 
     #[test]
@@ -271,12 +282,12 @@ mod tests {
         let cache = watched(4);
         let ticket = cache.ticket().unwrap();
         // A change to another session is enough: the ticket does not know which one it was.
-        cache.evict(["b"]);
-        cache.fill("a".into(), 1, ticket);
-        assert_eq!(cache.get("a"), None);
+        cache.evict([name(b'b')]);
+        cache.fill(name(b'a'), 1, ticket);
+        assert_eq!(cache.get(&name(b'a')), None);
         let ticket = cache.ticket().unwrap();
-        cache.fill("a".into(), 2, ticket);
-        assert_eq!(cache.get("a"), Some(2));
+        cache.fill(name(b'a'), 2, ticket);
+        assert_eq!(cache.get(&name(b'a')), Some(2));
     }
 
     #[test]
@@ -284,28 +295,28 @@ mod tests {
         let cache = watched(4);
         let ticket = cache.ticket().unwrap();
         cache.flush();
-        cache.fill("a".into(), 1, ticket);
-        assert_eq!(cache.get("a"), None);
+        cache.fill(name(b'a'), 1, ticket);
+        assert_eq!(cache.get(&name(b'a')), None);
 
         let ticket = cache.ticket().unwrap();
         cache.lost();
         let watch = cache.watch();
         cache.confirm(watch, Instant::now());
-        cache.fill("a".into(), 1, ticket);
-        assert_eq!(cache.get("a"), None);
+        cache.fill(name(b'a'), 1, ticket);
+        assert_eq!(cache.get(&name(b'a')), None);
     }
 
     #[test]
     fn eviction_drops_only_the_named_sessions() {
         let cache = watched(4);
-        for (name, value) in [("a", 1), ("b", 2), ("c", 3)] {
+        for (c, value) in [(b'a', 1), (b'b', 2), (b'c', 3)] {
             let ticket = cache.ticket().unwrap();
-            cache.fill(name.into(), value, ticket);
+            cache.fill(name(c), value, ticket);
         }
-        cache.evict(["a", "c", "unknown"]);
-        assert_eq!(cache.get("a"), None);
-        assert_eq!(cache.get("b"), Some(2));
-        assert_eq!(cache.get("c"), None);
+        cache.evict([name(b'a'), name(b'c'), name(b'u')]);
+        assert_eq!(cache.get(&name(b'a')), None);
+        assert_eq!(cache.get(&name(b'b')), Some(2));
+        assert_eq!(cache.get(&name(b'c')), None);
     }
 
     #[test]
@@ -314,7 +325,7 @@ mod tests {
         let watch = cache.watch();
         cache.confirm(watch, Instant::now());
         let ticket = cache.ticket().unwrap();
-        cache.fill("a".into(), 1, ticket);
+        cache.fill(name(b'a'), 1, ticket);
         cache.lost();
         assert!(!cache.watching());
         assert_eq!(cache.len(), 0);
@@ -325,23 +336,23 @@ mod tests {
         let watch = cache.watch();
         cache.confirm(watch, Instant::now());
         assert!(cache.watching());
-        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get(&name(b'a')), None);
     }
 
     #[test]
     fn keeps_at_most_its_capacity_dropping_the_least_recently_used() {
         let cache = watched(2);
-        for (name, value) in [("a", 1), ("b", 2)] {
+        for (c, value) in [(b'a', 1), (b'b', 2)] {
             let ticket = cache.ticket().unwrap();
-            cache.fill(name.into(), value, ticket);
+            cache.fill(name(c), value, ticket);
         }
-        assert_eq!(cache.get("a"), Some(1));
+        assert_eq!(cache.get(&name(b'a')), Some(1));
         let ticket = cache.ticket().unwrap();
-        cache.fill("c".into(), 3, ticket);
+        cache.fill(name(b'c'), 3, ticket);
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.get("b"), None);
-        assert_eq!(cache.get("a"), Some(1));
-        assert_eq!(cache.get("c"), Some(3));
+        assert_eq!(cache.get(&name(b'b')), None);
+        assert_eq!(cache.get(&name(b'a')), Some(1));
+        assert_eq!(cache.get(&name(b'c')), Some(3));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{store_settings, ConfigError};
+use crate::key::SessionKey;
 use crate::record::{Data, Record};
 use crate::store::{Census, ClearInBatches, Result, SessionStore, Stored, UserIndex, UserSession};
 
@@ -37,21 +38,22 @@ pub(crate) use beats::filled;
 /// A session kept until the far future (for the watchers' tests).
 #[cfg(test)]
 pub(crate) fn kept() -> Held {
-    Held::from(&Kept {
+    let kept = Held::new(&Kept {
         record: Record {
             data: Data::new(),
             expires: OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000),
             version: 1,
         },
         until: None,
-    })
+    });
+    kept.expect("a date before 2262")
 }
 #[allow(unused_imports)] // a build with SQLite alone has no heartbeats
 pub(crate) use beats::{keep_watching, Beats, HEARTBEAT, SILENCE};
 #[cfg(test)]
 #[allow(unused_imports)] // by the SQLite watcher's tests
 pub(crate) use cache::MAX_LAG;
-pub(crate) use cache::{NearCache, Watch};
+pub(crate) use cache::{Name, NearCache, Watch};
 
 /// What the cache keeps of a session: the record, and until when it may be served without
 /// asking the inner store again.
@@ -66,35 +68,56 @@ pub struct Kept {
 }
 
 /// What the cache holds of a session: a [`Kept`] with its data encoded, decoded again on every
-/// hit. A decoded map (a `BTreeMap` node of eleven slots, and a string per key and value) took
-/// several times the memory: a server holding 100,000 sessions of two small keys each peaked
-/// at 176 MB of RSS, and at 101 MB so, against 38 MB with no near cache (`bench/near_rss.sh`
-/// in the repository, BENCHMARKS.md, "What each change bought", 14); decoding costs about
-/// what cloning the map did.
+/// hit, and its dates in nanoseconds: 40 bytes in the cache's table, and one allocation, the
+/// JSON text. A decoded map (a `BTreeMap` node of eleven slots, and a string per key and value)
+/// took several times the memory: a server holding 100,000 sessions of two small keys each
+/// peaked at 176 MB of RSS; with the text behind an `Arc`, `OffsetDateTime`s and an LRU node
+/// allocated per session, at 99-120 MB; as here, at 60-62 MB, against 38 MB with no near cache
+/// (`bench/near_rss.sh` in the repository, BENCHMARKS.md, "What each change bought", 14 and
+/// 15). Decoding costs about what cloning the map did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
-    data: Arc<str>,
-    expires: OffsetDateTime,
+    data: Box<str>,
+    /// The record's `expires`, in nanoseconds since the Unix epoch.
+    expires: i64,
     version: i64,
-    until: Option<OffsetDateTime>,
+    /// [`Kept::until`] in nanoseconds since the Unix epoch, or [`WATCHED`] for `None`.
+    until: i64,
 }
 
-impl From<&Kept> for Held {
-    fn from(kept: &Kept) -> Self {
-        Held {
-            data: crate::record::encode(&kept.record.data).into(),
-            expires: kept.record.expires,
-            version: kept.record.version,
-            until: kept.until,
-        }
-    }
+/// [`Held::until`] of a session served for as long as the watch holds.
+const WATCHED: i64 = i64::MAX;
+
+/// `at` in nanoseconds since the Unix epoch, if it is between 1677 and 2262.
+fn nanos(at: OffsetDateTime) -> Option<i64> {
+    i64::try_from(at.unix_timestamp_nanos()).ok()
 }
 
 impl Held {
+    /// What the cache holds of `kept`; `None` for a session that expires past 2262 (not kept).
+    fn new(kept: &Kept) -> Option<Self> {
+        let until = kept.until.map_or(WATCHED, |until| {
+            // Past 2262 it is as good as forever; before 1677, past.
+            let nanos = until
+                .unix_timestamp_nanos()
+                .clamp(i128::from(i64::MIN), i128::from(WATCHED - 1));
+            i64::try_from(nanos).unwrap_or(i64::MIN)
+        });
+        Some(Held {
+            data: crate::record::encode(&kept.record.data).into(),
+            expires: nanos(kept.record.expires)?,
+            version: kept.record.version,
+            until,
+        })
+    }
+
     fn record(&self) -> Record {
+        // Every i64 of nanoseconds is a date (1677 to 2262): the fallback is unreachable.
+        let expires = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.expires))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Record {
             data: crate::record::decode(&self.data),
-            expires: self.expires,
+            expires,
             version: self.version,
         }
     }
@@ -115,14 +138,18 @@ pub(crate) mod sealed {
 /// stores (PostgreSQL reports changes; on a SQLite file the writer polls for them).
 #[rocket::async_trait]
 pub trait Watched: SessionStore + sealed::Sealed {
-    /// The name under which the watcher reports changes to the session `id`; `None` for an id
-    /// that names no stored session (a malformed one).
-    fn watched_name(&self, id: &str) -> Option<String>;
+    /// The name under which the watcher reports changes to the session `id`: the SHA-256
+    /// digest of its key, as every store keeps it; `None` for an id that names no stored
+    /// session (a malformed one).
+    fn watched_name(&self, id: &str) -> Option<Name> {
+        SessionKey::parse(id).map(|key| key.digest())
+    }
 
     /// The name under which the watcher reports changes to the session that
-    /// [`UserIndex::user_sessions`] listed under `handle`. By default the handle itself.
-    fn handle_name(&self, handle: &str) -> String {
-        handle.to_owned()
+    /// [`UserIndex::user_sessions`] listed under `handle` (the digest in hex, read back);
+    /// `None` for a handle that names no session.
+    fn handle_name(&self, handle: &str) -> Option<Name> {
+        SessionKey::digest_of_hex(handle)
     }
 
     /// Starts watching the store for `cache`: a task (or, on SQLite, the writer's thread) that
@@ -137,7 +164,7 @@ pub trait Watched: SessionStore + sealed::Sealed {
     ///
     /// # Errors
     /// As [`SessionStore::load`].
-    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
+    async fn load_watched(&self, id: &str, name: &Name) -> Result<Option<Kept>> {
         let _ = name;
         Ok(self.load(id).await?.map(|record| Kept {
             record,
@@ -189,7 +216,7 @@ impl<S: Watched> NearCached<S> {
     /// load that was in flight keeps what it read.
     fn written(&self, id: &str) {
         if let Some(name) = self.inner.watched_name(id) {
-            self.cache.evict([name.as_str()]);
+            self.cache.evict([name]);
         }
     }
 }
@@ -200,20 +227,22 @@ impl<S: Watched> SessionStore for NearCached<S> {
         let Some(name) = self.inner.watched_name(id) else {
             return self.inner.load(id).await;
         };
-        let now = OffsetDateTime::now_utc();
-        if let Some(held) = self.cache.get(&name) {
-            match held.until {
-                None if held.expires > now => return Ok(Some(held.record())),
-                None => return Ok(None),
-                Some(until) if now < until => return Ok(Some(held.record())),
-                Some(_) => {}
+        let now = nanos(OffsetDateTime::now_utc());
+        if let (Some(held), Some(now)) = (self.cache.get(&name), now) {
+            if held.until == WATCHED {
+                return Ok((held.expires > now).then(|| held.record()));
+            }
+            if now < held.until {
+                return Ok(Some(held.record()));
             }
         }
         // Taken before the load: a change reported meanwhile voids the fill.
         let ticket = self.cache.ticket();
         let loaded = self.inner.load_watched(id, &name).await?;
         if let (Some(ticket), Some(kept)) = (ticket, &loaded) {
-            self.cache.fill(name, Held::from(kept), ticket);
+            if let Some(held) = Held::new(kept) {
+                self.cache.fill(name, held, ticket);
+            }
         }
         Ok(loaded.map(|kept| kept.record))
     }
@@ -282,8 +311,11 @@ impl<S: Watched> UserIndex for NearCached<S> {
             return Ok(Vec::new());
         };
         let ended = index.trim_user_sessions(user, keep).await?;
-        let names: Vec<String> = ended.iter().map(|h| self.inner.handle_name(h)).collect();
-        self.cache.evict(names.iter().map(String::as_str));
+        self.cache.evict(
+            ended
+                .iter()
+                .filter_map(|handle| self.inner.handle_name(handle)),
+        );
         Ok(ended)
     }
 
@@ -292,7 +324,9 @@ impl<S: Watched> UserIndex for NearCached<S> {
             return Ok(false);
         };
         let ended = index.end_user_session(user, handle).await;
-        self.cache.evict([self.inner.handle_name(handle).as_str()]);
+        if let Some(name) = self.inner.handle_name(handle) {
+            self.cache.evict([name]);
+        }
         ended
     }
 }
@@ -425,16 +459,13 @@ mod tests {
 
     #[rocket::async_trait]
     impl Watched for Fake {
-        fn watched_name(&self, id: &str) -> Option<String> {
-            Some(id.to_owned())
-        }
         fn watch(&self, cache: Weak<Cache>) {
             if let Some(cache) = cache.upgrade() {
                 let watch = cache.watch();
                 cache.confirm(watch, std::time::Instant::now());
             }
         }
-        async fn load_watched(&self, id: &str, _: &str) -> Result<Option<Kept>> {
+        async fn load_watched(&self, id: &str, _: &Name) -> Result<Option<Kept>> {
             let until = self.until;
             Ok(self.load(id).await?.map(|record| Kept { record, until }))
         }
@@ -483,6 +514,50 @@ mod tests {
             None,
             "the delete too"
         );
+    }
+
+    #[test]
+    fn a_held_copy_gives_back_what_was_kept() {
+        let at = |year: i32| {
+            time::Date::from_calendar_date(year, time::Month::March, 1)
+                .expect("a date")
+                .midnight()
+                .assume_utc()
+        };
+        let record = Record {
+            data: serde_json::json!({"a": 1})
+                .as_object()
+                .cloned()
+                .expect("a map"),
+            expires: OffsetDateTime::now_utc() + time::Duration::nanoseconds(1_234_567_891),
+            version: 7,
+        };
+        let held = |until| {
+            Held::new(&Kept {
+                record: record.clone(),
+                until,
+            })
+        };
+        let watched = held(None).expect("kept");
+        assert_eq!((watched.record(), watched.until), (record.clone(), WATCHED));
+        assert_eq!(
+            held(Some(at(2000))).expect("kept").until,
+            951_868_800 * 1_000_000_000
+        );
+        assert_eq!(
+            held(Some(at(2300))).expect("kept").until,
+            WATCHED - 1,
+            "as good as forever, and not for as long as the watch holds"
+        );
+        assert_eq!(held(Some(at(1600))).expect("kept").until, i64::MIN);
+        let far = Kept {
+            record: Record {
+                expires: at(2300),
+                ..record.clone()
+            },
+            until: None,
+        };
+        assert_eq!(Held::new(&far), None, "not kept");
     }
 
     #[rocket::async_test]

@@ -26,12 +26,13 @@ use std::time::Instant;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
+use crate::key::SessionKey;
 use crate::stores::near::{keep_watching, Beats, Cache, Watch, HEARTBEAT, SILENCE};
 
 /// The channel the session table's triggers notify, unless the store names another.
 pub(crate) const CHANNEL: &str = "session_changes";
 
-/// The near cache of a PostgreSQL store, by key digest in hex.
+/// The near cache of a PostgreSQL store.
 type Near = Cache;
 
 /// The triggers of the session table.
@@ -255,7 +256,8 @@ struct Heard<'a> {
 }
 
 impl Heard<'_> {
-    /// Applies one notification: a change to a session of this table evicts it (`*` flushes);
+    /// Applies one notification: a change to a session of this table evicts it (`*`, or a
+    /// name that is not a digest in hex, which no row the stores write has, flushes);
     /// a heartbeat of this watcher confirms the cache up to when it was sent, and says so with
     /// `true`, if it came from the table watched (an error otherwise); the rest (other tables,
     /// other watchers' heartbeats) is not ours.
@@ -276,10 +278,9 @@ impl Heard<'_> {
             return Ok(true);
         }
         if source == self.table {
-            if name == "*" {
-                cache.flush();
-            } else {
-                cache.evict([name]);
+            match SessionKey::digest_of_hex(name) {
+                Some(name) => cache.evict([name]),
+                None => cache.flush(),
             }
         }
         Ok(false)
@@ -291,10 +292,21 @@ mod tests {
     use std::num::NonZeroUsize;
 
     use super::*;
-    use crate::stores::near::kept;
+    use crate::stores::near::{kept, Name};
 
-    fn filled(names: &[&str]) -> Near {
-        crate::stores::near::filled(names, kept())
+    /// A session's name for the tests: `c` repeated.
+    fn name(c: u8) -> Name {
+        [c; 32]
+    }
+
+    /// A notification of a change to the session `name(c)` in the table `table`.
+    fn change(table: &str, c: u8) -> String {
+        format!("{table}:{}", SessionKey::hex(&name(c)))
+    }
+
+    fn filled(names: &[u8]) -> Near {
+        let names: Vec<Name> = names.iter().map(|&c| name(c)).collect();
+        crate::stores::near::filled(&names, kept())
     }
 
     fn heard<'a>(sent: &'a Beats, watch: Watch) -> Heard<'a> {
@@ -308,24 +320,38 @@ mod tests {
 
     #[test]
     fn a_change_to_this_table_evicts_its_session() {
-        let cache = filled(&["aa", "bb"]);
+        let cache = filled(b"ab");
         let sent = Beats::default();
         let heard = heard(&sent, Watch(0));
-        assert_eq!(heard.apply(&cache, "16400:aa"), Ok(false));
-        assert!(cache.get("aa").is_none());
-        assert!(cache.get("bb").is_some());
+        assert_eq!(heard.apply(&cache, &change("16400", b'a')), Ok(false));
+        assert!(cache.get(&name(b'a')).is_none());
+        assert!(cache.get(&name(b'b')).is_some());
     }
 
     #[test]
     fn a_truncate_flushes_and_other_tables_are_ignored() {
-        let cache = filled(&["aa", "bb"]);
+        let cache = filled(b"ab");
         let sent = Beats::default();
         let heard = heard(&sent, Watch(0));
-        assert_eq!(heard.apply(&cache, "16500:aa"), Ok(false));
+        assert_eq!(heard.apply(&cache, &change("16500", b'a')), Ok(false));
         assert_eq!(heard.apply(&cache, "garbage"), Ok(false));
-        assert!(cache.get("aa").is_some());
+        assert!(cache.get(&name(b'a')).is_some());
         assert_eq!(heard.apply(&cache, "16400:*"), Ok(false));
-        assert!(cache.get("aa").is_none() && cache.get("bb").is_none());
+        assert!(cache.get(&name(b'a')).is_none() && cache.get(&name(b'b')).is_none());
+    }
+
+    #[test]
+    fn a_name_that_is_no_digest_flushes() {
+        // No row the stores write has such a key: whatever changed, nothing is kept.
+        let hex = SessionKey::hex(&name(b'a'));
+        let upper = SessionKey::hex(&[0xab; 32]).to_uppercase();
+        for odd in [&hex[1..], &upper, "zz"] {
+            let cache = filled(b"ab");
+            let sent = Beats::default();
+            let heard = heard(&sent, Watch(0));
+            assert_eq!(heard.apply(&cache, &format!("16400:{odd}")), Ok(false));
+            assert!(cache.get(&name(b'b')).is_none(), "{odd}");
+        }
     }
 
     #[test]

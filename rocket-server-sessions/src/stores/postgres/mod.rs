@@ -17,10 +17,9 @@ use std::time::Duration;
 use sqlx::{PgPool, Postgres};
 use time::OffsetDateTime;
 
-use crate::key::SessionKey;
 use crate::record::Record;
-use crate::store::{Result, SessionStore, StoreError};
-use crate::stores::near::{Cache, Kept, Watched};
+use crate::store::{Result, StoreError};
+use crate::stores::near::{Cache, Kept, Name, Watched};
 use crate::stores::sql::write::Write;
 use crate::stores::sql::{self, OnPool, RowsAffected, SqlBackend};
 
@@ -187,27 +186,17 @@ impl crate::stores::near::sealed::Sealed for PostgresStore {}
 /// [`NearCached`](crate::stores::NearCached) store can keep what this one loads.
 #[rocket::async_trait]
 impl Watched for PostgresStore {
-    fn watched_name(&self, id: &str) -> Option<String> {
-        SessionKey::parse(id).map(|key| key.digest_hex())
-    }
-
     fn watch(&self, cache: std::sync::Weak<Cache>) {
         listen::spawn(&self.pool.connect_options(), self.channel, cache);
     }
 
-    /// The name is the key's digest in hex: read back, not computed again.
-    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
-        let Some(digest) = SessionKey::digest_of_hex(name) else {
-            return Ok(self.load(id).await?.map(|record| Kept {
-                record,
-                until: None,
-            }));
-        };
+    /// The name is the key's digest: not computed again.
+    async fn load_watched(&self, _id: &str, name: &Name) -> Result<Option<Kept>> {
         // Kept until it expires by the database's clock, put on this server's: a server whose
         // clock is off serves from its cache what the database calls live, no more.
         let now = OffsetDateTime::now_utc();
         Ok(self
-            .read_with_time_left(&digest)
+            .read_with_time_left(name)
             .await?
             .map(|(record, left)| Kept {
                 until: Some(now + time::Duration::seconds_f64(left.max(0.0))),

@@ -39,7 +39,7 @@ use crate::store::{
     Census, ClearInBatches, Result, SessionStore, StoreError, Stored, UserIndex, UserSession,
     TRIM_BATCH,
 };
-use crate::stores::near::{Cache, Kept, Watched};
+use crate::stores::near::{Cache, Kept, Name, Watched};
 
 pub(in crate::stores) use batch::Fields;
 use batch::Reads;
@@ -313,7 +313,12 @@ impl RedisStore {
     }
 
     fn redis_key(&self, key: &SessionKey) -> String {
-        self.redis_key_of(&key.digest_hex())
+        self.key_at(&key.digest())
+    }
+
+    /// The Redis key of the session whose key's digest is `name`.
+    pub(in crate::stores) fn key_at(&self, name: &Name) -> String {
+        self.redis_key_of(&SessionKey::hex(name))
     }
 
     /// The Redis key of the session whose digest in hex is `member`.
@@ -588,14 +593,6 @@ impl crate::stores::near::sealed::Sealed for RedisStore {}
 
 #[rocket::async_trait]
 impl Watched for RedisStore {
-    fn watched_name(&self, id: &str) -> Option<String> {
-        SessionKey::parse(id).map(|key| self.redis_key(&key))
-    }
-
-    fn handle_name(&self, handle: &str) -> String {
-        self.redis_key_of(handle)
-    }
-
     fn watch(&self, cache: Weak<Cache>) {
         let mut info = self.client.get_connection_info().clone();
         let resp3 = info
@@ -617,9 +614,9 @@ impl Watched for RedisStore {
         }
     }
 
-    /// The name is the Redis key: no second SHA-256 of the session key.
-    async fn load_watched(&self, _id: &str, name: &str) -> Result<Option<Kept>> {
-        let record = self.record_at(name).await?;
+    /// The name is the key's digest: no second SHA-256 of the session key.
+    async fn load_watched(&self, _id: &str, name: &Name) -> Result<Option<Kept>> {
+        let record = self.record_at(&self.key_at(name)).await?;
         Ok(record.map(|record| Kept {
             record,
             until: None,

@@ -8,6 +8,9 @@
 //! cache is confirmed when Redis's invalidation of that key comes back to the watcher. A
 //! watcher whose tracking misses the sessions' keys misses its heartbeats too. A watcher that
 //! hears none of them for [`SILENCE`] is opened again on a new connection.
+//!
+//! A session's key is the prefix and its key's digest in hex (what the cache names it by, read
+//! back); any other key under the prefix (a heartbeat, a user's set of sessions) evicts nothing.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -15,9 +18,10 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind, Value};
 
-use crate::stores::near::{keep_watching, Beats, Cache, Watch, HEARTBEAT, SILENCE};
+use crate::key::SessionKey;
+use crate::stores::near::{keep_watching, Beats, Cache, Name, Watch, HEARTBEAT, SILENCE};
 
-/// The near cache of a Redis store, by Redis key.
+/// The near cache of a Redis store.
 type Near = Cache;
 
 /// What a heartbeat's key holds after the prefix, before `<watcher>:<n>`.
@@ -63,6 +67,12 @@ impl Probes {
 fn is_probe(prefix: &str, key: &str) -> bool {
     key.strip_prefix(prefix)
         .is_some_and(|rest| rest.starts_with(PROBE))
+}
+
+/// The name of the session whose Redis key is `key`, if it is one: `prefix` and 64 lowercase
+/// hex digits.
+fn session_of(prefix: &str, key: &str) -> Option<Name> {
+    SessionKey::digest_of_hex(key.strip_prefix(prefix)?)
 }
 
 /// Watches the keys under `prefix` for `near`: a RESP3 connection of its own with client
@@ -170,8 +180,12 @@ fn apply(cache: &Near, prefix: &str, probes: &Probes, push: PushInfo) {
                     Value::BulkString(key) => std::str::from_utf8(key).ok(),
                     _ => None,
                 });
-                let (probe_keys, sessions): (Vec<&str>, Vec<&str>) =
+                let (probe_keys, others): (Vec<&str>, Vec<&str>) =
                     keys.partition(|key| is_probe(prefix, key));
+                let sessions: Vec<Name> = others
+                    .iter()
+                    .filter_map(|key| session_of(prefix, key))
+                    .collect();
                 if !sessions.is_empty() {
                     cache.evict(sessions);
                 }
@@ -220,28 +234,68 @@ mod tests {
         push(PushKind::Invalidate, vec![Value::Array(keys)])
     }
 
-    fn filled(names: &[&str]) -> Near {
-        crate::stores::near::filled(names, kept())
+    /// A session's name for the tests: `c` repeated.
+    fn name(c: u8) -> Name {
+        [c; 32]
+    }
+
+    /// The Redis key of the session `name(c)` under the prefix `p:`.
+    fn key(c: u8) -> String {
+        format!("p:{}", SessionKey::hex(&name(c)))
+    }
+
+    fn filled(names: &[u8]) -> Near {
+        let names: Vec<Name> = names.iter().map(|&c| name(c)).collect();
+        crate::stores::near::filled(&names, kept())
     }
 
     #[test]
     fn an_invalidation_evicts_the_keys_it_names() {
-        let cache = filled(&["p:a", "p:b", "p:c"]);
+        let cache = filled(b"abc");
         apply(
             &cache,
             "p:",
             &Probes::new("p:"),
-            invalidate(&["p:a", "p:c"]),
+            invalidate(&[&key(b'a'), &key(b'c')]),
         );
-        assert_eq!(cache.get("p:a"), None);
-        assert_eq!(cache.get("p:b"), Some(kept()));
-        assert_eq!(cache.get("p:c"), None);
+        assert_eq!(cache.get(&name(b'a')), None);
+        assert_eq!(cache.get(&name(b'b')), Some(kept()));
+        assert_eq!(cache.get(&name(b'c')), None);
+    }
+
+    #[test]
+    fn keys_read_back_as_names_and_other_keys_name_no_session() {
+        let hex = SessionKey::hex(&name(b'a'));
+        assert_eq!(session_of("p:", &key(b'a')), Some(name(b'a')));
+        assert_eq!(session_of("", &hex), Some(name(b'a')), "an empty prefix");
+        for other in [
+            format!("q:{hex}"),         // another prefix
+            format!("p:{}", &hex[1..]), // too short
+            format!("p:{hex}0"),        // too long
+            format!("p:{}", SessionKey::hex(&[0xab; 32]).to_uppercase()),
+            "p:user:ann".to_owned(),  // a user's set of sessions
+            Probes::new("p:").key(1), // a heartbeat
+        ] {
+            assert_eq!(session_of("p:", &other), None, "{other}");
+        }
+        // A key that names no session evicts nothing, and takes no fill's ticket away.
+        let cache = filled(b"a");
+        let ticket = cache.ticket().expect("watching");
+        apply(
+            &cache,
+            "p:",
+            &Probes::new("p:"),
+            invalidate(&["p:user:ann", &format!("q:{hex}")]),
+        );
+        assert_eq!(cache.get(&name(b'a')), Some(kept()));
+        cache.fill(name(b'b'), kept(), ticket);
+        assert_eq!(cache.get(&name(b'b')), Some(kept()));
     }
 
     #[test]
     fn an_invalidation_without_keys_flushes_everything() {
         // What Redis sends after FLUSHDB or FLUSHALL.
-        let cache = filled(&["p:a", "p:b"]);
+        let cache = filled(b"ab");
         let nil = push(PushKind::Invalidate, vec![Value::Nil]);
         apply(&cache, "p:", &Probes::new("p:"), nil);
         assert_eq!(cache.len(), 0);
@@ -250,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_stops_the_cache() {
-        let cache = filled(&["p:a"]);
+        let cache = filled(b"a");
         let lost = push(PushKind::Disconnection, vec![]);
         apply(&cache, "p:", &Probes::new("p:"), lost);
         assert!(!cache.watching());
@@ -259,7 +313,7 @@ mod tests {
 
     #[test]
     fn other_pushes_change_nothing() {
-        let cache = filled(&["p:a"]);
+        let cache = filled(b"a");
         let message = vec![Value::BulkString(b"channel".to_vec())];
         apply(
             &cache,
@@ -267,7 +321,7 @@ mod tests {
             &Probes::new("p:"),
             push(PushKind::Message, message),
         );
-        assert_eq!(cache.get("p:a"), Some(kept()));
+        assert_eq!(cache.get(&name(b'a')), Some(kept()));
     }
 
     #[test]
@@ -281,7 +335,12 @@ mod tests {
         apply(&cache, "p:", &probes, invalidate(&[&other.key(2)]));
         assert!(!cache.watching(), "another watcher's heartbeat");
         assert!(!probes.lately());
-        apply(&cache, "p:", &probes, invalidate(&["p:a", &probes.key(2)]));
+        apply(
+            &cache,
+            "p:",
+            &probes,
+            invalidate(&[&key(b'a'), &probes.key(2)]),
+        );
         assert!(cache.watching());
         assert!(probes.lately());
         // Heartbeat 1 was passed by 2: it is forgotten.
@@ -290,9 +349,9 @@ mod tests {
         let ticket = cache.ticket().expect("watching");
         probes.sent.note(3, Instant::now());
         apply(&cache, "p:", &probes, invalidate(&[&probes.key(3)]));
-        cache.fill("p:s".into(), kept(), ticket);
-        assert_eq!(cache.get("p:s"), Some(kept()));
-        assert!(is_probe("p:", &probes.key(3)) && !is_probe("p:", "p:abc"));
+        cache.fill(name(b's'), kept(), ticket);
+        assert_eq!(cache.get(&name(b's')), Some(kept()));
+        assert!(is_probe("p:", &probes.key(3)) && !is_probe("p:", &key(b's')));
     }
 
     #[test]

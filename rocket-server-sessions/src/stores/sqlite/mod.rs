@@ -26,10 +26,9 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-use crate::key::SessionKey;
 use crate::record::Record;
 use crate::store::{Result, StoreError};
-use crate::stores::near::{Cache, Kept, Watched};
+use crate::stores::near::{Cache, Kept, Name, Watched};
 use crate::stores::sql::write::Write;
 use crate::stores::sql::{self, OnPool, Row, RowsAffected, SqlBackend};
 
@@ -227,10 +226,6 @@ impl crate::stores::near::sealed::Sealed for SqliteStore {}
 /// this one loads. Expiry is this machine's clock, checked on every hit.
 #[rocket::async_trait]
 impl Watched for SqliteStore {
-    fn watched_name(&self, id: &str) -> Option<String> {
-        SessionKey::parse(id).map(|key| key.digest_hex())
-    }
-
     fn watch(&self, cache: std::sync::Weak<Cache>) {
         let Some(file) = &self.file else {
             log::info!("session near cache off: a SQLite database in memory has no file to watch");
@@ -240,13 +235,9 @@ impl Watched for SqliteStore {
         rocket::tokio::spawn(async move { file.writer.watch(&pool, cache).await });
     }
 
-    /// The name is the key's digest in hex: read back, not computed again.
-    async fn load_watched(&self, id: &str, name: &str) -> Result<Option<Kept>> {
-        let record = match SessionKey::digest_of_hex(name) {
-            Some(digest) => self.read(&digest).await?,
-            None => crate::store::SessionStore::load(self, id).await?,
-        };
-        Ok(record.map(|record| Kept {
+    /// The name is the key's digest: not computed again.
+    async fn load_watched(&self, _id: &str, name: &Name) -> Result<Option<Kept>> {
+        Ok(self.read(name).await?.map(|record| Kept {
             record,
             until: None,
         }))

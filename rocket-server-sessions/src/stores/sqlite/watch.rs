@@ -136,9 +136,12 @@ mod tests {
     use std::num::NonZeroUsize;
     use std::sync::Arc;
 
-    fn kept(cache: &Cache, name: &str) {
+    /// A session's name for the tests.
+    const A: crate::stores::near::Name = [b'a'; 32];
+
+    fn kept(cache: &Cache, name: crate::stores::near::Name) {
         let ticket = cache.ticket().expect("watching");
-        cache.fill(name.into(), crate::stores::near::kept(), ticket);
+        cache.fill(name, crate::stores::near::kept(), ticket);
     }
 
     #[test]
@@ -152,26 +155,23 @@ mod tests {
         let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
         let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
         assert!(cache.watching());
-        kept(&cache, "a");
+        kept(&cache, A);
 
         own.execute("INSERT INTO t VALUES (1)", [])
             .expect("own commit");
         assert!(watcher.poll(&own));
-        assert!(cache.get("a").is_some(), "its own commit drops nothing");
+        assert!(cache.get(&A).is_some(), "its own commit drops nothing");
 
         other
             .execute("INSERT INTO t VALUES (2)", [])
             .expect("commit");
-        assert!(cache.get("a").is_some(), "until the next poll");
+        assert!(cache.get(&A).is_some(), "until the next poll");
         assert!(watcher.poll(&own));
-        assert!(
-            cache.get("a").is_none(),
-            "another's commit drops every copy"
-        );
+        assert!(cache.get(&A).is_none(), "another's commit drops every copy");
 
-        kept(&cache, "a");
+        kept(&cache, A);
         assert!(watcher.poll(&own));
-        assert!(cache.get("a").is_some(), "nothing moved: kept");
+        assert!(cache.get(&A).is_some(), "nothing moved: kept");
 
         drop(cache);
         assert!(!watcher.poll(&own), "the cache is gone: the watcher ends");
@@ -186,7 +186,7 @@ mod tests {
             .expect("schema");
         let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
         let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
-        kept(&cache, "a");
+        kept(&cache, A);
         // A poll that fails, as on a file that cannot be read (here: not a database at all),
         // while another connection commits.
         let garbage = dir.path().join("garbage");
@@ -205,13 +205,10 @@ mod tests {
                 + Duration::from_millis(10),
         );
         assert!(!cache.watching());
-        assert!(cache.get("a").is_none());
+        assert!(cache.get(&A).is_none());
         assert!(watcher.poll(&own));
         assert!(cache.watching() && !watcher.failing);
-        assert!(
-            cache.get("a").is_none(),
-            "the commit made meanwhile is seen"
-        );
+        assert!(cache.get(&A).is_none(), "the commit made meanwhile is seen");
     }
 
     #[test]
