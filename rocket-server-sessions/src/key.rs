@@ -1,11 +1,22 @@
 //! Session keys: what the cookie of a server-side store holds.
 //!
-//! A key is 32 characters of `[a-z0-9]` drawn from the operating system's secure random source
+//! A key is 41 characters of `[a-z0-9]`: the time it was made (milliseconds since 1970 in nine
+//! base-36 digits) and 32 characters drawn from the operating system's secure random source
 //! (about 165 bits, as Django's `get_random_string(32, ...)`). Stores never keep the key itself:
-//! they keep its SHA-256 digest, so a copied table or backup cannot be replayed as cookies
+//! they keep a 32-byte id made from it ([`SessionKey::digest`]): the time in six bytes, then the
+//! first 26 bytes of the key's SHA-256, so a copied table or backup cannot be replayed as cookies
 //! (OWASP CheatSheetSeries PR #2133: a plain hash is enough for a 128-bit+ random id).
+//!
+//! Why the time: a store's index of sessions (SQLite's table, PostgreSQL's primary key) is a
+//! B-tree ordered by that id. With ids in random order every new session lands on a random leaf
+//! page, so a commit of 16 new sessions wrote 16 pages of 4 KB to SQLite's log; in time order
+//! they land on the last leaf, and the same commit writes one or two (BENCHMARKS.md, item 16).
+//!
+//! Keys of 32 random characters, which earlier versions issued, are still accepted: their id is
+//! their plain SHA-256, as it was, so sessions made before stay signed in.
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -13,6 +24,15 @@ use sha2::{Digest, Sha256};
 
 /// The characters a key is made of: lowercase only, as Django's (case-insensitive file systems).
 const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Base-36 digits in their order, for the time at the head of a key (so keys sort by time too).
+const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Digits of the time at a key's head: 36⁹ ms is 3,200 years, and less than 2⁴⁸.
+const TIME_LEN: usize = 9;
+
+/// Random characters after the time.
+const RANDOM_LEN: usize = 32;
 
 const KEY_LEN: usize = SessionKey::LEN;
 
@@ -25,15 +45,28 @@ pub struct SessionKey(String);
 
 impl SessionKey {
     /// The length of a key in characters.
-    pub const LEN: usize = 32;
+    pub const LEN: usize = TIME_LEN + RANDOM_LEN;
 
-    /// A new key from the OS's secure random source.
+    /// The length of the keys earlier versions issued (32 random characters), still accepted.
+    pub const OLD_LEN: usize = RANDOM_LEN;
+
+    /// A new key: the time now, then characters from the OS's secure random source.
     pub fn generate() -> Self {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let mut key = String::with_capacity(KEY_LEN);
+        let mut head = [b'0'; TIME_LEN];
+        let mut rest = u64::try_from(millis).unwrap_or(u64::MAX) % 36u64.pow(TIME_LEN as u32);
+        for digit in head.iter_mut().rev() {
+            *digit = DIGITS[(rest % 36) as usize];
+            rest /= 36;
+        }
+        key.extend(head.iter().map(|&d| char::from(d)));
         // One read of the OS's source for the whole key, not one per character (a system call
         // each). A byte below 252 (7 × 36) picks a character uniformly; the rest are drawn again.
         const ZONE: u8 = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
-        let mut key = String::with_capacity(KEY_LEN);
-        let mut bytes = [0u8; KEY_LEN + KEY_LEN / 4];
+        let mut bytes = [0u8; RANDOM_LEN + RANDOM_LEN / 4];
         while key.len() < KEY_LEN {
             OsRng.fill_bytes(&mut bytes);
             key.extend(
@@ -47,12 +80,13 @@ impl SessionKey {
         SessionKey(key)
     }
 
-    /// The key in `value` if it is well formed: exactly [`SessionKey::LEN`] characters of `[a-z0-9]`.
+    /// The key in `value` if it is well formed: [`SessionKey::LEN`] characters of `[a-z0-9]`
+    /// (or [`SessionKey::OLD_LEN`], a key of an earlier version).
     ///
     /// Anything else (empty, too long, upper case, punctuation, non-ASCII) is `None`: such a
     /// cookie is ignored and never adopted.
     pub fn parse(value: &str) -> Option<Self> {
-        let well_formed = value.len() == KEY_LEN
+        let well_formed = (value.len() == KEY_LEN || value.len() == Self::OLD_LEN)
             && value
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
@@ -64,9 +98,21 @@ impl SessionKey {
         &self.0
     }
 
-    /// The SHA-256 digest of the key: what a store keeps in place of the key.
+    /// The id a store keeps in place of the key: the key's time in six bytes (big-endian
+    /// milliseconds), then the first 26 bytes of its SHA-256. A key of an earlier version (no
+    /// time) has its plain SHA-256, as it had.
     pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.0.as_bytes()).into()
+        let hash: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
+        if self.0.len() == Self::OLD_LEN {
+            return hash;
+        }
+        let millis = self.0.as_bytes()[..TIME_LEN]
+            .iter()
+            .fold(0u64, |n, &c| n * 36 + u64::from(base36(c)));
+        let mut id = [0u8; 32];
+        id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        id[6..].copy_from_slice(&hash[..26]);
+        id
     }
 
     /// The digest in lowercase hex, for stores whose keys are text.
@@ -106,6 +152,14 @@ impl SessionKey {
     }
 }
 
+/// The value of a base-36 digit of [`DIGITS`] (a key holds nothing else).
+fn base36(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
+    }
+}
+
 impl fmt::Display for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -133,6 +187,46 @@ mod tests {
     }
 
     #[test]
+    fn keys_begin_with_the_time_they_were_made() {
+        let now = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis() as u64
+        };
+        let before = now();
+        let key = SessionKey::generate();
+        let after = now();
+        let made = u64::from_str_radix(&key.as_str()[..TIME_LEN], 36).expect("base 36");
+        assert!((before..=after).contains(&made), "{before} {made} {after}");
+        let id = key.digest();
+        assert_eq!(
+            id[..6],
+            made.to_be_bytes()[2..],
+            "the id begins with the time"
+        );
+        let hash: [u8; 32] = Sha256::digest(key.as_str().as_bytes()).into();
+        assert_eq!(id[6..], hash[..26], "then the head of the key's SHA-256");
+    }
+
+    #[test]
+    fn ids_of_later_keys_sort_after() {
+        let first = SessionKey::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = SessionKey::generate();
+        assert!(first.digest()[..6] < second.digest()[..6]);
+        assert!(first.as_str()[..TIME_LEN] < second.as_str()[..TIME_LEN]);
+    }
+
+    #[test]
+    fn the_largest_time_fits_six_bytes() {
+        let key = SessionKey::parse(&format!("{}{}", "z".repeat(9), "a".repeat(32))).expect("ok");
+        let millis = 36u64.pow(TIME_LEN as u32) - 1;
+        assert!(millis < 1 << 48);
+        assert_eq!(key.digest()[..6], millis.to_be_bytes()[2..]);
+    }
+
+    #[test]
     fn generated_keys_use_the_whole_alphabet() {
         let seen: std::collections::HashSet<u8> = (0..200)
             .flat_map(|_| SessionKey::generate().0.into_bytes())
@@ -146,8 +240,11 @@ mod tests {
         for bad in [
             "",
             "1",
-            "abcdefghijklmnopqrstuvwxyz01234",   // 31
-            "abcdefghijklmnopqrstuvwxyz0123456", // 33
+            "abcdefghijklmnopqrstuvwxyz01234",            // 31
+            "abcdefghijklmnopqrstuvwxyz0123456",          // 33
+            "0000000000abcdefghijklmnopqrstuvwxyz0123",   // 40
+            "000000000000abcdefghijklmnopqrstuvwxyz0123", // 42
+            "000000000ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
             "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
             "abcdefghijklmnopqrstuvwxyz01234;",
             "abcdefghijklmnopqrstuvwxyz01234é",
@@ -159,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn digest_is_sha256_of_the_key() {
+    fn an_old_keys_digest_is_its_sha256() {
         let key = SessionKey::parse("abcdefghijklmnopqrstuvwxyz012345").expect("valid");
         let hex = key.digest_hex();
         // printf abcdefghijklmnopqrstuvwxyz012345 | sha256sum

@@ -5,7 +5,7 @@
 //! and saved after the response only if it changed. Concurrent requests of one visitor merge
 //! their changes instead of losing them; a session that was logged out is never brought back
 //! by a request that was still running; the cookie gets `HttpOnly`, `SameSite=Lax` and
-//! `Vary: Cookie` by default; stores keep the SHA-256 of each key, never the key.
+//! `Vary: Cookie` by default; stores keep a SHA-256 digest of each key, never the key.
 //!
 //! # Layers
 //! Each layer uses only the ones below it:

@@ -301,7 +301,7 @@ pub const TRIM_BATCH: usize = 1000;
 /// A session of a user, as [`UserIndex::user_sessions`] lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserSession {
-    /// What the store names the session by (the SHA-256 of its key, in hex): never its key.
+    /// What the store names the session by (its key's digest, in hex): never its key.
     /// It grants nothing (a load takes the key; [`UserIndex::end_user_session`], which takes
     /// the handle, takes its user too), so a page may show it to its user to name the session.
     pub handle: String,

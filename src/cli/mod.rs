@@ -160,7 +160,7 @@ pub enum Error {
     #[error("session.backend = \"{0}\": this store cannot count its sessions")]
     CannotCount(String),
     /// The value given is not a session key at all.
-    #[error("not a session key: the {0} cookie holds 32 characters of a-z and 0-9")]
+    #[error("not a session key: the {0} cookie holds 41 characters of a-z and 0-9")]
     MalformedKey(String),
     /// No session has this key.
     #[error("no session has this key (it was never created, or was flushed or cleared)")]

@@ -313,7 +313,7 @@ async fn run(mode: Mode) {
         .session_cookie()
         .await
         .expect("the first visit sets a session cookie");
-    assert_eq!(first.value().len(), 32, "a 32-character key: {first:?}");
+    assert_eq!(first.value().len(), 41, "a 41-character key: {first:?}");
     assert_eq!(first.http_only(), Some(true), "{first:?}");
     match mode {
         Mode::Persistent => {

@@ -27,12 +27,13 @@ fn hostile_values() -> Vec<String> {
         "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".into(),
         "../../../../etc/passwd".into(),
         "' OR '1'='1".into(),
-        "abcdefghijklmnopqrstuvwxyz012345".into(), // well formed, unknown
+        "abcdefghijklmnopqrstuvwxyz012345".into(), // well formed (as earlier versions made them), unknown
+        "000000000abcdefghijklmnopqrstuvwxyz012345".into(), // well formed, unknown
     ]
 }
 
 fn is_key(value: &str) -> bool {
-    value.len() == 32
+    value.len() == 41
         && value
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())

@@ -47,7 +47,7 @@ fn in_an_hour() -> OffsetDateTime {
 }
 
 fn is_well_formed_key(s: &str) -> bool {
-    s.len() == SessionKey::LEN
+    (s.len() == SessionKey::LEN || s.len() == SessionKey::OLD_LEN)
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
@@ -183,13 +183,16 @@ fn arb_rfc3339_date() -> impl Strategy<Value = OffsetDateTime> {
 proptest! {
     #![proptest_config(config(512))]
 
-    /// `parse` never panics, and accepts exactly 32 characters of `[a-z0-9]`.
+    /// `parse` never panics, and accepts exactly 41 characters of `[a-z0-9]` (or 32, a key of
+    /// an earlier version).
     #[test]
     fn key_parse_accepts_exactly_well_formed_keys(value in prop_oneof![
         any::<String>(),
         "[a-z0-9]{30,34}",
+        "[a-z0-9]{39,43}",
         "[a-zA-Z0-9;=%\"\\\\ é\u{0}]{32}",
-        "[a-z0-9]{0,40}",
+        "[a-zA-Z0-9;=%\"\\\\ é\u{0}]{41}",
+        "[a-z0-9]{0,50}",
     ]) {
         let parsed = SessionKey::parse(&value);
         prop_assert_eq!(parsed.is_some(), is_well_formed_key(&value));
@@ -198,9 +201,10 @@ proptest! {
         }
     }
 
-    /// Every well-formed key parses, and its digest is the SHA-256 of the key.
+    /// Every well-formed key of an earlier version parses, and its digest is the SHA-256 of the
+    /// key, as it was.
     #[test]
-    fn well_formed_keys_parse(value in "[a-z0-9]{32}") {
+    fn well_formed_old_keys_parse(value in "[a-z0-9]{32}") {
         let key = SessionKey::parse(&value).expect("well formed");
         prop_assert_eq!(key.as_str(), value.as_str());
         let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
@@ -210,11 +214,25 @@ proptest! {
         prop_assert!(!format!("{key:?}").contains(&value), "Debug leaks the key");
     }
 
+    /// Every well-formed key parses, and its digest is the time its first nine characters
+    /// spell (base-36 milliseconds, six bytes big-endian), then the head of its SHA-256.
+    #[test]
+    fn well_formed_keys_parse(value in "[a-z0-9]{41}") {
+        let key = SessionKey::parse(&value).expect("well formed");
+        prop_assert_eq!(key.as_str(), value.as_str());
+        let millis = u64::from_str_radix(&value[..9], 36).expect("base 36");
+        let hash: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+        let digest = key.digest();
+        prop_assert_eq!(&digest[..6], &millis.to_be_bytes()[2..]);
+        prop_assert_eq!(&digest[6..], &hash[..26]);
+        prop_assert!(!format!("{key:?}").contains(&value), "Debug leaks the key");
+    }
+
     /// A well-formed key with one character changed to anything outside `[a-z0-9]` is refused.
     #[test]
     fn keys_with_one_bad_character_are_refused(
-        value in "[a-z0-9]{32}",
-        at in 0..SessionKey::LEN,
+        value in prop_oneof!["[a-z0-9]{41}", "[a-z0-9]{32}"],
+        at in 0..SessionKey::OLD_LEN,
         bad in any::<char>().prop_filter("outside the alphabet", |c| {
             !(c.is_ascii_lowercase() || c.is_ascii_digit())
         }),
@@ -230,7 +248,8 @@ proptest! {
     #[test]
     fn cookie_headers_yield_only_well_formed_keys(header in prop_oneof![
         any::<String>(),
-        r"(sessionid|other|session id|SESSIONID)=[a-z0-9%;=\x22 é\x00]{0,40}(; (sessionid|x)=[a-z0-9%]{0,34}){0,3}",
+        r"(sessionid|other|session id|SESSIONID)=[a-z0-9%;=\x22 é\x00]{0,45}(; (sessionid|x)=[a-z0-9%]{0,43}){0,3}",
+        "[a-z0-9]{41}".prop_map(|k| format!("a=1; sessionid={k}; b=2")),
         "[a-z0-9]{32}".prop_map(|k| format!("a=1; sessionid={k}; b=2")),
     ]) {
         if let Some(value) = session_cookie_of_header(&header) {
@@ -353,6 +372,7 @@ proptest! {
     fn cookie_store_load_of_anything(value in prop_oneof![
         any::<String>(),
         "[A-Za-z0-9+/=]{0,200}",
+        "[a-z0-9]{41}",
         "[a-z0-9]{32}",
     ]) {
         let store = cookie_store();

@@ -24,6 +24,7 @@ use rocket_server_sessions::stores::{
 };
 use serde_json::json;
 use services::{PgSchema, RedisPrefix};
+use sha2::Digest;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
@@ -66,7 +67,7 @@ store_suite!(cookie, new_cookie_store(), skip {
     update_of_an_unknown_or_malformed_id_is_refused_and_stores_nothing =>
         "update seals the record it is given; it never opens the old cookie",
     create_returns_distinct_well_formed_keys =>
-        "ids are sealed sessions in base64, not 32-character keys",
+        "ids are sealed sessions in base64, not 41-character keys",
     update_over_a_stale_version_is_refused_and_changes_nothing =>
         "no stored version to compare with: the last response's cookie wins",
     update_of_a_deleted_session_is_refused_and_never_brings_it_back =>
@@ -767,15 +768,19 @@ async fn postgres_judges_expiry_by_the_databases_clock_in_loads_counts_and_clear
 const TABLE_BEFORE_USERS: &str = "CREATE TABLE session (key_hash BYTEA PRIMARY KEY, \
      data TEXT NOT NULL, expires BIGINT NOT NULL, version BIGINT NOT NULL DEFAULT 1)";
 
-/// A session in a table made before users: its key, stored by hand as that version did.
+/// A session in a table made before users: its key (32 random characters, as keys were then,
+/// before they began with their time), stored by hand as that version did, under the key's
+/// plain SHA-256.
 fn session_before_users() -> (SessionKey, Vec<u8>, i64) {
-    let key = SessionKey::generate();
-    let digest = key.digest().to_vec();
+    let new = SessionKey::generate();
+    let random = &new.as_str()[SessionKey::LEN - SessionKey::OLD_LEN..];
+    let key = SessionKey::parse(random).expect("a key of an earlier version is well formed");
+    let digest = sha2::Sha256::digest(random.as_bytes()).to_vec();
     (key, digest, in_an_hour().unix_timestamp())
 }
 
-/// After `migrate` of a table made before users: the old session still loads, a session
-/// signed in is listed, and a second `migrate` changes nothing.
+/// After `migrate` of a table made before users: the old session (and its old key) still
+/// loads and saves, a session signed in is listed, and a second `migrate` changes nothing.
 async fn assert_migrated_from_before_users(
     sql: rocket_server_sessions::stores::SqlStore,
     old: &SessionKey,
@@ -787,10 +792,19 @@ async fn assert_migrated_from_before_users(
     }
     let store = sql.into_store();
     let loaded = store.load(old.as_str()).await.expect("loads");
-    assert_eq!(
-        loaded.map(|record| record.data),
-        Some(data(json!({"visits": 3})))
-    );
+    let loaded = loaded.expect("the old key still opens its session");
+    assert_eq!(loaded.data, data(json!({"visits": 3})));
+    let record = Record {
+        data: data(json!({"visits": 4})),
+        ..loaded
+    };
+    store
+        .update(old.as_str(), &record)
+        .await
+        .expect("saves")
+        .expect("the old key's session is saved in place");
+    let loaded = store.load(old.as_str()).await.expect("loads");
+    assert_eq!(loaded.map(|r| r.data), Some(data(json!({"visits": 4}))));
     let data = data(json!({ rocket_server_sessions::USER_KEY: "ann" }));
     store.create(&data, in_an_hour()).await.expect("creates");
     let users = store

@@ -334,7 +334,7 @@ pub async fn create_then_load_round_trips_the_data_the_expiry_and_version_one(
     );
 }
 
-/// Rule: `create` never reuses a live id; a server-side store's ids are keys (32 of [a-z0-9]).
+/// Rule: `create` never reuses a live id; a server-side store's ids are keys (41 of [a-z0-9]).
 pub async fn create_returns_distinct_well_formed_keys(store: &dyn SessionStore) {
     let mut ids = HashSet::new();
     for n in 0..100 {

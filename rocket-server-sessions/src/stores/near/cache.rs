@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use schnellru::{ByLength, LruMap};
 
-/// The name of a session in the cache: the SHA-256 digest of its key, which every store keeps
+/// The name of a session in the cache: the digest of its key, which every store keeps
 /// in place of the key and under which (in hex) its watcher hears of changes.
 pub type Name = [u8; 32];
 

@@ -138,8 +138,8 @@ pub(crate) mod sealed {
 /// stores (PostgreSQL reports changes; on a SQLite file the writer polls for them).
 #[rocket::async_trait]
 pub trait Watched: SessionStore + sealed::Sealed {
-    /// The name under which the watcher reports changes to the session `id`: the SHA-256
-    /// digest of its key, as every store keeps it; `None` for an id that names no stored
+    /// The name under which the watcher reports changes to the session `id`: the digest of
+    /// its key ([`SessionKey::digest`]), as every store keeps it; `None` for an id that names no stored
     /// session (a malformed one).
     fn watched_name(&self, id: &str) -> Option<Name> {
         SessionKey::parse(id).map(|key| key.digest())

@@ -5,8 +5,8 @@
 -- the triggers notify, written CHANNEL here, is the store's (SqlStore::with_channel).
 SELECT pg_advisory_xact_lock(7526353065616936531);
 
--- The primary key is the SHA-256 digest of the session key, never the key itself, so a copy of
--- this table cannot be replayed as cookies. `expires` is unix seconds.
+-- The primary key is the session key's digest (its time, then its SHA-256: SessionKey::digest),
+-- never the key itself, so a copy of this table cannot be replayed as cookies. `expires` is unix seconds.
 -- `user_id` is the user the session is signed in as (NULL for a visitor), indexed where set.
 CREATE TABLE IF NOT EXISTS session (
     key_hash BYTEA PRIMARY KEY,

@@ -1,6 +1,6 @@
 //! Sessions in Redis (Django's `backends.cache`).
 //!
-//! A session is a hash under `<prefix><sha256 of the key in hex>` with fields `v` (version),
+//! A session is a hash under `<prefix><the key's digest in hex>` with fields `v` (version),
 //! `d` (the JSON data) and `e` (expiry, unix seconds), and a TTL at its expiry: Redis drops
 //! expired sessions itself. Creating and updating are Lua scripts, so a save is one atomic
 //! compare-and-swap on the version, as in the SQL store. A hash with a negative version is no

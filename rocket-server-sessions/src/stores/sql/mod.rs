@@ -2,8 +2,8 @@
 //! keep sessions in the same table and run the same statements on it, each on its own
 //! database's connections.
 //!
-//! Table `session` (each store's `schema.sql`, made by its `migrate`): `key_hash` (the SHA-256
-//! of the key, primary key), `data` (the JSON object), `expires` (unix seconds), `version`,
+//! Table `session` (each store's `schema.sql`, made by its `migrate`): `key_hash` (the key's
+//! digest, [`SessionKey::digest`], primary key), `data` (the JSON object), `expires` (unix seconds), `version`,
 //! `user_id` (the user it is signed in as, from `USER_KEY`; indexed where set, for
 //! `user_sessions`). Every operation is one statement: a load is one `SELECT`, a save one
 //! conditional `UPDATE` (a compare-and-swap on `version`, so concurrent saves merge instead of
