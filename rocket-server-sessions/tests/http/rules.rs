@@ -3,6 +3,7 @@
 use crate::common::*;
 use rocket::http::{Header, Status};
 use rocket::local::asynchronous::LocalResponse;
+use rocket_server_sessions::store::SessionKey;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -20,7 +21,7 @@ fn assert_persistent_cookie(header: &str, max_age: i64) {
     let parts: Vec<&str> = header.split("; ").collect();
     let value = cookie_value(header);
     assert_eq!(parts[0], format!("sessionid={value}"));
-    assert_eq!(value.len(), 32);
+    assert_eq!(value.len(), SessionKey::LEN);
     assert!(value
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
@@ -244,7 +245,7 @@ async fn malformed_cookies_start_a_fresh_session() {
         assert_eq!(response.status(), Status::Ok);
         let key = new_key(&response);
         assert_ne!(key, bad);
-        assert_eq!(key.len(), 32);
+        assert_eq!(key.len(), SessionKey::LEN);
     }
 }
 
