@@ -40,6 +40,7 @@
 # the axum app as they are, to see what its pool's settings change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 SECS=${1:-5}
 ROUNDS=${2:-3}
@@ -183,8 +184,6 @@ echo "   Rango: $RANGO_HEAD B of headers, $RANGO_BODY B of page;" \
     "axum: $AXUM_HEAD B, $AXUM_BODY B" >&2
 
 # CPU time (user and system, clock ticks) the process $1 has used so far.
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # axum_case CASE: one case on the axum app, a fresh SQLite file. Appends
 # "axum CASE req/s p50 p99 rss_kB errors server_us" to $WORK/results (bench/run.sh's fields,
@@ -206,25 +205,12 @@ axum_case() {
     stop_server
     # The sessions the case left: one for read (no save), one per request for write.
     [ "$sessions" = on ] && sqlite3 "$db" 'SELECT count(*) FROM tower_sessions' >"$WORK/rows"
-    awk -v name="$case" -v rss="$rss" -v server=$(((after - before) * TICK_US)) '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-            return v
-        }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /^Requests\/sec/ { rps = $2 }
-        /requests in/ { requests = $1 }
-        /Non-2xx/ { errors += $5 }
-        /Socket errors/ { errors += $4 + $6 + $8 + $10 }
-        END {
-            if (requests == 0) requests = 1
-            printf "axum %s %.0f %.2f %.2f %d %d %.1f\n", name, rps, p50, p99, rss, errors,
-                server / requests
-        }
-    ' "$WORK/wrk.out" >"$WORK/line"
+    local rps p50 p99 errors requests
+    read -r rps p50 p99 errors requests < <(wrk_figures "$WORK/wrk.out")
+    [ "$requests" -gt 0 ] || requests=1
+    awk -v line="axum $case $rps $p50 $p99 $rss $errors" -v requests="$requests" \
+        -v server=$(((after - before) * TICK_US)) \
+        'BEGIN { printf "%s %.1f\n", line, server / requests }' >"$WORK/line"
     if [ "$sessions" = on ]; then
         echo "   (axum $case: the session table holds $(cat "$WORK/rows") rows after the warm-up" \
             "and $(awk '/requests in/ { print $1 }' "$WORK/wrk.out") measured requests)" >&2

@@ -30,3 +30,38 @@ request = function()
 end
 LUA
 }
+
+# wrk_figures FILE: from wrk's output (with --latency) in FILE, "req/s p50_ms p99_ms errors
+# requests" (errors: non-2xx answers and socket errors).
+wrk_figures() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /^Requests\/sec/ { rps = $2 }
+        /requests in/ { requests = $1 }
+        /Non-2xx/ { errors += $5 }
+        /Socket errors/ { errors += $4 + $6 + $8 + $10 }
+        END { printf "%.0f %.2f %.2f %d %d\n", rps, p50, p99, errors, requests }
+    ' "$1"
+}
+
+# cpu_ticks PIDS [NAME]: the CPU time (user and system, clock ticks of TICK_US microseconds)
+# used so far by the processes PIDS, or by every process named NAME when PIDS is empty (0 if
+# none runs).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_ticks() {
+    local pids=$1
+    [ -n "$pids" ] || pids=$(pgrep -x "$2" || true)
+    local pid total=0 t
+    for pid in $pids; do
+        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
+        total=$((total + t))
+    done
+    echo "$total"
+}

@@ -181,20 +181,6 @@ start_server() {
     exit 1
 }
 
-# CPU time (user and system, clock ticks) used so far by the process $1, or by every process
-# named $2 when $1 is empty (the store's server: postgres, redis-server; 0 if none runs).
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
-cpu_ticks() {
-    local pids=$1
-    [ -n "$pids" ] || pids=$(pgrep -x "$2" || true)
-    local pid total=0 t
-    for pid in $pids; do
-        t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || continue
-        total=$((total + t))
-    done
-    echo "$total"
-}
-
 # The store's own server process name, for its CPU per request (none for SQLite and cookies).
 store_process() {
     case $1 in
@@ -256,27 +242,14 @@ run_case() {
         return
     fi
     stop_server
-    awk -v store="$store" -v name="$case" -v rss="$rss" \
+    local rps p50 p99 errors requests
+    read -r rps p50 p99 errors requests < <(wrk_figures "$WORK/wrk.out")
+    [ "$requests" -gt 0 ] || requests=1
+    awk -v line="$store $case $rps $p50 $p99 $rss $errors" \
         -v server=$(((server_after - server_before) * TICK_US)) \
-        -v backend=$(((store_after - store_before) * TICK_US)) '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-            return v
-        }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /^Requests\/sec/ { rps = $2 }
-        /requests in/ { requests = $1 }
-        /Non-2xx/ { errors += $5 }
-        /Socket errors/ { errors += $4 + $6 + $8 + $10 }
-        END {
-            if (requests == 0) requests = 1
-            printf "%s %s %.0f %.2f %.2f %d %d %.1f %.1f\n", store, name, rps, p50, p99, rss,
-                errors, server / requests, backend / requests
-        }
-    ' "$WORK/wrk.out" | tee -a "$WORK/results" >&2
+        -v backend=$(((store_after - store_before) * TICK_US)) -v requests="$requests" \
+        'BEGIN { printf "%s %.1f %.1f\n", line, server / requests, backend / requests }' |
+        tee -a "$WORK/results" >&2
 }
 
 # The SQLite URL of a fresh database file named $1.
