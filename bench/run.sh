@@ -11,9 +11,9 @@
 # the machine's own services, are not pinned. Beside req/s, each case gives the CPU time per
 # request of the server process and of the store's own server (every `postgres` process, or
 # `redis-server`), from /proc/<pid>/stat over the measured run: where a store shares the two
-# cores, a gap in req/s that is the store's CPU is not the session layer's. All the cases run ROUNDS times, one round after
-# the other, and each case reports its best round (other work on the machine only ever slows a
-# case down; interleaved rounds give every case the same chances).
+# cores, a gap in req/s that is the store's CPU is not the session layer's. All the cases run
+# ROUNDS times, one round after the other, and each case reports its best round (other work on
+# the machine only ever slows a case down; interleaved rounds give every case the same chances).
 #
 # Cases, for each store (SQLite, PostgreSQL, Redis, Redis in front of SQLite, sealed cookies):
 #   ceiling  `session.enabled = false`: the same page and the same queries, no store I/O
