@@ -106,9 +106,8 @@ impl SessionKey {
         if self.0.len() == Self::OLD_LEN {
             return hash;
         }
-        let millis = self.0.as_bytes()[..TIME_LEN]
-            .iter()
-            .fold(0u64, |n, &c| n * 36 + u64::from(base36(c)));
+        // Nine base-36 digits (`parse` let in nothing else) are below 36⁹ < 2⁴⁸: six bytes.
+        let millis = u64::from_str_radix(&self.0[..TIME_LEN], 36).unwrap_or(0);
         let mut id = [0u8; 32];
         id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
         id[6..].copy_from_slice(&hash[..26]);
@@ -149,14 +148,6 @@ impl SessionKey {
             *byte = nibble(bytes[2 * i])? << 4 | nibble(bytes[2 * i + 1])?;
         }
         Some(digest)
-    }
-}
-
-/// The value of a base-36 digit of [`DIGITS`] (a key holds nothing else).
-fn base36(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        _ => c - b'a' + 10,
     }
 }
 
