@@ -48,7 +48,8 @@
 # the session layer without the run-to-run noise of req/s; they leave out the kernel's work
 # (system calls, context switches), which req/s includes. Runs much shorter than 10 s move more. The cases default to "ceiling read read_uncached about_ceiling about_read",
 # one round, no big table; the result goes to the "instructions" section of BENCHMARKS.md.
-# Needs valgrind (apt-get install valgrind).
+# BENCH_PROFILES=DIR keeps each case's callgrind output there, as STORE-CASE.callgrind, for
+# callgrind_annotate. Needs valgrind (apt-get install valgrind).
 #
 # Needs wrk, curl, sqlite3, psql and redis-cli (Debian: apt-get install wrk curl sqlite3
 # postgresql-client redis-tools). All traffic stays on 127.0.0.1; every run of wrk is bounded
@@ -233,6 +234,9 @@ run_case() {
     if [ "$COUNT" = instructions ]; then
         callgrind_control -d "$SERVER" >/dev/null
         stop_server
+        if [ -n "${BENCH_PROFILES:-}" ]; then
+            cp "$WORK/callgrind.out.1" "$BENCH_PROFILES/$store-$case.callgrind"
+        fi
         # Instructions per request in place of req/s.
         local total requests
         total=$(callgrind_annotate "$WORK/callgrind.out.1" |

@@ -176,8 +176,7 @@ impl<'r> Session<'r> {
 
     /// The value under `key` as a `T`; `None` when absent or not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let value = self.state().data.get(key)?.clone();
-        match serde_json::from_value(value) {
+        match T::deserialize(self.state().data.get(key)?) {
             Ok(value) => Some(value),
             Err(e) => {
                 log::warn!("session value {key:?} is not of the type asked for: {e}");

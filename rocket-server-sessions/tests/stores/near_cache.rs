@@ -231,6 +231,7 @@ near_cache_suite!(
     an_unchanged_session_is_loaded_from_the_near_cache,
     this_servers_own_writes_are_seen_at_once,
     another_servers_update_and_logout_are_seen,
+    a_big_sessions_copy_is_served_and_dropped_alike,
     a_change_made_outside_any_store_is_seen,
     changes_made_while_the_watcher_was_away_are_not_served,
     an_expired_session_is_not_served_from_the_near_cache,
@@ -254,6 +255,7 @@ on_sqlite!(
     an_unchanged_session_is_loaded_from_the_near_cache,
     this_servers_own_writes_are_seen_at_once,
     another_servers_update_and_logout_are_seen,
+    a_big_sessions_copy_is_served_and_dropped_alike,
     a_change_made_outside_any_store_is_seen,
     an_expired_session_is_not_served_from_the_near_cache,
 );
@@ -374,6 +376,53 @@ async fn another_servers_update_and_logout_are_seen(db: &impl Database) {
     let hits = a.hits();
     assert_eq!(visits(&a, &id).await, Some(2));
     assert!(a.hits() > hits, "cached again");
+    b.delete(&id).await.expect("deletes");
+    assert!(
+        eventually(|| async { visits(&a, &id).await.is_none() }).await,
+        "server A sees B's logout"
+    );
+}
+
+/// A session of 4 KB is held decoded rather than as its text: served the same, and dropped on
+/// another server's change the same.
+async fn a_big_sessions_copy_is_served_and_dropped_alike(db: &impl Database) {
+    let a = db.cached().await;
+    assert!(
+        eventually(|| async { a.watching() }).await,
+        "the near cache starts watching"
+    );
+    let mut big = data(1);
+    big.insert("pad".into(), "x".repeat(4096).into());
+    let Stored { id, .. } = a.create(&big, in_an_hour()).await.expect("created");
+    assert!(
+        eventually(|| async {
+            let hits = a.hits();
+            a.load(&id).await.expect("loads").is_some() && a.hits() > hits
+        })
+        .await,
+        "the session is cached"
+    );
+    let hits = a.hits();
+    let hit = a.load(&id).await.expect("loads").expect("live");
+    assert_eq!(
+        (hit.data, a.hits()),
+        (big.clone(), hits + 1),
+        "served whole"
+    );
+
+    let b = db.cached().await;
+    let record = b.load(&id).await.expect("loads").expect("live");
+    let mut changed = record.data.clone();
+    changed.insert("visits".into(), 2.into());
+    let saved = Record {
+        data: changed,
+        ..record
+    };
+    assert!(b.update(&id, &saved).await.expect("saves").is_some());
+    assert!(
+        eventually(|| async { visits(&a, &id).await == Some(2) }).await,
+        "server A sees B's update"
+    );
     b.delete(&id).await.expect("deletes");
     assert!(
         eventually(|| async { visits(&a, &id).await.is_none() }).await,

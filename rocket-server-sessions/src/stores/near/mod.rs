@@ -67,23 +67,36 @@ pub struct Kept {
     pub until: Option<OffsetDateTime>,
 }
 
-/// What the cache holds of a session: a [`Kept`] with its data encoded, decoded again on every
-/// hit, and its dates in nanoseconds: 40 bytes in the cache's table, and one allocation, the
-/// JSON text. A decoded map (a `BTreeMap` node of eleven slots, and a string per key and value)
-/// took several times the memory: a server holding 100,000 sessions of two small keys each
-/// peaked at 176 MB of RSS; with the text behind an `Arc`, `OffsetDateTime`s and an LRU node
-/// allocated per session, at 99-120 MB; as here, at 60-62 MB, against 38 MB with no near cache
-/// (`bench/near_rss.sh` in the repository, BENCHMARKS.md, "What each change bought", 14 and
-/// 15). Decoding costs about what cloning the map did.
+/// What the cache holds of a session: a [`Kept`] with its data in a [`Form`] and its dates in
+/// nanoseconds: 40 bytes in the cache's table, and one allocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
-    data: Box<str>,
+    data: Form,
     /// The record's `expires`, in nanoseconds since the Unix epoch.
     expires: i64,
     version: i64,
     /// [`Kept::until`] in nanoseconds since the Unix epoch, or [`WATCHED`] for `None`.
     until: i64,
 }
+
+/// A held session's data. Small sessions, the many, are held as their JSON text, decoded again
+/// on every hit: a decoded map (a `BTreeMap` node of eleven slots, and a string per key and
+/// value) took several times the memory: a server holding 100,000 sessions of two small keys
+/// each peaked at 176 MB of RSS; with the text behind an `Arc`, `OffsetDateTime`s and an LRU
+/// node allocated per session, at 99-120 MB; as here, at 60-62 MB, against 38 MB with no near
+/// cache (`bench/near_rss.sh` in the repository, BENCHMARKS.md, "What each change bought", 14
+/// and 15). Decoding costs about 3 instructions a byte, though: sessions of [`DECODED_FROM`]
+/// bytes of text or more, the few, are held decoded and cloned on a hit (a long string is one
+/// copy), so a 4 KB session is served about as fast as a small one (item 17). Both forms fit
+/// in 16 bytes.
+#[derive(Debug, Clone, PartialEq)]
+enum Form {
+    Text(Box<str>),
+    Decoded(Arc<Data>),
+}
+
+/// The length of JSON text from which a session is held decoded.
+const DECODED_FROM: usize = 1024;
 
 /// [`Held::until`] of a session served for as long as the watch holds.
 const WATCHED: i64 = i64::MAX;
@@ -103,8 +116,14 @@ impl Held {
                 .clamp(i128::from(i64::MIN), i128::from(WATCHED - 1));
             i64::try_from(nanos).unwrap_or(i64::MIN)
         });
+        let text = crate::record::encode(&kept.record.data);
+        let data = if text.len() < DECODED_FROM {
+            Form::Text(text.into())
+        } else {
+            Form::Decoded(Arc::new(kept.record.data.clone()))
+        };
         Some(Held {
-            data: crate::record::encode(&kept.record.data).into(),
+            data,
             expires: nanos(kept.record.expires)?,
             version: kept.record.version,
             until,
@@ -115,8 +134,12 @@ impl Held {
         // Every i64 of nanoseconds is a date (1677 to 2262): the fallback is unreachable.
         let expires = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.expires))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let data = match &self.data {
+            Form::Text(text) => crate::record::decode(text),
+            Form::Decoded(data) => Data::clone(data),
+        };
         Record {
-            data: crate::record::decode(&self.data),
+            data,
             expires,
             version: self.version,
         }
@@ -540,6 +563,24 @@ mod tests {
         };
         let watched = held(None).expect("kept");
         assert_eq!((watched.record(), watched.until), (record.clone(), WATCHED));
+        assert!(
+            matches!(watched.data, Form::Text(_)),
+            "a small session as text"
+        );
+        let mut big = record.clone();
+        big.data
+            .insert("pad".into(), "x".repeat(DECODED_FROM).into());
+        let decoded = Held::new(&Kept {
+            record: big.clone(),
+            until: None,
+        })
+        .expect("kept");
+        assert!(
+            matches!(decoded.data, Form::Decoded(_)),
+            "a big one decoded"
+        );
+        assert_eq!(decoded.record(), big);
+        assert_eq!(std::mem::size_of::<Held>(), 40, "as small as it was");
         assert_eq!(
             held(Some(at(2000))).expect("kept").until,
             951_868_800 * 1_000_000_000
