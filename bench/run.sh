@@ -17,6 +17,8 @@
 #
 # Cases, for each store (SQLite, PostgreSQL, Redis, Redis in front of SQLite, sealed cookies):
 #   ceiling  `session.enabled = false`: the same page and the same queries, no store I/O
+#   ceiling_cookie  the ceiling, each request carrying a session cookie as the read case's do
+#            (Rocket parses every Cookie header, sessions on or off); on the about page only
 #   read     an existing session within its visit interval: a load, no write
 #   write    no cookie: a new session saved by every request
 #   update   existing sessions with `visit_interval = 0`: a load and a save per request
@@ -93,7 +95,7 @@ WRK_CPU=1
 
 SIZES="100b 4k 64k"
 CASES=${BENCH_CASES:-ceiling read write update read_plain read_every_request read_uncached
-    about_ceiling about_read about_write about_update
+    about_ceiling about_ceiling_cookie about_read about_write about_update
     $(for size in $SIZES; do echo "about_read_$size about_update_$size"; done)}
 
 if [ -z "${BENCH_BIN:-}" ]; then
@@ -197,7 +199,8 @@ stop_server() {
 }
 
 # run_case STORE CASE COOKIES SESSION_SETTINGS RANGO_SETTINGS DATABASES [PAD_BYTES]
-# COOKIES: none (no cookie), one (one session, -H), rotate (4 × CONNECTIONS sessions).
+# COOKIES: none (no cookie), one (one session, -H), rotate (4 × CONNECTIONS sessions), fake
+# (a cookie of a session key's length that names no session).
 # PAD_BYTES (SQLite only): the sessions' data padded to about that size before the run.
 # Appends "store case req/s p50 p99 rss_kB errors server_us store_us" to $WORK/results: the
 # last two are the CPU time per request of the server process and of the store's server
@@ -209,6 +212,7 @@ run_case() {
     local args=(-t1 -c"$CONNS" --latency)
     case $cookies in
         one) args+=(-H "Cookie: sessionid=$(new_session)") ;;
+        fake) args+=(-H "Cookie: sessionid=00000000000000000000000000000000000000000") ;;
         rotate)
             : >"$WORK/keys"
             for _ in $(seq "$ROTATE"); do new_session >>"$WORK/keys"; done
@@ -284,6 +288,9 @@ run_store() {
         esac
         case $page in
             ceiling) run_case "$store" "$case" none "{${base}enabled=false}" "$day" "$dbs" ;;
+            ceiling_cookie)
+                run_case "$store" "$case" fake "{${base}enabled=false}" "$day" "$dbs"
+                ;;
             read)
                 run_case "$store" "$case" one "{${base}sliding_expiry=true}" "$day" "$dbs" "$pad"
                 ;;
@@ -397,11 +404,12 @@ ERRORS=0
 main_table() {
     echo "| store | case | req/s | p50 ms | p99 ms | peak RSS MB | ÷ ceiling (target) | server CPU µs/req (over ceiling) | store CPU µs/req |"
     echo "|---|---|---:|---:|---:|---:|---|---:|---:|"
-    local store case rps ceil r target rss errors cpu
+    local store case rps ceil r target rss errors cpu cookie
     local prefix=${1:-}
     for store in $STORES; do
         ceil=$(figure "$store" "${prefix}ceiling" 3)
-        for case in "${prefix}"ceiling "${prefix}"read "${prefix}"write "${prefix}"update; do
+        for case in "${prefix}"ceiling "${prefix}"ceiling_cookie "${prefix}"read \
+            "${prefix}"write "${prefix}"update; do
             rps=$(figure "$store" "$case" 3)
             [ -n "$rps" ] || continue
             rss=$(figure "$store" "$case" 6)
@@ -412,6 +420,12 @@ main_table() {
                 r="1 (ceiling)"
             elif [ -n "$target" ]; then
                 r=$(verdict "$r" "$target")
+            fi
+            # The read path over the ceiling whose requests carry a cookie too: the part of the
+            # gap that is Rocket's own (it parses every Cookie header, sessions on or off).
+            cookie=$(figure "$store" "${prefix}ceiling_cookie" 3)
+            if [ "$case" = "${prefix}read" ] && [ -n "$cookie" ]; then
+                r="$r; $(ratio "$rps" "$cookie") of the ceiling with a cookie"
             fi
             [ "$errors" -gt 0 ] && r="$r, $errors errors"
             cpu=$(figure "$store" "$case" 8)
