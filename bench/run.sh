@@ -27,7 +27,8 @@
 # render: about 25 µs), where the session layer's own cost shows. On SQLite the about page's
 # read and update paths also run with sessions padded to 100 B, 4 KB and 64 KB of data
 # (about_read_100b, about_update_4k, ...: the sessions are made by requests, then padded by
-# `sqlite3` with a string under a key the site does not use, which its saves keep).
+# `sqlite3` with a string under a key the site does not use, which its saves keep; each of
+# these cases in a database file of its own).
 # and on each store the read path three ways (`sliding_expiry` off, on as Rango ships, and
 # `save_every_request`), and on SQLite the read and write paths over a session table of
 # 1,000,000 live rows. Cases that save existing sessions rotate over 4 × CONNECTIONS sessions
@@ -271,6 +272,7 @@ run_store() {
     local store=$1 base=$2 dbs=$3
     local day='{visit_interval=86400}' always='{visit_interval=0}' case page pad
     for case in $CASES; do
+        dbs=$3
         # about_X is case X on the about page; about_read_4k is about_read on 4 KB sessions.
         page=${case#about_}
         URL=$INDEX_URL
@@ -279,6 +281,9 @@ run_store() {
         case $page in
             *_100b | *_4k | *_64k)
                 [ "$store" = sqlite ] || continue
+                # A database of its own: padding pads every session in the file, and the
+                # write cases leave hundreds of thousands.
+                dbs=$(sqlite_db "$case")
                 pad=${page##*_}
                 pad=${pad%b}
                 pad=${pad/k/*1024}
