@@ -232,6 +232,7 @@ near_cache_suite!(
     this_servers_own_writes_are_seen_at_once,
     another_servers_update_and_logout_are_seen,
     a_big_sessions_copy_is_served_and_dropped_alike,
+    another_servers_change_after_this_servers_save_is_seen,
     a_change_made_outside_any_store_is_seen,
     changes_made_while_the_watcher_was_away_are_not_served,
     an_expired_session_is_not_served_from_the_near_cache,
@@ -256,6 +257,7 @@ on_sqlite!(
     this_servers_own_writes_are_seen_at_once,
     another_servers_update_and_logout_are_seen,
     a_big_sessions_copy_is_served_and_dropped_alike,
+    another_servers_change_after_this_servers_save_is_seen,
     a_change_made_outside_any_store_is_seen,
     an_expired_session_is_not_served_from_the_near_cache,
 );
@@ -427,6 +429,34 @@ async fn a_big_sessions_copy_is_served_and_dropped_alike(db: &impl Database) {
     assert!(
         eventually(|| async { visits(&a, &id).await.is_none() }).await,
         "server A sees B's logout"
+    );
+}
+
+/// After this server's own save, another server's later change is seen over it.
+async fn another_servers_change_after_this_servers_save_is_seen(db: &impl Database) {
+    let (a, id) = watching_store_with_a_session(db).await;
+    let record = a.load(&id).await.expect("loads").expect("live");
+    let mine = Record {
+        data: data(2),
+        ..record
+    };
+    assert!(a.update(&id, &mine).await.expect("saves").is_some());
+    assert_eq!(visits(&a, &id).await, Some(2), "this server's save");
+    let b = db.cached().await;
+    let record = b.load(&id).await.expect("loads").expect("live");
+    let theirs = Record {
+        data: data(3),
+        ..record
+    };
+    assert!(b.update(&id, &theirs).await.expect("saves").is_some());
+    assert!(
+        eventually(|| async { visits(&a, &id).await == Some(3) }).await,
+        "server A sees B's update over its own"
+    );
+    b.delete(&id).await.expect("deletes");
+    assert!(
+        eventually(|| async { visits(&a, &id).await.is_none() }).await,
+        "and B's logout"
     );
 }
 
