@@ -68,7 +68,8 @@ pub struct Kept {
 }
 
 /// What the cache holds of a session: a [`Kept`] with its data in a [`Form`] and its dates in
-/// nanoseconds: 40 bytes in the cache's table, and one allocation.
+/// nanoseconds: 40 bytes in the cache's table, and the data's own allocations (one for a small
+/// session's text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
     data: Form,
