@@ -183,8 +183,6 @@ read -r AXUM_HEAD AXUM_BODY <<<"$AXUM_SIZES"
 echo "   Rango: $RANGO_HEAD B of headers, $RANGO_BODY B of page;" \
     "axum: $AXUM_HEAD B, $AXUM_BODY B" >&2
 
-# CPU time (user and system, clock ticks) the process $1 has used so far.
-
 # axum_case CASE: one case on the axum app, a fresh SQLite file. Appends
 # "axum CASE req/s p50 p99 rss_kB errors server_us" to $WORK/results (bench/run.sh's fields,
 # the server's CPU time per request last).

@@ -309,12 +309,18 @@ async fn a_sqlite_writer_held_up_serves_nothing_and_then_sees_what_changed() {
 
 /// A store whose near cache is watching, and a session in it, loaded once (so cached).
 async fn watching_store_with_a_session<D: Database>(db: &D) -> (NearCached<D::Store>, String) {
+    watching_store_with(db, &data(1)).await
+}
+
+/// A store whose near cache is watching, and a session of `data` in it, loaded once (so
+/// cached).
+async fn watching_store_with<D: Database>(db: &D, data: &Data) -> (NearCached<D::Store>, String) {
     let store = db.cached().await;
     assert!(
         eventually(|| async { store.watching() }).await,
         "the near cache starts watching"
     );
-    let Stored { id, .. } = store.create(&data(1), in_an_hour()).await.expect("created");
+    let Stored { id, .. } = store.create(data, in_an_hour()).await.expect("created");
     // Redis reports the create too, and that report may evict the first load's copy.
     assert!(
         eventually(|| async {
@@ -388,22 +394,9 @@ async fn another_servers_update_and_logout_are_seen(db: &impl Database) {
 /// A session of 4 KB is held decoded rather than as its text: served the same, and dropped on
 /// another server's change the same.
 async fn a_big_sessions_copy_is_served_and_dropped_alike(db: &impl Database) {
-    let a = db.cached().await;
-    assert!(
-        eventually(|| async { a.watching() }).await,
-        "the near cache starts watching"
-    );
     let mut big = data(1);
     big.insert("pad".into(), "x".repeat(4096).into());
-    let Stored { id, .. } = a.create(&big, in_an_hour()).await.expect("created");
-    assert!(
-        eventually(|| async {
-            let hits = a.hits();
-            a.load(&id).await.expect("loads").is_some() && a.hits() > hits
-        })
-        .await,
-        "the session is cached"
-    );
+    let (a, id) = watching_store_with(db, &big).await;
     let hits = a.hits();
     let hit = a.load(&id).await.expect("loads").expect("live");
     assert_eq!(
