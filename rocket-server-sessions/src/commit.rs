@@ -183,9 +183,10 @@ impl SessionState {
 
     /// The cookie an empty session needs: a removal if the browser sent one, else none.
     fn removal(&self) -> Commit {
-        match self.incoming {
-            Some(_) => Commit::RemoveCookie,
-            None => Commit::Nothing,
+        if self.incoming {
+            Commit::RemoveCookie
+        } else {
+            Commit::Nothing
         }
     }
 
@@ -349,8 +350,9 @@ fn removal_cookie(config: &SessionConfig) -> Cookie<'static> {
 
 /// Adds `Cookie` to the response's `Vary` header (caches must not share a session's page).
 fn add_vary_cookie(res: &mut Response<'_>) {
-    // The usual case, a response without `Vary`, allocates nothing.
-    if !res.headers().contains("Vary") {
+    // The usual case, a response without `Vary`, allocates nothing and looks the name up once:
+    // the few headers are walked rather than the name hashed (SipHash, a byte at a time).
+    if !res.headers().iter().any(|header| header.name == "Vary") {
         res.set_raw_header("Vary", "Cookie");
         return;
     }

@@ -59,11 +59,14 @@ impl Slot {
             return Slot::Loaded(Mutex::new(SessionState::new(None)));
         }
         // The first value that names a live session is the request's session.
-        for value in candidates(req, &manager.config.cookie_name) {
+        for value in candidates(req, &manager.config.cookie_name)
+            .into_iter()
+            .flatten()
+        {
             match manager.store.load(&value).await {
                 Ok(Some(record)) => {
-                    let incoming = Some((value.into_owned(), record));
-                    return Slot::Loaded(Mutex::new(SessionState::new(incoming)));
+                    let loaded = Some((value.into_owned(), record));
+                    return Slot::Loaded(Mutex::new(SessionState::new(loaded)));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -88,24 +91,39 @@ const MAX_CANDIDATES: usize = 4;
 /// So the `Cookie` headers are read again; the jar is the answer only when they have none (a
 /// local client's cookies are only in the jar). A `__Host-` cookie name is what keeps other
 /// hosts from planting one at all.
-fn candidates<'a>(req: &'a Request<'_>, name: &str) -> Vec<Cow<'a, str>> {
-    let mut values: Vec<Cow<'a, str>> = Vec::new();
+///
+/// The headers are walked rather than looked up (a request has a few; a lookup hashes the
+/// name with SipHash, a byte at a time), and the values kept in place: a request that carries
+/// its session spends no allocation here (BENCHMARKS.md, "What each change bought", 19).
+fn candidates<'a>(req: &'a Request<'_>, name: &str) -> [Option<Cow<'a, str>>; MAX_CANDIDATES] {
+    let mut values: [Option<Cow<'a, str>>; MAX_CANDIDATES] = Default::default();
+    let mut count = 0;
     let sent = req
         .headers()
-        .get("Cookie")
+        .iter()
+        .filter(|header| header.name == "Cookie")
+        // The map's iterator lends every value: none is owned.
+        .filter_map(|header| match header.value {
+            Cow::Borrowed(value) => Some(value),
+            Cow::Owned(_) => None,
+        })
         .filter(|header| header.contains(name));
     for pair in sent.flat_map(|header| header.split(';')) {
         let Some(value) = value_of(pair, name) else {
             continue;
         };
-        if !values.contains(&value) {
-            values.push(value);
+        if values[..count].iter().flatten().any(|seen| *seen == value) {
+            continue;
+        }
+        values[count] = Some(value);
+        count += 1;
+        if count == MAX_CANDIDATES {
+            return values;
         }
     }
-    if values.is_empty() {
-        values.extend(req.cookies().get(name).map(|c| Cow::Borrowed(c.value())));
+    if count == 0 {
+        values[0] = req.cookies().get(name).map(|c| Cow::Borrowed(c.value()));
     }
-    values.truncate(MAX_CANDIDATES);
     values
 }
 
@@ -113,12 +131,13 @@ fn candidates<'a>(req: &'a Request<'_>, name: &str) -> Vec<Cow<'a, str>> {
 /// borrowed from the header when it needs no decoding (a session key, a sealed session), else
 /// decoded as Rocket decodes cookies (percent-encoding, quotes).
 fn value_of<'a>(pair: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    let (pair_name, value) = pair.split_once('=')?;
-    if pair_name.trim() != name {
-        return None;
-    }
-    let value = value.trim();
-    if !value.contains(['%', '"']) {
+    let value = pair
+        .trim_start()
+        .strip_prefix(name)?
+        .trim_start()
+        .strip_prefix('=')?
+        .trim();
+    if !value.bytes().any(|b| b == b'%' || b == b'"') {
         return Some(Cow::Borrowed(value));
     }
     let cookie = Cookie::parse_encoded(pair.trim()).ok()?;

@@ -2,7 +2,7 @@
 //! the end of the request is `commit.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,17 +20,18 @@ const TEST_COOKIE_VALUE: &str = "worked";
 /// saved by the fairing.
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
-    /// The cookie value the request carried that named a live session: only a value this
-    /// server issued is ever answered with a removal cookie.
-    pub(crate) incoming: Option<String>,
+    /// The request carried a cookie that named a live session: only a cookie this server
+    /// issued is ever answered with a removal cookie.
+    pub(crate) incoming: bool,
     /// The id of the stored session this request loaded; `None` for a new or flushed session.
     pub(crate) id: Option<String>,
     /// The stored version loaded; saves apply over it.
     pub(crate) version: i64,
     /// The stored expiry date loaded.
     pub(crate) stored_expires: Option<OffsetDateTime>,
-    /// The data as this request sees it.
-    pub(crate) data: Data,
+    /// The data as this request sees it: the loaded copy, shared with the store's cache until
+    /// this request first changes it.
+    pub(crate) data: Arc<Data>,
     /// What this request changed: a value set, or `None` for a key removed.
     pub(crate) changes: BTreeMap<String, Option<Value>>,
     /// `clear` ran: a merge starts from an empty session, not from the stored data.
@@ -49,8 +50,8 @@ impl SessionState {
     pub(crate) fn new(loaded: Option<(String, Record)>) -> Self {
         match loaded {
             Some((id, record)) => SessionState {
-                id: Some(id.clone()),
-                incoming: Some(id),
+                id: Some(id),
+                incoming: true,
                 version: record.version,
                 stored_expires: Some(record.expires),
                 data: record.data,
@@ -65,13 +66,16 @@ impl SessionState {
         if self.data.get(key) == Some(&value) {
             return;
         }
-        self.data.insert(key.to_owned(), value.clone());
+        Arc::make_mut(&mut self.data).insert(key.to_owned(), value.clone());
         self.changes.insert(key.to_owned(), Some(value));
         self.modified = true;
     }
 
     fn remove(&mut self, key: &str) -> Option<Value> {
-        let old = self.data.remove(key)?;
+        if !self.data.contains_key(key) {
+            return None;
+        }
+        let old = Arc::make_mut(&mut self.data).remove(key)?;
         self.changes.insert(key.to_owned(), None);
         self.modified = true;
         Some(old)
@@ -79,7 +83,7 @@ impl SessionState {
 
     fn clear(&mut self) {
         if !self.data.is_empty() {
-            self.data.clear();
+            self.data = Arc::default();
             self.changes.clear();
             self.cleared = true;
             self.modified = true;
@@ -89,7 +93,7 @@ impl SessionState {
     fn flush(&mut self) {
         self.flushed.extend(self.id.take());
         self.flushed.extend(self.cycled_from.take());
-        self.data.clear();
+        self.data = Arc::default();
         self.changes.clear();
         self.cleared = false;
         self.modified = false;
@@ -130,17 +134,19 @@ impl SessionState {
     }
 
     /// The stored data with this request's changes applied over it.
-    pub(crate) fn merge_into(&self, mut stored: Data) -> Data {
-        if self.cleared {
-            stored.clear();
-        }
+    pub(crate) fn merge_into(&self, stored: Arc<Data>) -> Arc<Data> {
+        let mut merged = if self.cleared {
+            Data::new()
+        } else {
+            Arc::unwrap_or_clone(stored)
+        };
         for (key, change) in &self.changes {
             match change {
-                Some(value) => stored.insert(key.clone(), value.clone()),
-                None => stored.remove(key),
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
             };
         }
-        stored
+        Arc::new(merged)
     }
 }
 
@@ -323,7 +329,7 @@ mod tests {
             unreachable!()
         };
         let record = Record {
-            data,
+            data: data.into(),
             expires: OffsetDateTime::now_utc() + Duration::hours(1),
             version: 1,
         };
@@ -337,6 +343,34 @@ mod tests {
         assert!(!state.modified);
         state.set("a", json!(2));
         assert!(state.modified);
+    }
+
+    #[test]
+    fn a_write_never_changes_the_shared_copy_it_loaded() {
+        let Value::Object(data) = json!({"a": 1, "b": 2}) else {
+            unreachable!()
+        };
+        let shared = Arc::new(data);
+        let load = || {
+            let record = Record {
+                data: Arc::clone(&shared),
+                expires: OffsetDateTime::now_utc() + Duration::hours(1),
+                version: 1,
+            };
+            SessionState::new(Some(("k".into(), record)))
+        };
+        let mut set = load();
+        set.set("a", json!(9));
+        let mut removed = load();
+        removed.remove("b");
+        let mut cleared = load();
+        cleared.clear();
+        let mut flushed = load();
+        flushed.flush();
+        assert_eq!(Value::Object(Data::clone(&shared)), json!({"a": 1, "b": 2}));
+        assert_eq!(set.data.get("a"), Some(&json!(9)));
+        assert!(!removed.data.contains_key("b") && cleared.data.is_empty());
+        assert!(Arc::ptr_eq(&load().data, &shared), "shared until written");
     }
 
     #[test]
@@ -355,7 +389,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(
-            Value::Object(state.merge_into(stored)),
+            Value::Object(Data::clone(&state.merge_into(stored.into()))),
             json!({"a": 2, "c": 7})
         );
     }
@@ -368,7 +402,10 @@ mod tests {
         let Value::Object(stored) = json!({"a": 1, "c": 7}) else {
             unreachable!()
         };
-        assert_eq!(Value::Object(state.merge_into(stored)), json!({"b": 2}));
+        assert_eq!(
+            Value::Object(Data::clone(&state.merge_into(stored.into()))),
+            json!({"b": 2})
+        );
     }
 
     #[test]

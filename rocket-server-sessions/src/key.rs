@@ -86,11 +86,13 @@ impl SessionKey {
     /// Anything else (empty, too long, upper case, punctuation, non-ASCII) is `None`: such a
     /// cookie is ignored and never adopted.
     pub fn parse(value: &str) -> Option<Self> {
-        let well_formed = (value.len() == KEY_LEN || value.len() == Self::OLD_LEN)
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        well_formed.then(|| SessionKey(value.to_owned()))
+        well_formed(value).then(|| SessionKey(value.to_owned()))
+    }
+
+    /// The [`digest`](SessionKey::digest) of the key in `value` if it is well formed: `parse`
+    /// then `digest`, without copying the key.
+    pub fn digest_of(value: &str) -> Option<[u8; 32]> {
+        well_formed(value).then(|| digest(value))
     }
 
     /// The key as the cookie carries it.
@@ -102,16 +104,7 @@ impl SessionKey {
     /// milliseconds), then the first 26 bytes of its SHA-256. A key of an earlier version (no
     /// time) has its plain SHA-256, as it had.
     pub fn digest(&self) -> [u8; 32] {
-        let hash: [u8; 32] = Sha256::digest(self.0.as_bytes()).into();
-        if self.0.len() == Self::OLD_LEN {
-            return hash;
-        }
-        // Nine base-36 digits (`parse` let in nothing else) are below 36⁹ < 2⁴⁸: six bytes.
-        let millis = u64::from_str_radix(&self.0[..TIME_LEN], 36).unwrap_or(0);
-        let mut id = [0u8; 32];
-        id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-        id[6..].copy_from_slice(&hash[..26]);
-        id
+        digest(&self.0)
     }
 
     /// The digest in lowercase hex, for stores whose keys are text.
@@ -164,6 +157,29 @@ impl fmt::Debug for SessionKey {
     }
 }
 
+/// Whether `value` is a key: [`SessionKey::LEN`] characters of `[a-z0-9]`, or
+/// [`SessionKey::OLD_LEN`].
+fn well_formed(value: &str) -> bool {
+    (value.len() == KEY_LEN || value.len() == SessionKey::OLD_LEN)
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// [`SessionKey::digest`] of the well-formed key `key`.
+fn digest(key: &str) -> [u8; 32] {
+    let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    if key.len() == SessionKey::OLD_LEN {
+        return hash;
+    }
+    // Nine base-36 digits (`parse` let in nothing else) are below 36⁹ < 2⁴⁸: six bytes.
+    let millis = u64::from_str_radix(&key[..TIME_LEN], 36).unwrap_or(0);
+    let mut id = [0u8; 32];
+    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    id[6..].copy_from_slice(&hash[..26]);
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +191,23 @@ mod tests {
         assert_eq!(SessionKey::parse(a.as_str()), Some(a.clone()));
         assert_eq!(a.as_str().len(), KEY_LEN);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_digest_of_a_value_is_its_keys() {
+        let key = SessionKey::generate();
+        assert_eq!(SessionKey::digest_of(key.as_str()), Some(key.digest()));
+        let old = "a".repeat(SessionKey::OLD_LEN);
+        let parsed = SessionKey::parse(&old).expect("an old key");
+        assert_eq!(SessionKey::digest_of(&old), Some(parsed.digest()));
+        for bad in [
+            "",
+            "ABC",
+            &key.as_str().to_uppercase(),
+            &format!("{}x", key.as_str()),
+        ] {
+            assert_eq!(SessionKey::digest_of(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! What a store keeps for a session: its data, its expiry date and a version.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::config::SessionConfig;
@@ -56,8 +58,10 @@ pub fn depth(data: &Data) -> usize {
 /// A stored session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// The session's data.
-    pub data: Data,
+    /// The session's data, shared: a near cache hands the same decoded copy to every request
+    /// that reads the session, and a request that writes it copies it first
+    /// ([`Arc::make_mut`]). `Data::into()` makes one.
+    pub data: Arc<Data>,
     /// When the store stops returning it.
     pub expires: OffsetDateTime,
     /// Bumped by every update; a save applies only over the version it read, so concurrent

@@ -1,7 +1,6 @@
 //! `rango session show KEY` and `rango session stats`: what the book does in `manage.py shell`
 //! (`Session.objects.get(session_key=...).get_decoded()`), without a shell.
 
-use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -36,7 +35,7 @@ pub async fn show(context: &Context, key: &str) -> Result {
         return Err(Error::Expired(expires));
     }
     let at_browser_close = record.expiry().at_browser_close(&config);
-    let data = serde_json::to_string_pretty(&Value::Object(record.data))?;
+    let data = serde_json::to_string_pretty(&*record.data)?;
     println!(
         "expires: {expires} (in {})",
         approximately(record.expires - now)

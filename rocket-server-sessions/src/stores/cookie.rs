@@ -159,7 +159,7 @@ impl CookieStore {
             return None;
         };
         (expires > OffsetDateTime::now_utc()).then_some(Record {
-            data,
+            data: data.into(),
             expires,
             version,
         })
@@ -246,7 +246,7 @@ mod tests {
         let sealed = store.seal(&data, expires, 1).expect("small");
         assert!(!sealed.contains("visits"), "encrypted, not only signed");
         let record = store.open(&sealed).expect("opens");
-        assert_eq!(record.data, data);
+        assert_eq!(*record.data, data);
         assert_eq!(record.version, 1);
         assert!(
             new_store().open(&sealed).is_none(),

@@ -2,7 +2,7 @@
 //! not shared between instances.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
 
@@ -68,7 +68,7 @@ impl SessionStore for MemoryStore {
             let key = SessionKey::generate();
             if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(key.digest()) {
                 slot.insert(Record {
-                    data: data.clone(),
+                    data: Arc::new(data.clone()),
                     expires: whole_seconds(expires),
                     version: 1,
                 });

@@ -351,7 +351,7 @@ proptest! {
             Ok(Stored { id, version }) => {
                 prop_assert_eq!(version, 1);
                 let record = block_on(store.load(&id)).expect("no I/O").expect("opens");
-                prop_assert_eq!(&record.data, &data);
+                prop_assert_eq!(&*record.data, &data);
                 prop_assert_eq!(record.version, 1);
                 prop_assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
                 // An update seals the next version.
@@ -404,7 +404,7 @@ proptest! {
         let tampered: String = chars.into_iter().collect();
         match block_on(store.load(&tampered)).expect("never an error") {
             None => {}
-            Some(record) => prop_assert_eq!(record.data, data, "opened as another session"),
+            Some(record) => prop_assert_eq!(&*record.data, &data, "opened as another session"),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! watcher has no connection of its own to lose: it is held up instead, in a test of its own).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::services::{PgSchema, RedisPrefix};
@@ -358,7 +359,7 @@ async fn this_servers_own_writes_are_seen_at_once(db: &impl Database) {
     let (store, id) = watching_store_with_a_session(db).await;
     let record = store.load(&id).await.expect("loads").expect("live");
     let saved = Record {
-        data: data(2),
+        data: data(2).into(),
         ..record
     };
     assert!(store.update(&id, &saved).await.expect("saves").is_some());
@@ -372,7 +373,7 @@ async fn another_servers_update_and_logout_are_seen(db: &impl Database) {
     let b = db.cached().await;
     let record = b.load(&id).await.expect("loads").expect("live");
     let saved = Record {
-        data: data(2),
+        data: data(2).into(),
         ..record
     };
     assert!(b.update(&id, &saved).await.expect("saves").is_some());
@@ -400,7 +401,7 @@ async fn a_big_sessions_copy_is_served_and_dropped_alike(db: &impl Database) {
     let hits = a.hits();
     let hit = a.load(&id).await.expect("loads").expect("live");
     assert_eq!(
-        (hit.data, a.hits()),
+        (Data::clone(&hit.data), a.hits()),
         (big.clone(), hits + 1),
         "served whole"
     );
@@ -412,7 +413,7 @@ async fn another_servers_change_after_this_servers_save_is_seen(db: &impl Databa
     let (a, id) = watching_store_with_a_session(db).await;
     let record = a.load(&id).await.expect("loads").expect("live");
     let mine = Record {
-        data: data(2),
+        data: data(2).into(),
         ..record
     };
     assert!(a.update(&id, &mine).await.expect("saves").is_some());
@@ -430,7 +431,7 @@ async fn another_server_counts_a_visit_and_logs_out(
 ) {
     let b = db.cached().await;
     let mut record = b.load(id).await.expect("loads").expect("live");
-    record.data.insert("visits".into(), count.into());
+    Arc::make_mut(&mut record.data).insert("visits".into(), count.into());
     assert!(b.update(id, &record).await.expect("saves").is_some());
     assert!(
         eventually(|| async { visits(a, id).await == Some(count) }).await,
@@ -469,7 +470,7 @@ async fn changes_made_while_the_watcher_was_away_are_not_served(db: &impl Databa
     let b = db.plain().await;
     let record = b.load(&id).await.expect("loads").expect("live");
     let saved = Record {
-        data: data(5),
+        data: data(5).into(),
         ..record
     };
     assert!(b.update(&id, &saved).await.expect("saves").is_some());
@@ -716,7 +717,7 @@ async fn postgres_tables_notify_the_channel_their_store_names() {
     assert_eq!(visits(&cached, &id).await, Some(1));
     let record = store.load(&id).await.expect("loads").expect("live");
     let saved = Record {
-        data: data(2),
+        data: data(2).into(),
         ..record
     };
     assert!(store.update(&id, &saved).await.expect("saves").is_some());

@@ -22,6 +22,7 @@
 //! whether the store still fails it; a skip naming no case does not compile.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use rocket::futures::future::join_all;
@@ -194,7 +195,7 @@ async fn assert_nothing_stored(store: &dyn SessionStore, id: &str) {
     assert_eq!(load(store, id).await, None);
     for version in 0..=2 {
         let record = Record {
-            data: data(json!({"planted": true})),
+            data: Arc::new(data(json!({"planted": true}))),
             expires: in_an_hour(),
             version,
         };
@@ -246,7 +247,7 @@ fn near_misses(id: &str) -> Vec<String> {
 async fn assert_untouched(store: &dyn SessionStore, id: &str) {
     let record = live(store, id).await;
     assert_eq!(
-        record.data,
+        *record.data,
         data(json!({"secret": 1})),
         "the real session is untouched"
     );
@@ -286,7 +287,7 @@ pub async fn update_of_an_unknown_or_malformed_id_is_refused_and_stores_nothing(
     {
         for version in [0, 1, 2] {
             let record = Record {
-                data: data(json!({"planted": true})),
+                data: Arc::new(data(json!({"planted": true}))),
                 expires: in_an_hour(),
                 version,
             };
@@ -322,13 +323,13 @@ pub async fn create_then_load_round_trips_the_data_the_expiry_and_version_one(
     let id = create(store, &stored, expires).await;
 
     let record = live(store, &id).await;
-    assert_eq!(record.data, stored);
+    assert_eq!(*record.data, stored);
     assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
     assert_eq!(record.version, 1);
 
     let empty = create(store, &Data::new(), expires).await;
     assert_eq!(
-        live(store, &empty).await.data,
+        *live(store, &empty).await.data,
         Data::new(),
         "an empty session too"
     );
@@ -362,7 +363,7 @@ pub async fn update_over_the_current_version_applies_and_bumps_it(store: &dyn Se
     let later = now() + Duration::days(7);
 
     let first = Record {
-        data: data(json!({"step": 1, "new": ["x"]})),
+        data: Arc::new(data(json!({"step": 1, "new": ["x"]}))),
         expires: later,
         version: 1,
     };
@@ -376,7 +377,7 @@ pub async fn update_over_the_current_version_applies_and_bumps_it(store: &dyn Se
     assert_eq!(record.version, 2);
 
     let second = Record {
-        data: data(json!({"step": 2})),
+        data: data(json!({"step": 2})).into(),
         ..record
     };
     let Stored { id, version } = update(store, &id, &second)
@@ -392,7 +393,7 @@ pub async fn update_over_a_stale_version_is_refused_and_changes_nothing(store: &
     let expires = in_an_hour();
     let id = create(store, &data(json!({"v": 1})), expires).await;
     let current = Record {
-        data: data(json!({"v": 2})),
+        data: Arc::new(data(json!({"v": 2}))),
         expires,
         version: 1,
     };
@@ -402,7 +403,7 @@ pub async fn update_over_a_stale_version_is_refused_and_changes_nothing(store: &
 
     for stale in [1, 0, -1, 3, i64::MAX] {
         let record = Record {
-            data: data(json!({"v": "stale"})),
+            data: Arc::new(data(json!({"v": "stale"}))),
             expires: now() + Duration::days(30),
             version: stale,
         };
@@ -413,7 +414,7 @@ pub async fn update_over_a_stale_version_is_refused_and_changes_nothing(store: &
         );
     }
     let record = live(store, &id).await;
-    assert_eq!(record.data, data(json!({"v": 2})));
+    assert_eq!(*record.data, data(json!({"v": 2})));
     assert_eq!(record.expires.unix_timestamp(), expires.unix_timestamp());
     assert_eq!(record.version, 2);
 }
@@ -427,7 +428,7 @@ pub async fn update_of_a_deleted_session_is_refused_and_never_brings_it_back(
     store.delete(&id).await.expect("delete answers");
 
     let save = Record {
-        data: data(json!({"user": 7, "cart": [1]})),
+        data: data(json!({"user": 7, "cart": [1]})).into(),
         ..read
     };
     assert_eq!(update(store, &id, &save).await, None);
@@ -460,7 +461,7 @@ pub async fn delete_removes_the_session_and_is_idempotent(store: &dyn SessionSto
             .await
             .unwrap_or_else(|e| panic!("deleting {bad:?} failed: {e}"));
     }
-    assert_eq!(live(store, &other).await.data, data(json!({"b": 2})));
+    assert_eq!(*live(store, &other).await.data, data(json!({"b": 2})));
     assert_eq!(
         store.clear_expired().await.expect("clear_expired answers"),
         0
@@ -546,7 +547,7 @@ pub async fn clear_expired_deletes_exactly_the_expired_sessions_and_counts_them(
         store.expires_by_itself()
     );
     for id in &alive {
-        assert_eq!(live(store, id).await.data, data(json!({"alive": true})));
+        assert_eq!(*live(store, id).await.data, data(json!({"alive": true})));
     }
     for id in &expired {
         assert_eq!(load(store, id).await, None);
@@ -591,7 +592,7 @@ pub async fn census_counts_live_and_expired_sessions_and_inspects_expired_ones(
         .await
         .expect("inspect answers")
         .expect("an expired session not cleared yet is inspected");
-    assert_eq!(expired.data, data(json!({"tag": "gone"})));
+    assert_eq!(*expired.data, data(json!({"tag": "gone"})));
     assert!(expired.expires <= now());
     assert_eq!(census.inspect(&unknown_key()).await.expect("answers"), None);
     for id in malformed_ids() {
@@ -647,7 +648,7 @@ pub async fn concurrent_updates_over_one_version_have_exactly_one_winner(store: 
     for round in 0..20 {
         let id = create(store, &data(json!({"round": round})), in_an_hour()).await;
         let save = |who: &str| Record {
-            data: data(json!({"round": round, "by": who})),
+            data: Arc::new(data(json!({"round": round, "by": who}))),
             expires: in_an_hour(),
             version: 1,
         };
@@ -685,7 +686,7 @@ pub async fn concurrent_saves_of_different_keys_all_survive_by_reload_and_retry(
             let mut retries = 0u32;
             loop {
                 let mut record = live(store, id).await;
-                record.data.insert(format!("writer{n}"), json!(n));
+                Arc::make_mut(&mut record.data).insert(format!("writer{n}"), json!(n));
                 if retries == 0 {
                     barrier.wait().await;
                 }
@@ -731,7 +732,7 @@ pub async fn concurrent_loads_of_many_sessions_each_get_their_own(store: &dyn Se
         for (n, record) in loaded.into_iter().enumerate() {
             let record = record.expect("the store answers").expect("a live session");
             assert_eq!(
-                record.data,
+                *record.data,
                 data(json!({"n": n})),
                 "round {round}, session {n}"
             );
@@ -826,7 +827,7 @@ pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn 
 
     let record = live(store, &id).await;
     let signed = Record {
-        data: signed_in("cyd", "s"),
+        data: signed_in("cyd", "s").into(),
         ..record
     };
     let Stored { id, .. } = update(store, &id, &signed).await.expect("signs in");
@@ -841,7 +842,7 @@ pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn 
 
     // Another user signs in on it.
     let moved = Record {
-        data: signed_in("dee", "s"),
+        data: signed_in("dee", "s").into(),
         expires: in_an_hour(),
         version: live(store, &cycled).await.version,
     };
@@ -851,7 +852,7 @@ pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn 
 
     // Signed out, the data kept.
     let out = Record {
-        data: data(json!({"tag": "s"})),
+        data: data(json!({"tag": "s"})).into(),
         expires: in_an_hour(),
         version: live(store, &cycled).await.version,
     };
@@ -860,7 +861,7 @@ pub async fn the_user_index_follows_saves_cycled_keys_and_deletions(store: &dyn 
 
     // Signed in again, then deleted.
     let again = Record {
-        data: signed_in("dee", "s"),
+        data: signed_in("dee", "s").into(),
         expires: in_an_hour(),
         version: live(store, &cycled).await.version,
     };

@@ -313,7 +313,7 @@ impl<S: SessionStore, C: CacheTier> SessionStore for CachedStore<S, C> {
     async fn create(&self, data: &Data, expires: OffsetDateTime) -> Result<Stored> {
         let stored = self.db.create(data, expires).await?;
         let record = Record {
-            data: data.clone(),
+            data: data.clone().into(),
             expires,
             version: stored.version,
         };

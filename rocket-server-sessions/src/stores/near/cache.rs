@@ -50,7 +50,8 @@
 //! Memory: a session is named by its key's 32-byte digest ([`Name`]) and held in the table of a
 //! `schnellru::LruMap`, the entry and its links to the next and previous in the order of use
 //! inline, so a cached session costs no allocation but its JSON text (`Held` in `mod.rs`; a
-//! session of 1 KB or more, its decoded map): about 230 bytes each in a server holding 100,000,
+//! session of 1 KB or more, its decoded map; the 1,024 small ones served last also keep a
+//! decoded copy, `decoded.rs`): about 230 bytes each in a server holding 100,000,
 //! of which about 105 are the table's (80-byte buckets, a quarter of them empty), 80 the text's
 //! chunk (two small keys), and the rest the slack of the allocator's arenas (BENCHMARKS.md,
 //! "What each change bought", 15).

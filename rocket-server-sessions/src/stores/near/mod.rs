@@ -18,6 +18,7 @@
 
 mod beats;
 mod cache;
+mod decoded;
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Weak};
@@ -26,6 +27,7 @@ use rocket::figment::Figment;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use self::decoded::Decoded;
 use crate::config::{store_settings, ConfigError};
 use crate::key::SessionKey;
 use crate::record::{Data, Record};
@@ -40,7 +42,7 @@ pub(crate) use beats::filled;
 pub(crate) fn kept() -> Held {
     let kept = Held::new(&Kept {
         record: Record {
-            data: Data::new(),
+            data: Arc::default(),
             expires: OffsetDateTime::UNIX_EPOCH + time::Duration::days(40_000),
             version: 1,
         },
@@ -80,19 +82,18 @@ pub struct Held {
     until: i64,
 }
 
-/// A held session's data. Small sessions, the many, are held as their JSON text, decoded again
-/// on every hit: a decoded map (a `BTreeMap` node of eleven slots, and a string per key and
+/// A held session's data. Small sessions, the many, are held as their JSON text, decoded once
+/// for as long as they are in use (`decoded.rs`): a decoded map (a `BTreeMap` node of eleven slots, and a string per key and
 /// value) took several times the memory: a server holding 100,000 sessions of two small keys
 /// each peaked at 176 MB of RSS; with the text behind an `Arc`, `OffsetDateTime`s and an LRU
 /// node allocated per session, at 99-120 MB; as here, at 60-62 MB, against 38 MB with no near
 /// cache (`bench/near_rss.sh` in the repository, BENCHMARKS.md, "What each change bought", 14
-/// and 15). Decoding costs about 3 instructions a byte, though: sessions of [`DECODED_FROM`]
-/// bytes of text or more, the few, are held decoded and cloned on a hit (a long string is one
-/// copy), so a 4 KB session is served about as fast as a small one (item 17). Both forms fit
-/// in 16 bytes.
+/// and 15). Sessions of [`DECODED_FROM`] bytes of text or more, the few, are held decoded (item
+/// 17): their decoded copies would be too big to keep beside the text. A hit hands the request
+/// the decoded map itself, shared. Both forms fit in 16 bytes.
 #[derive(Debug, Clone, PartialEq)]
 enum Form {
-    Text(Box<str>),
+    Text(Arc<str>),
     Decoded(Arc<Data>),
 }
 
@@ -121,7 +122,7 @@ impl Held {
         let data = if text.len() < DECODED_FROM {
             Form::Text(text.into())
         } else {
-            Form::Decoded(Arc::new(kept.record.data.clone()))
+            Form::Decoded(Arc::clone(&kept.record.data))
         };
         Some(Held {
             data,
@@ -131,13 +132,15 @@ impl Held {
         })
     }
 
-    fn record(&self) -> Record {
+    /// The record held, its data from `decoded` if it is held as the text of the session
+    /// `name`.
+    fn record(&self, name: &Name, decoded: &Decoded) -> Record {
         // Every i64 of nanoseconds is a date (1677 to 2262): the fallback is unreachable.
         let expires = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.expires))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let data = match &self.data {
-            Form::Text(text) => crate::record::decode(text),
-            Form::Decoded(data) => Data::clone(data),
+            Form::Text(text) => decoded.of(name, text),
+            Form::Decoded(data) => Arc::clone(data),
         };
         Record {
             data,
@@ -166,7 +169,7 @@ pub trait Watched: SessionStore + sealed::Sealed {
     /// its key ([`SessionKey::digest`]), as every store keeps it; `None` for an id that names no stored
     /// session (a malformed one).
     fn watched_name(&self, id: &str) -> Option<Name> {
-        SessionKey::parse(id).map(|key| key.digest())
+        SessionKey::digest_of(id)
     }
 
     /// The name under which the watcher reports changes to the session that
@@ -201,6 +204,7 @@ pub trait Watched: SessionStore + sealed::Sealed {
 pub struct NearCached<S> {
     inner: S,
     cache: Arc<Cache>,
+    decoded: Decoded,
 }
 
 impl<S> std::fmt::Debug for NearCached<S> {
@@ -218,7 +222,11 @@ impl<S: Watched> NearCached<S> {
     pub fn new(inner: S, capacity: NonZeroUsize) -> Self {
         let cache = Arc::new(NearCache::new(capacity));
         inner.watch(Arc::downgrade(&cache));
-        NearCached { inner, cache }
+        NearCached {
+            inner,
+            cache,
+            decoded: Decoded::new(),
+        }
     }
 
     /// The store behind the cache.
@@ -254,10 +262,10 @@ impl<S: Watched> SessionStore for NearCached<S> {
         let now = nanos(OffsetDateTime::now_utc());
         if let (Some(held), Some(now)) = (self.cache.get(&name), now) {
             if held.until == WATCHED {
-                return Ok((held.expires > now).then(|| held.record()));
+                return Ok((held.expires > now).then(|| held.record(&name, &self.decoded)));
             }
             if now < held.until {
-                return Ok(Some(held.record()));
+                return Ok(Some(held.record(&name, &self.decoded)));
             }
         }
         // Taken before the load: a change reported meanwhile voids the fill.
@@ -524,7 +532,7 @@ mod tests {
             "the second load was a hit"
         );
         let mut changed = record.clone();
-        changed.data.insert("a".into(), 1.into());
+        Arc::make_mut(&mut changed.data).insert("a".into(), 1.into());
         assert!(store.update(&id, &changed).await.expect("saves").is_some());
         let reloaded = store.load(&id).await.expect("loads").expect("live");
         assert_eq!(
@@ -549,10 +557,12 @@ mod tests {
                 .assume_utc()
         };
         let record = Record {
-            data: serde_json::json!({"a": 1})
-                .as_object()
-                .cloned()
-                .expect("a map"),
+            data: Arc::new(
+                serde_json::json!({"a": 1})
+                    .as_object()
+                    .cloned()
+                    .expect("a map"),
+            ),
             expires: OffsetDateTime::now_utc() + time::Duration::nanoseconds(1_234_567_891),
             version: 7,
         };
@@ -562,25 +572,31 @@ mod tests {
                 until,
             })
         };
+        let name = [1; 32];
+        let decoded = Decoded::new();
         let watched = held(None).expect("kept");
-        assert_eq!((watched.record(), watched.until), (record.clone(), WATCHED));
+        assert_eq!(
+            (watched.record(&name, &decoded), watched.until),
+            (record.clone(), WATCHED)
+        );
         assert!(
             matches!(watched.data, Form::Text(_)),
             "a small session as text"
         );
         let mut big = record.clone();
-        big.data
-            .insert("pad".into(), "x".repeat(DECODED_FROM).into());
-        let decoded = Held::new(&Kept {
+        Arc::make_mut(&mut big.data).insert("pad".into(), "x".repeat(DECODED_FROM).into());
+        let held_big = Held::new(&Kept {
             record: big.clone(),
             until: None,
         })
         .expect("kept");
         assert!(
-            matches!(decoded.data, Form::Decoded(_)),
+            matches!(held_big.data, Form::Decoded(_)),
             "a big one decoded"
         );
-        assert_eq!(decoded.record(), big);
+        let served = held_big.record(&name, &decoded);
+        assert_eq!(served, big);
+        assert!(Arc::ptr_eq(&served.data, &big.data), "the same map, shared");
         assert_eq!(std::mem::size_of::<Held>(), 40, "as small as it was");
         assert_eq!(
             held(Some(at(2000))).expect("kept").until,

@@ -394,7 +394,7 @@ impl RedisStore {
             .map(|(handle, version, data, expires)| UserSession {
                 handle,
                 record: Record {
-                    data: record::decode(&data),
+                    data: record::decode(&data).into(),
                     expires: OffsetDateTime::from_unix_timestamp(expires)
                         .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                     version,
@@ -428,7 +428,7 @@ pub(in crate::stores) fn live((version, data, expires, _): Fields, now: i64) -> 
     match (version, data, expires) {
         (Some(version), Some(data), Some(expires)) if version >= 0 && expires > now => {
             Some(Record {
-                data: record::decode(&data),
+                data: record::decode(&data).into(),
                 expires: OffsetDateTime::from_unix_timestamp(expires)
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 version,

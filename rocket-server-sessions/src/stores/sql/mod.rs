@@ -62,7 +62,7 @@ pub(crate) type Row = (String, i64, i64);
 /// The record of a `(data, expires, version)` row.
 pub(crate) fn record_of((data, expires, version): Row) -> Record {
     Record {
-        data: record::decode(&data),
+        data: record::decode(&data).into(),
         expires: OffsetDateTime::from_unix_timestamp(expires).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         version,
     }

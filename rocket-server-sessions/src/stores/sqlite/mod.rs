@@ -452,7 +452,7 @@ mod tests {
         let record = store.load(&id).await.expect("load").expect("live");
         let lock = hold_write_lock(&path.display().to_string());
         let saved = Record {
-            data: data("new"),
+            data: data("new").into(),
             ..record
         };
         assert!(
