@@ -63,7 +63,8 @@ impl Slot {
             .into_iter()
             .flatten()
         {
-            match manager.store.load(&value).await {
+            // Through the `dyn` store itself: `Arc`'s own impl would box one more future.
+            match manager.store().load(&value).await {
                 Ok(Some(record)) => {
                     let loaded = Some((value.into_owned(), record));
                     return Slot::Loaded(Mutex::new(SessionState::new(loaded)));
