@@ -263,6 +263,28 @@ on_sqlite!(
     an_expired_session_is_not_served_from_the_near_cache,
 );
 
+/// On a SQLite file the writer's own commits are never reported (they do not move the
+/// `data_version` it polls), so a session this server saved is kept as saved: the next load is
+/// a hit, and gives back exactly what a read of the row would (the expiry in whole seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_servers_own_save_is_kept_as_saved() {
+    let db = OnSqlite::create().await;
+    let (a, id) = watching_store_with_a_session(&db).await;
+    let record = a.load(&id).await.expect("loads").expect("live");
+    let saved = Record {
+        data: data(2).into(),
+        expires: in_an_hour() + time::Duration::milliseconds(500),
+        ..record
+    };
+    let stored = a.update(&id, &saved).await.expect("saves").expect("saved");
+    let hits = a.hits();
+    let kept = a.load(&id).await.expect("loads").expect("live");
+    assert_eq!(a.hits(), hits + 1, "a hit, not a read");
+    let read = a.inner().load(&id).await.expect("loads").expect("live");
+    assert_eq!(kept, read, "as a read of the row gives it");
+    assert_eq!(kept.version, stored.version);
+}
+
 /// SQLite's watcher is the group writer's poll. Held up (another process keeps the write lock
 /// while a save of this server waits for it), it confirms nothing and the cache serves
 /// nothing; what the other process committed meanwhile is seen once the writer runs again.

@@ -74,9 +74,13 @@ pub type Name = [u8; 32];
 /// elsewhere can go unseen when the watcher's connection dies without a word.
 pub const MAX_LAG: Duration = Duration::from_secs(1);
 
-/// A load's permission to keep what it read, taken before it asked the store.
+/// A load's permission to keep what it read, or a write's to keep what it wrote, taken before
+/// it asked the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(u64);
+pub struct Ticket {
+    epoch: u64,
+    drops: u64,
+}
 
 /// One connection of a watcher: its heartbeats confirm the cache only until it is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +89,12 @@ pub struct Watch(pub(crate) u64);
 struct Entries<V> {
     /// In the map's own table: no allocation per entry.
     lru: LruMap<Name, V, ByLength>,
-    /// Bumped by every eviction and flush: a fill whose ticket is older could be stale.
+    /// Bumped by every eviction, flush and write: a fill whose ticket is older could be stale.
     epoch: u64,
+    /// Bumped by every eviction and flush, not by the writes [`NearCache::written`] keeps: a
+    /// write whose ticket is older could be stale (writes of one session are ordered by their
+    /// versions instead).
+    drops: u64,
 }
 
 /// Sessions loaded lately, by the name the store's watcher reports changes under.
@@ -122,6 +130,7 @@ impl<V: Clone> NearCache<V> {
             entries: Mutex::new(Entries {
                 lru: LruMap::new(ByLength::new(capacity)),
                 epoch: 0,
+                drops: 0,
             }),
             confirmed: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -168,14 +177,50 @@ impl<V: Clone> NearCache<V> {
     /// A ticket for a load about to ask the store, or `None` while not watching (its answer
     /// is then not worth keeping).
     pub fn ticket(&self) -> Option<Ticket> {
-        self.watching().then(|| Ticket(self.entries().epoch))
+        if !self.watching() {
+            return None;
+        }
+        let entries = self.entries();
+        Some(Ticket {
+            epoch: entries.epoch,
+            drops: entries.drops,
+        })
     }
 
-    /// Keeps `value` under `name` if nothing was evicted or flushed since `ticket` was taken.
+    /// Keeps `value` under `name` if nothing was evicted, flushed or written since `ticket` was
+    /// taken.
     pub fn fill(&self, name: Name, value: V, ticket: Ticket) {
         let mut entries = self.entries();
-        if entries.epoch == ticket.0 {
+        if entries.epoch == ticket.epoch {
             entries.lru.insert(name, value);
+        }
+    }
+
+    /// After this process's own write of the session `name`, with a `ticket` taken before it:
+    /// keeps `value` (what the store holds now) if nothing was evicted or flushed since, and
+    /// the copy kept, if any, is `older` than it; else drops the session, as an eviction. A
+    /// load in flight keeps nothing either way (its answer may predate the write). Two writes
+    /// of one session that race here leave the later version: versions only grow.
+    pub fn written(
+        &self,
+        name: Name,
+        value: Option<V>,
+        ticket: Option<Ticket>,
+        older: impl FnOnce(&V) -> bool,
+    ) {
+        let mut entries = self.entries();
+        entries.epoch += 1;
+        let fresh = ticket.is_some_and(|ticket| ticket.drops == entries.drops);
+        match value {
+            Some(value) if fresh => {
+                if entries.lru.peek(&name).is_none_or(older) {
+                    entries.lru.insert(name, value);
+                }
+            }
+            _ => {
+                entries.drops += 1;
+                entries.lru.remove(&name);
+            }
         }
     }
 
@@ -183,6 +228,7 @@ impl<V: Clone> NearCache<V> {
     pub fn evict(&self, names: impl IntoIterator<Item = Name>) {
         let mut entries = self.entries();
         entries.epoch += 1;
+        entries.drops += 1;
         for name in names {
             entries.lru.remove(&name);
         }
@@ -192,6 +238,7 @@ impl<V: Clone> NearCache<V> {
     pub fn flush(&self) {
         let mut entries = self.entries();
         entries.epoch += 1;
+        entries.drops += 1;
         entries.lru.clear();
     }
 
@@ -200,6 +247,7 @@ impl<V: Clone> NearCache<V> {
     pub fn watch(&self) -> Watch {
         let mut entries = self.entries();
         entries.epoch += 1;
+        entries.drops += 1;
         entries.lru.clear();
         Watch(self.generation.load(Ordering::Acquire))
     }
@@ -221,6 +269,7 @@ impl<V: Clone> NearCache<V> {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.confirmed.store(0, Ordering::Release);
         entries.epoch += 1;
+        entries.drops += 1;
         entries.lru.clear();
     }
 
@@ -249,6 +298,42 @@ mod tests {
         let watch = cache.watch();
         cache.confirm(watch, Instant::now());
         cache
+    }
+
+    #[test]
+    fn an_own_write_is_kept_unless_a_change_came_between() {
+        let cache = watched(4);
+        let newer = |value: u32| move |kept: &u32| *kept < value;
+        // Kept; and writes of other sessions meanwhile do not void it.
+        let ticket = cache.ticket();
+        let other = cache.ticket();
+        cache.written(name(b'b'), Some(7), other, newer(7));
+        cache.written(name(b'a'), Some(2), ticket, newer(2));
+        assert_eq!(cache.get(&name(b'a')), Some(2));
+        // A load that read before the write keeps nothing after it.
+        let load = cache.ticket().unwrap();
+        let write = cache.ticket();
+        cache.written(name(b'a'), Some(3), write, newer(3));
+        cache.fill(name(b'a'), 2, load);
+        assert_eq!(cache.get(&name(b'a')), Some(3));
+        // Two writes of one session arriving out of order leave the later version.
+        let (first, second) = (cache.ticket(), cache.ticket());
+        cache.written(name(b'a'), Some(5), second, newer(5));
+        cache.written(name(b'a'), Some(4), first, newer(4));
+        assert_eq!(cache.get(&name(b'a')), Some(5));
+        // An eviction or a flush between the ticket and the write drops the session.
+        let ticket = cache.ticket();
+        cache.evict([name(b'c')]);
+        cache.written(name(b'a'), Some(6), ticket, newer(6));
+        assert_eq!(cache.get(&name(b'a')), None);
+        let ticket = cache.ticket();
+        cache.flush();
+        cache.written(name(b'a'), Some(6), ticket, newer(6));
+        assert_eq!(cache.get(&name(b'a')), None);
+        // A failed write, or one the store does not keep, drops it too.
+        let ticket = cache.ticket();
+        cache.written(name(b'b'), None, ticket, newer(0));
+        assert_eq!(cache.get(&name(b'b')), None);
     }
 
     #[test]

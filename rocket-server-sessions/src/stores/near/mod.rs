@@ -207,6 +207,16 @@ pub trait Watched: SessionStore + sealed::Sealed {
             until: None,
         }))
     }
+
+    /// What a load of the session would return right after this process's own
+    /// [`SessionStore::update`] stored `record` as `stored`, if the watcher never reports this
+    /// process's own writes (so that nothing would evict the copy the cache keeps of it); `None`
+    /// (by default) where it reports them, as Redis's tracking and PostgreSQL's `LISTEN` do:
+    /// the report would drop the copy at once.
+    fn after_own_update(&self, record: &Record, stored: &Stored) -> Option<Kept> {
+        let _ = (record, stored);
+        None
+    }
 }
 
 /// A store in front of the store `S`, keeping the sessions it loaded lately.
@@ -293,9 +303,25 @@ impl<S: Watched> SessionStore for NearCached<S> {
         self.inner.create(data, expires).await
     }
 
+    /// Where the store's watcher never reports this process's own writes (a SQLite file), a
+    /// session saved here is kept as saved: its next load is a hit rather than a read.
     async fn update(&self, id: &str, record: &Record) -> Result<Option<Stored>> {
+        // Taken before the write: a change reported meanwhile voids the copy.
+        let ticket = self.cache.ticket();
         let updated = self.inner.update(id, record).await;
-        self.written(id);
+        let Some(name) = self.inner.watched_name(id) else {
+            return updated;
+        };
+        let saved = match &updated {
+            Ok(Some(stored)) => self
+                .inner
+                .after_own_update(record, stored)
+                .and_then(|kept| Held::new(&kept)),
+            _ => None,
+        };
+        let version = saved.as_ref().map(|held| held.version);
+        self.cache
+            .written(name, saved, ticket, |kept| Some(kept.version) < version);
         updated
     }
 

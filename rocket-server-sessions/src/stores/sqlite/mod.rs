@@ -27,7 +27,7 @@ use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
 use crate::record::Record;
-use crate::store::{Result, StoreError};
+use crate::store::{Result, StoreError, Stored};
 use crate::stores::near::{Cache, Kept, Name, Watched};
 use crate::stores::sql::write::Write;
 use crate::stores::sql::{self, OnPool, Row, RowsAffected, SqlBackend};
@@ -241,6 +241,21 @@ impl Watched for SqliteStore {
             record,
             until: None,
         }))
+    }
+
+    /// The writer's own commits never move the `data_version` it polls, so a session this
+    /// server saved is kept as a load would read it back (its expiry in whole seconds, as the
+    /// row keeps it).
+    fn after_own_update(&self, record: &Record, stored: &Stored) -> Option<Kept> {
+        let expires = OffsetDateTime::from_unix_timestamp(record.expires.unix_timestamp()).ok()?;
+        Some(Kept {
+            record: Record {
+                data: Arc::clone(&record.data),
+                expires,
+                version: stored.version,
+            },
+            until: None,
+        })
     }
 }
 
