@@ -28,7 +28,8 @@
 //! writes somewhere the watcher does not hear, as a database behind a Redis copy, must also
 //! change what is watched: cached_db buries the Redis copy of every session it deletes); its
 //! heartbeats must travel the same path as those reports; and it must evict its own writes at
-//! once ([`NearCached`](super::NearCached) does that for what it wraps).
+//! once, or keep them as written where the watcher never reports them
+//! ([`NearCached`](super::NearCached) does that for what it wraps).
 //!
 //! The rules that keep it from serving a stale session:
 //! - **Fresh watch.** Entries are served only while the last confirmed heartbeat was sent less
@@ -37,13 +38,17 @@
 //!   longest another server's change can go unseen; on a working connection it is the time the
 //!   report takes to arrive, which is sent as the change is made.
 //! - **No fill across a change.** A load takes a [`Ticket`] *before* it asks the store; its
-//!   answer is kept only if no eviction or flush happened since. A change that the store made
-//!   after answering and that arrived before the answer would otherwise be lost.
+//!   answer is kept only if no eviction, flush or write of this process happened since. A
+//!   change that the store made after answering and that arrived before the answer would
+//!   otherwise be lost.
 //! - **Start empty, and only once.** Changes made while no watcher listened were never
 //!   reported, so [`NearCache::watch`] drops everything when a watcher (re)connects, and
 //!   [`NearCache::lost`] ends that watch: heartbeats of an older connection no longer count.
 //! - The wrapping store evicts a session itself when it writes it, so this process sees its own
-//!   writes at once, before the server's report arrives.
+//!   writes at once, before the server's report arrives. Where no report ever comes for them
+//!   (a SQLite file's writer never hears its own commits), it keeps what it wrote instead
+//!   ([`NearCache::written`]): only if nothing was evicted or flushed since the write began,
+//!   and never over a later version of the session.
 //!
 //! A stored session's own expiry is checked on every hit, as on a load.
 //!

@@ -3,7 +3,8 @@
 //! the load of an unchanged session from memory, with no round trip.
 //!
 //! [`NearCached`] is a plain [`SessionStore`] over an inner one: a load asks its cache first and
-//! the inner store on a miss; a write goes to the inner store and evicts the session. What it
+//! the inner store on a miss; a write goes to the inner store and evicts the session (or, on a
+//! SQLite file, whose writer never hears its own commits, keeps it as saved). What it
 //! needs of the inner store is [`Watched`]: the name under which changes to a session are
 //! reported, and a watcher that reports them (Redis's client tracking for
 //! [`RedisStore`](super::RedisStore) and [`CachedStore`](super::CachedStore), `LISTEN` for
@@ -263,9 +264,9 @@ impl<S: Watched> NearCached<S> {
         self.cache.hits()
     }
 
-    /// Drops the session `id` after a write: this process sees its own writes at once, and no
-    /// load that was in flight keeps what it read.
-    fn written(&self, id: &str) {
+    /// Drops the session `id` after this process deleted it: it sees its own logouts at once,
+    /// and no load that was in flight keeps what it read.
+    fn deleted(&self, id: &str) {
         if let Some(name) = self.inner.watched_name(id) {
             self.cache.evict([name]);
         }
@@ -327,7 +328,7 @@ impl<S: Watched> SessionStore for NearCached<S> {
 
     async fn delete(&self, id: &str) -> Result<()> {
         let deleted = self.inner.delete(id).await;
-        self.written(id);
+        self.deleted(id);
         deleted
     }
 
