@@ -85,14 +85,15 @@ pub struct Held {
 }
 
 /// A held session's data. Small sessions, the many, are held as their JSON text, decoded once
-/// for as long as they are in use (`decoded.rs`): a decoded map (a `BTreeMap` node of eleven slots, and a string per key and
-/// value) took several times the memory: a server holding 100,000 sessions of two small keys
-/// each peaked at 176 MB of RSS; with the text behind an `Arc`, `OffsetDateTime`s and an LRU
-/// node allocated per session, at 99-120 MB; as here, at 60-62 MB, against 38 MB with no near
-/// cache (`bench/near_rss.sh` in the repository, BENCHMARKS.md, "What each change bought", 14
-/// and 15). Sessions of [`DECODED_FROM`] bytes of text or more, the few, are held decoded (item
-/// 17): their decoded copies would be too big to keep beside the text. A hit hands the request
-/// the decoded map itself, shared. Both forms fit in 16 bytes.
+/// for as long as they are in use (`decoded.rs`): a decoded map (a `BTreeMap` node of eleven
+/// slots, and a string per key and value) took several times the memory: a server holding
+/// 100,000 sessions of two small keys each peaked at 176 MB of RSS; with the text behind an
+/// `Arc`, `OffsetDateTime`s and an LRU node allocated per session, at 99-120 MB; as here, at
+/// 60-62 MB, against 38 MB with no near cache (`bench/near_rss.sh` in the repository,
+/// BENCHMARKS.md, "What each change bought", 14 and 15). Sessions of [`DECODED_FROM`] bytes
+/// of text or more, the few, are held decoded (item 17): their decoded copies would be too big
+/// to keep beside the text. A hit hands the request the decoded map itself, shared. Both forms
+/// fit in 16 bytes.
 #[derive(Debug, Clone, PartialEq)]
 enum Form {
     Text(Arc<str>),
