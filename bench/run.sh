@@ -8,7 +8,12 @@
 # serves) on 127.0.0.1 with logging off and its settings in the environment, drives it with wrk
 # for SECONDS after a one-second warm-up, and reads the server's peak RSS (VmHWM) before
 # stopping it. The server runs on one core and wrk on the other (taskset); PostgreSQL and Redis,
-# the machine's own services, are not pinned. Beside req/s, each case gives the CPU time per
+# the machine's own services, are moved to wrk's core for the run (every `postgres` process and
+# `redis-server`, with `taskset -ap`; their own affinity is put back after, whatever happens), so
+# that a store's work never takes the server's core: left free to run anywhere, redis-server
+# took turns with the server on its core and cost the Redis read path 0.82-0.95 of the ceiling
+# against 0.97 with it off that core (BENCHMARKS.md, issue 23). BENCH_PIN_STORES=0 leaves them
+# where they are. Beside req/s, each case gives the CPU time per
 # request of the server process and of the store's own server (every `postgres` process, or
 # `redis-server`), from /proc/<pid>/stat over the measured run: where a store shares the two
 # cores, a gap in req/s that is the store's CPU is not the session layer's. All the cases run
@@ -41,7 +46,8 @@
 # replace the "sessions" section of BENCHMARKS.md; 0: print only), BENCH_CASES (default: all of
 # the above, see CASES below), BENCH_BIN (another build of
 # rango to measure instead of this tree's, e.g. to compare two versions; nothing is written to
-# BENCHMARKS.md then).
+# BENCHMARKS.md then), BENCH_PIN_STORES (1: the stores' servers on wrk's core for the run; 0:
+# untouched).
 #
 # BENCH_COUNT=instructions counts instead of timing: each case's server runs under valgrind's
 # callgrind, and the figure is the instructions the server process executes per request (all
@@ -71,6 +77,7 @@ PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 BIG_ROWS=${BENCH_BIG_ROWS:-1000000}
 WRITE=${BENCH_WRITE:-1}
+PIN_STORES=${BENCH_PIN_STORES:-1}
 ROTATE=$((4 * CONNS))
 COUNT=${BENCH_COUNT:-time}
 case $COUNT in
@@ -109,6 +116,7 @@ SCHEMA="rango_bench_$$"
 PREFIX="rango:bench:$$:"
 PG_SCHEMA_MADE=
 cleanup() {
+    restore_store_affinity
     if [ -n "$SERVER" ]; then
         kill "$SERVER" 2>/dev/null || true
         wait "$SERVER" 2>/dev/null || true
@@ -122,6 +130,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The stores' servers on wrk's core for the run (see the top), put back by cleanup.
+if [ "$PIN_STORES" = 1 ]; then
+    pin_stores "$WRK_CPU" postgres redis-server
+fi
 
 # A copy: a build running meanwhile cannot swap the binary between two cases.
 if [ -n "${BENCH_BIN:-}" ]; then
@@ -573,6 +586,12 @@ EOF
     exit 0
 fi
 
+if [ "$PIN_STORES" = 1 ]; then
+    STORES_PLACED="moved to wrk's core for the run (\`taskset -ap -c $WRK_CPU\`), so that their work
+never takes the server's core"
+else
+    STORES_PLACED="left where they run (\`BENCH_PIN_STORES=0\`)"
+fi
 RESULT=$(cat <<EOF
 <!-- sessions:begin (written by bench/run.sh) -->
 ## Sessions: the index and about pages per store, against no sessions
@@ -584,7 +603,7 @@ Rocket worker and a pool of 4), with \`ROCKET_LOG_LEVEL=off\` and its settings i
 \`ROCKET_SESSION\`, \`ROCKET_RANGO\` and \`ROCKET_DATABASES\`, and drives \`GET /rango/\` (below it,
 \`GET /rango/about/\`) with
 \`taskset -c $WRK_CPU wrk -t1 -c$CONNS -d${SECS}s --latency\` after a 1 s warm-up. PostgreSQL and
-Redis are the machine's own services, unpinned. Peak RSS is the server's \`VmHWM\` after the run.
+Redis are the machine's own services, $STORES_PLACED. Peak RSS is the server's \`VmHWM\` after the run.
 Every case ran $ROUNDS times, in $ROUNDS rounds of all the cases one after the other; the
 tables give each case's best round (req/s, and that round's latencies).
 
