@@ -132,7 +132,7 @@ impl Fairing for Sessions {
                 return Err(rocket);
             }
         }
-        Ok(rocket.manage(SessionManager { config, store }))
+        Ok(rocket.manage(SessionManager::new(config, store)))
     }
 
     /// Starts the reaper if `session.clear_expired_every` is set.

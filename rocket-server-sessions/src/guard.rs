@@ -7,6 +7,7 @@ use rocket::http::{Cookie, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{Ignite, Rocket, Sentinel};
 
+use crate::commit::CookieHeader;
 use crate::config::SessionConfig;
 use crate::handle::{Session, SessionState};
 use crate::store::SessionStore;
@@ -16,9 +17,19 @@ use crate::store::SessionStore;
 pub struct SessionManager {
     pub(crate) config: SessionConfig,
     pub(crate) store: Arc<dyn SessionStore>,
+    /// The session cookie's header, its constant part formatted once.
+    pub(crate) cookie_header: CookieHeader,
 }
 
 impl SessionManager {
+    pub(crate) fn new(config: SessionConfig, store: Arc<dyn SessionStore>) -> SessionManager {
+        SessionManager {
+            cookie_header: CookieHeader::new(&config),
+            config,
+            store,
+        }
+    }
+
     /// The validated settings.
     pub fn config(&self) -> &SessionConfig {
         &self.config
