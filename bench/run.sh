@@ -649,7 +649,7 @@ $(sliding_table)
 ### What the near cache buys
 
 On PostgreSQL, Redis and cached_db a load of an unchanged session is answered from the
-process's near cache (\`src/session/stores/near.rs\`), watched through \`LISTEN\` or Redis's
+process's near cache (\`rocket-server-sessions/src/stores/near/\`), watched through \`LISTEN\` or Redis's
 client tracking; with \`near_cache.enabled = false\` every load is a round trip to the store.
 
 $(near_table)
