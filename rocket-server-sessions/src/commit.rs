@@ -362,13 +362,11 @@ impl CookieHeader {
         max_age: Option<Duration>,
         now: OffsetDateTime,
     ) -> Header<'static> {
-        let Some(head) = self.head.as_deref() else {
-            return session_cookie(config, id, max_age, now).into();
+        // A value of letters and digits only (a session key): percent-encoding leaves it as is.
+        let head = match self.head.as_deref() {
+            Some(head) if id.bytes().all(|b| b.is_ascii_alphanumeric()) => head,
+            _ => return session_cookie(config, id, max_age, now).into(),
         };
-        // Only letters and digits: what percent-encoding leaves as it is (session keys).
-        if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return session_cookie(config, id, max_age, now).into();
-        }
         let mut value = String::with_capacity(head.len() + id.len() + self.attributes.len() + 64);
         value.push_str(head);
         value.push_str(&id);
