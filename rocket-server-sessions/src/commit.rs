@@ -522,7 +522,7 @@ mod tests {
             },
             SessionConfig {
                 cookie_domain: Some("example.com".into()),
-                cookie_path: "/rango/".into(),
+                cookie_path: "/app/".into(),
                 ..SessionConfig::default()
             },
             SessionConfig {
