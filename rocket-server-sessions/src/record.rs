@@ -39,6 +39,11 @@ pub fn after(now: OffsetDateTime, age: Duration) -> OffsetDateTime {
     })
 }
 
+/// `at` to the second, as every store keeps an expiry date.
+pub fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(at.unix_timestamp()).unwrap_or(at)
+}
+
 /// How deeply values may nest: JSON parsers (serde_json's included) refuse documents past 128
 /// levels, so deeper data would be saved and then read back as a corrupt, empty session.
 pub const MAX_DEPTH: usize = 100;

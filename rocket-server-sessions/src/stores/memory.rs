@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use time::OffsetDateTime;
 
 use crate::key::SessionKey;
-use crate::record::{user_of, Data, Record};
+use crate::record::{user_of, whole_seconds, Data, Record};
 use crate::store::{
     Census, ClearInBatches, Result, SessionCounts, SessionStore, StoreError, Stored, UserIndex,
     UserSession, TRIM_BATCH,
@@ -15,11 +15,6 @@ use crate::store::{
 
 /// How many fresh keys `create` draws before it gives up.
 const CREATE_ATTEMPTS: u32 = 10;
-
-/// `at` to the second, as every other store keeps an expiry date.
-fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(at.unix_timestamp()).unwrap_or(at)
-}
 
 /// A store in a `HashMap`, keyed by the keys' digests as the SQL store is.
 #[derive(Debug, Default)]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
-use crate::record::Record;
+use crate::record::{whole_seconds, Record};
 use crate::store::{Result, StoreError, Stored};
 use crate::stores::near::{Cache, Kept, Name, Watched};
 use crate::stores::sql::write::Write;
@@ -247,11 +247,10 @@ impl Watched for SqliteStore {
     /// server saved is kept as a load would read it back (its expiry in whole seconds, as the
     /// row keeps it).
     fn after_own_update(&self, record: &Record, stored: &Stored) -> Option<Kept> {
-        let expires = OffsetDateTime::from_unix_timestamp(record.expires.unix_timestamp()).ok()?;
         Some(Kept {
             record: Record {
                 data: Arc::clone(&record.data),
-                expires,
+                expires: whole_seconds(record.expires),
                 version: stored.version,
             },
             until: None,
