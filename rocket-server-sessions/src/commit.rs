@@ -50,6 +50,7 @@ pub(crate) async fn finish<'r>(req: &'r Request<'_>, res: &mut Response<'r>) {
     if !manager.config.enabled {
         return;
     }
+    let now = OffsetDateTime::now_utc();
     let state = match req.local_cache(|| Slot::Unused) {
         Slot::Unused => return,
         Slot::Failed => {
@@ -57,11 +58,18 @@ pub(crate) async fn finish<'r>(req: &'r Request<'_>, res: &mut Response<'r>) {
             return;
         }
         Slot::Loaded(state) => {
-            std::mem::take(&mut *state.lock().unwrap_or_else(PoisonError::into_inner))
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.settled(&manager.config, now) {
+                // The usual read: nothing to store and no cookie, whatever the response, so
+                // the state stays where it is (BENCHMARKS.md, "What each change bought", 22).
+                add_vary_cookie(res);
+                return;
+            }
+            std::mem::take(&mut *state)
         }
     };
     add_vary_cookie(res);
-    if let Err((status, message)) = apply(state, manager, res).await {
+    if let Err((status, message)) = apply(state, manager, res, now).await {
         // No cookie either way: on a 400 the request that ended the session has already
         // told the browser, which may hold a newer session's cookie by now.
         replace_with_error(res, status, &message);
@@ -74,9 +82,9 @@ async fn apply(
     state: SessionState,
     manager: &SessionManager,
     res: &mut Response<'_>,
+    now: OffsetDateTime,
 ) -> Result<(), (Status, String)> {
     let config = &manager.config;
-    let now = OffsetDateTime::now_utc();
     let server_error = res.status().class().is_server_error();
     let outcome = state
         .commit(manager.store.as_ref(), config, server_error, now)
@@ -137,11 +145,7 @@ impl SessionState {
             }
             return Ok(self.removal());
         }
-        let due = self.modified
-            || self.cycled_from.is_some()
-            || config.save_every_request
-            || self.sliding_due(config, now);
-        if !due {
+        if !self.due(config, now) {
             return Ok(Commit::Nothing);
         }
         if record::depth(&self.data) > record::MAX_DEPTH {
@@ -180,6 +184,21 @@ impl SessionState {
         };
         let max_age = (!self.expire_at_browser_close(config)).then(|| self.expiry_age(config, now));
         Ok(Commit::SetCookie { id, max_age })
+    }
+
+    /// Whether the session is to be saved, emptiness aside: changed, or due (a cycled key,
+    /// `save_every_request`, a sliding renewal).
+    fn due(&self, config: &SessionConfig, now: OffsetDateTime) -> bool {
+        self.modified
+            || self.cycled_from.is_some()
+            || config.save_every_request
+            || self.sliding_due(config, now)
+    }
+
+    /// Whether [`commit`](Self::commit) would answer [`Commit::Nothing`] without a word to the
+    /// store, whatever the response: nothing flushed, nothing to delete, nothing due.
+    pub(crate) fn settled(&self, config: &SessionConfig, now: OffsetDateTime) -> bool {
+        self.flushed.is_empty() && !self.data.is_empty() && !self.due(config, now)
     }
 
     /// The cookie an empty session needs: a removal if the browser sent one, else none.
@@ -507,6 +526,134 @@ fn replace_with_error(res: &mut Response<'_>, status: Status, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    use crate::store::{Census, ClearInBatches, UserIndex};
+
+    /// A store that refuses every call: a commit that asks it anything fails.
+    struct Refusing;
+
+    fn refused<T>() -> Result<T, StoreError> {
+        Err(StoreError::Contention(0))
+    }
+
+    #[rocket::async_trait]
+    impl SessionStore for Refusing {
+        async fn load(&self, _: &str) -> Result<Option<Record>, StoreError> {
+            refused()
+        }
+        async fn create(&self, _: &record::Data, _: OffsetDateTime) -> Result<Stored, StoreError> {
+            refused()
+        }
+        async fn update(&self, _: &str, _: &Record) -> Result<Option<Stored>, StoreError> {
+            refused()
+        }
+        async fn delete(&self, _: &str) -> Result<(), StoreError> {
+            refused()
+        }
+        async fn clear_expired(&self) -> Result<u64, StoreError> {
+            refused()
+        }
+        fn expires_by_itself(&self) -> bool {
+            false
+        }
+        fn batches(&self) -> Option<&dyn ClearInBatches> {
+            None
+        }
+        fn census(&self) -> Option<&dyn Census> {
+            None
+        }
+        fn user_index(&self) -> Option<&dyn UserIndex> {
+            None
+        }
+        async fn describe(&self) -> Result<String, StoreError> {
+            refused()
+        }
+    }
+
+    /// The fairing leaves a settled session where it is: so a settled session must be one that
+    /// `commit` ends with no cookie and no word to the store, whatever the response; and the
+    /// usual read (a session loaded, read, not due for renewal) is settled.
+    #[rocket::async_test]
+    async fn a_settled_session_is_one_commit_leaves_alone() {
+        let now = OffsetDateTime::from_unix_timestamp(1_765_000_000).expect("a time");
+        let data = |pairs: &[(&str, Value)]| -> Arc<record::Data> {
+            Arc::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            )
+        };
+        let datas = [
+            data(&[]),
+            data(&[("visits", 3.into())]),
+            data(&[("visits", 3.into()), (record::EXPIRY_KEY, 60.into())]),
+            data(&[("visits", 3.into()), (record::EXPIRY_KEY, 0.into())]),
+        ];
+        let mut settled = 0;
+        for (sliding, every_request) in [(false, false), (true, false), (true, true)] {
+            let config = SessionConfig {
+                sliding_expiry: sliding,
+                save_every_request: every_request,
+                ..SessionConfig::default()
+            };
+            // Renewed a moment ago, or with a fifth of its age left.
+            let stored = [
+                now + config.age(),
+                now + config.age() / 5,
+                now + Duration::seconds(10),
+            ];
+            for data in &datas {
+                for expires in stored {
+                    for loaded in [true, false] {
+                        for change in 0..4 {
+                            let mut state = SessionState::new(loaded.then(|| {
+                                let record = Record {
+                                    data: Arc::clone(data),
+                                    expires,
+                                    version: 1,
+                                };
+                                ("a-key".to_owned(), record)
+                            }));
+                            match change {
+                                1 => state.set("visits", 4.into()),
+                                2 => state.cycle_key(),
+                                3 => state.flush(),
+                                _ => {}
+                            }
+                            if !state.settled(&config, now) {
+                                continue;
+                            }
+                            settled += 1;
+                            for server_error in [false, true] {
+                                let commit = std::mem::take(&mut state)
+                                    .commit(&Refusing, &config, server_error, now)
+                                    .await;
+                                assert!(matches!(commit, Ok(Commit::Nothing)), "{commit:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(settled > 0);
+        let read = SessionState::new(Some((
+            "a-key".to_owned(),
+            Record {
+                data: Arc::clone(&datas[1]),
+                expires: now + SessionConfig::default().age(),
+                version: 1,
+            },
+        )));
+        for sliding_expiry in [false, true] {
+            let config = SessionConfig {
+                sliding_expiry,
+                ..SessionConfig::default()
+            };
+            assert!(read.settled(&config, now), "the usual read is settled");
+        }
+    }
 
     /// The header built from the parts formatted once is the one Rocket makes of the cookie,
     /// whatever the settings, the key and the expiry.

@@ -61,7 +61,7 @@ impl SessionState {
         }
     }
 
-    fn set(&mut self, key: &str, value: Value) {
+    pub(crate) fn set(&mut self, key: &str, value: Value) {
         // Writing an equal value is no change: no save, no write.
         if self.data.get(key) == Some(&value) {
             return;
@@ -90,7 +90,7 @@ impl SessionState {
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         self.flushed.extend(self.id.take());
         self.flushed.extend(self.cycled_from.take());
         self.data = Arc::default();
@@ -101,7 +101,7 @@ impl SessionState {
         self.stored_expires = None;
     }
 
-    fn cycle_key(&mut self) {
+    pub(crate) fn cycle_key(&mut self) {
         if let Some(id) = self.id.take() {
             self.cycled_from = Some(id);
         }
@@ -129,8 +129,10 @@ impl SessionState {
 
     /// An unchanged session is due for a sliding save once less than half its age is left.
     pub(crate) fn sliding_due(&self, config: &SessionConfig, now: OffsetDateTime) -> bool {
-        self.stored_expires
-            .is_some_and(|stored| self.expiry().sliding_due(config, stored, now))
+        config.sliding_expiry
+            && self
+                .stored_expires
+                .is_some_and(|stored| self.expiry().sliding_due(config, stored, now))
     }
 
     /// The stored data with this request's changes applied over it.
