@@ -118,8 +118,7 @@ fn candidates<'a>(req: &'a Request<'_>, name: &str) -> [Option<Cow<'a, str>>; MA
         .filter_map(|header| match header.value {
             Cow::Borrowed(value) => Some(value),
             Cow::Owned(_) => None,
-        })
-        .filter(|header| header.contains(name));
+        });
     for pair in sent.flat_map(|header| header.split(';')) {
         let Some(value) = value_of(pair, name) else {
             continue;

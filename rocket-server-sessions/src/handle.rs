@@ -49,13 +49,19 @@ impl SessionState {
     /// session.
     pub(crate) fn new(loaded: Option<(String, Record)>) -> Self {
         match loaded {
+            // Every field named: `..Default::default()` would allocate an empty map only to
+            // drop it.
             Some((id, record)) => SessionState {
-                id: Some(id),
                 incoming: true,
+                id: Some(id),
                 version: record.version,
                 stored_expires: Some(record.expires),
                 data: record.data,
-                ..SessionState::default()
+                changes: BTreeMap::new(),
+                cleared: false,
+                modified: false,
+                flushed: Vec::new(),
+                cycled_from: None,
             },
             None => SessionState::default(),
         }
