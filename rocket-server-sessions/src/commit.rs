@@ -50,14 +50,14 @@ pub(crate) async fn finish<'r>(req: &'r Request<'_>, res: &mut Response<'r>) {
     if !manager.config.enabled {
         return;
     }
-    let now = OffsetDateTime::now_utc();
-    let state = match req.local_cache(|| Slot::Unused) {
+    let (state, now) = match req.local_cache(|| Slot::Unused) {
         Slot::Unused => return,
         Slot::Failed => {
             add_vary_cookie(res);
             return;
         }
         Slot::Loaded(state) => {
+            let now = OffsetDateTime::now_utc();
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.settled(&manager.config, now) {
                 // The usual read: nothing to store and no cookie, whatever the response, so
@@ -65,7 +65,7 @@ pub(crate) async fn finish<'r>(req: &'r Request<'_>, res: &mut Response<'r>) {
                 add_vary_cookie(res);
                 return;
             }
-            std::mem::take(&mut *state)
+            (std::mem::take(&mut *state), now)
         }
     };
     add_vary_cookie(res);
