@@ -399,7 +399,9 @@ figure() { # store case field(3 rps, 4 p50, 5 p99, 6 rss, 7 errors, 8 server CPU
         $1 == s && $2 == c && (best == "" || $3 > best) { best = $3; v = $f }
         END { print v }' "$WORK/results"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+ratio() { # a b [decimals, 2 by default]
+    awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b > 0) printf "%." d "f", a / b; else print "-" }'
+}
 verdict() { # ratio target
     awk -v r="$1" -v t="$2" 'BEGIN { if (r >= t) printf "%.2f ✓ (≥ %.2f)", r, t; else printf "**%.2f ✗** (≥ %.2f)", r, t }'
 }
@@ -561,7 +563,7 @@ if [ "$COUNT" = instructions ]; then
                 uncached=$(figure "$store" "${prefix}read_uncached" 3)
                 printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$store" \
                     "$([ -n "$prefix" ] && echo about || echo index)" "$ceil" "${cookie:--}" \
-                    "${read:--}" "$(over "$read")" "$(awk -v a="$ceil" -v b="${read:-0}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')" "${write:--}" \
+                    "${read:--}" "$(over "$read")" "$(ratio "$ceil" "${read:-0}" 3)" "${write:--}" \
                     "$(over "$write")" "${uncached:--}" "$(over "$uncached")"
             done
         done
