@@ -1,5 +1,5 @@
 //! Django's security defaults for the site: the response headers of its `SecurityMiddleware`
-//! and clickjacking middleware (set through Rocket's `Shield`), and `ALLOWED_HOSTS`.
+//! and clickjacking middleware, and `ALLOWED_HOSTS`.
 //!
 //! `allowed_hosts` is a top-level setting (`ROCKET_ALLOWED_HOSTS='["example.org"]'` overrides
 //! it), matched as Django matches it: the port ignored, a trailing dot ignored, `.example.org`
@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::uri::Origin;
 use rocket::http::{Header, Method, Status};
-use rocket::shield::{Frame, Policy, Referrer, Shield};
-use rocket::{get, routes, Build, Data, Request, Rocket};
+use rocket::shield::Shield;
+use rocket::{get, routes, Build, Data, Request, Response, Rocket};
 
 /// The hosts allowed when `allowed_hosts` is not set: this machine, as Django allows with
 /// `DEBUG` and no `ALLOWED_HOSTS`.
@@ -24,66 +24,93 @@ pub const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"]
 /// Where a request for a host that is not allowed is sent.
 const REFUSED: &str = "/__rango/disallowed-host";
 
-/// The `Cross-Origin-Opener-Policy` header, which Rocket's `Shield` has no policy for.
-#[derive(Default)]
-pub struct CrossOriginOpenerPolicy;
+/// The `Content-Security-Policy` header's value: everything from the site itself, no plugin, no
+/// frame around it, forms posted only to it. The pages satisfy it: no inline script, style or
+/// event handler, one stylesheet under `/static` (a test over `templates/` keeps it so).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; object-src 'none'; \
+                                           base-uri 'self'; form-action 'self'; \
+                                           frame-ancestors 'none'";
 
-impl Policy for CrossOriginOpenerPolicy {
-    const NAME: &'static str = "Cross-Origin-Opener-Policy";
-
-    fn header(&self) -> Header<'static> {
-        Header::new(Self::NAME, "same-origin")
+/// Django's security headers: `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`
+/// and `Cross-Origin-Opener-Policy: same-origin` (its `SecurityMiddleware`), `X-Frame-Options:
+/// DENY` (its clickjacking middleware), and a [`CONTENT_SECURITY_POLICY`]; with `hsts`,
+/// `Strict-Transport-Security: max-age=31536000` too.
+pub fn security_headers(hsts: bool) -> Vec<Header<'static>> {
+    let mut headers = vec![
+        Header::new("X-Content-Type-Options", "nosniff"),
+        Header::new("Referrer-Policy", "same-origin"),
+        Header::new("Cross-Origin-Opener-Policy", "same-origin"),
+        Header::new("X-Frame-Options", "DENY"),
+        Header::new("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ];
+    if hsts {
+        headers.push(Header::new("Strict-Transport-Security", "max-age=31536000"));
     }
+    headers
 }
 
-/// The `Content-Security-Policy` header: everything from the site itself, no plugin, no frame
-/// around it, forms posted only to it. The pages satisfy it: no inline script, style or event
-/// handler, one stylesheet under `/static` (a test over `templates/` keeps it so).
-#[derive(Default)]
-pub struct ContentSecurityPolicy;
-
-impl ContentSecurityPolicy {
-    /// The policy.
-    pub const POLICY: &'static str = "default-src 'self'; object-src 'none'; base-uri 'self'; \
-                                      form-action 'self'; frame-ancestors 'none'";
-}
-
-impl Policy for ContentSecurityPolicy {
-    const NAME: &'static str = "Content-Security-Policy";
-
-    fn header(&self) -> Header<'static> {
-        Header::new(Self::NAME, Self::POLICY)
-    }
-}
-
-/// Rocket's `Shield` with Django's defaults: `X-Content-Type-Options: nosniff`,
-/// `Referrer-Policy: same-origin`, `X-Frame-Options: DENY`, and
-/// `Cross-Origin-Opener-Policy: same-origin`, and a `Content-Security-Policy`, on every response
-/// that has not set its own.
-pub fn shield() -> Shield {
-    Shield::default()
-        .enable(Frame::Deny)
-        .enable(Referrer::SameOrigin)
-        .enable(CrossOriginOpenerPolicy)
-        .enable(ContentSecurityPolicy)
-}
-
-/// [`shield`] with HSTS (`Strict-Transport-Security: max-age=31536000`, Rocket's default
-/// policy) when `session.cookie_secure` is set: a site whose session cookie goes over HTTPS
-/// only is served over HTTPS only (behind a proxy that terminates TLS too), and the browser
-/// should never try plain HTTP. Replaces the shield attached before it (Rocket keeps one).
-pub fn hsts_when_secure() -> rocket::fairing::AdHoc {
-    rocket::fairing::AdHoc::on_ignite("HSTS when cookies are secure", |rocket| async move {
-        let secure = rocket
+/// Sets [`security_headers`] on every response that has not set its own, as Rocket's `Shield`
+/// would, with HSTS when `session.cookie_secure` is set: a site whose session cookie goes over
+/// HTTPS only is served over HTTPS only (behind a proxy that terminates TLS too), and the browser
+/// should never try plain HTTP. Rocket's own `Shield`, which it attaches by default, is replaced
+/// by an empty one.
+///
+/// Written here rather than configured on `Shield` because of what `Shield` costs a response:
+/// for each of its headers it asks the response's header map for the name and then sets it, and
+/// Rocket's map hashes a name one byte at a time (SipHash over the lowercased bytes), about 1,200
+/// instructions a name, twice per header: 21,500 instructions a response, 15 % of the about
+/// page's. [`SecurityHeaders`] finds which of its headers the response already has by comparing
+/// names with the few the response carries, and hashes each name once, to set it (BENCHMARKS.md,
+/// "What each change bought", 24). Rocket's default `Permissions-Policy: interest-cohort=()`
+/// is not sent: Django does not send it, and the feature it turns off is gone from browsers, which
+/// now warn of an unknown feature.
+pub fn security_headers_fairing() -> impl Fairing {
+    fairing::AdHoc::on_ignite("Security headers", |rocket| async move {
+        let hsts = rocket
             .figment()
             .extract_inner::<bool>("session.cookie_secure")
             .unwrap_or(false);
-        if secure {
-            rocket.attach(shield().enable(rocket::shield::Hsts::default()))
-        } else {
-            rocket
-        }
+        rocket.attach(Shield::new()).attach(SecurityHeaders {
+            headers: security_headers(hsts),
+        })
     })
+}
+
+/// The fairing of [`security_headers_fairing`].
+struct SecurityHeaders {
+    /// At most 32: `on_response` keeps one bit for each.
+    headers: Vec<Header<'static>>,
+}
+
+#[rocket::async_trait]
+impl Fairing for SecurityHeaders {
+    fn info(&self) -> Info {
+        Info {
+            name: "Security headers",
+            kind: Kind::Response | Kind::Singleton,
+        }
+    }
+
+    async fn on_response<'r>(&self, _: &'r Request<'_>, response: &mut Response<'r>) {
+        // Bit i: the response set its own `self.headers[i]`.
+        let mut present = 0u32;
+        for header in response.headers().iter() {
+            for (i, ours) in self.headers.iter().enumerate() {
+                if header
+                    .name()
+                    .as_str()
+                    .eq_ignore_ascii_case(ours.name().as_str())
+                {
+                    present |= 1 << i;
+                }
+            }
+        }
+        for (i, header) in self.headers.iter().enumerate() {
+            if present & (1 << i) == 0 {
+                response.set_header(header.clone());
+            }
+        }
+    }
 }
 
 /// The `allowed_hosts` patterns, lower case, checked at launch.
@@ -299,6 +326,58 @@ mod tests {
     fn hosts(patterns: &[&str]) -> AllowedHosts {
         let figment = Figment::new().merge(Serialized::global("allowed_hosts", patterns));
         AllowedHosts::from_figment(&figment).expect("valid patterns")
+    }
+
+    /// A header the response set itself is kept, alone; the others are added once each, HSTS
+    /// only when asked for; and Rocket's own `Shield` adds nothing.
+    #[rocket::async_test]
+    async fn a_response_keeps_a_security_header_it_set_itself() {
+        use rocket::local::asynchronous::Client;
+
+        #[derive(rocket::Responder)]
+        struct Framed {
+            body: &'static str,
+            frame: Header<'static>,
+        }
+        #[get("/framed")]
+        fn framed() -> Framed {
+            let frame = Header::new("x-frame-options", "SAMEORIGIN");
+            Framed {
+                body: "framed",
+                frame,
+            }
+        }
+        #[get("/plain")]
+        fn plain() -> &'static str {
+            "plain"
+        }
+
+        for secure in [false, true] {
+            let figment = rocket::Config::figment().merge(("session.cookie_secure", secure));
+            let rocket = rocket::custom(figment)
+                .attach(security_headers_fairing())
+                .mount("/", routes![framed, plain]);
+            let client = Client::untracked(rocket).await.expect("a rocket");
+            let response = client.get("/framed").dispatch().await;
+            let frame: Vec<&str> = response.headers().get("X-Frame-Options").collect();
+            assert_eq!(frame, ["SAMEORIGIN"]);
+            let response = client.get("/plain").dispatch().await;
+            let expected = security_headers(secure);
+            assert_eq!(expected.len(), if secure { 6 } else { 5 });
+            for header in &expected {
+                let values: Vec<&str> = response.headers().get(header.name().as_str()).collect();
+                assert_eq!(values, [header.value()], "{}", header.name());
+            }
+            // Nothing else: no `Permissions-Policy`, Rocket's `Shield`'s default.
+            let names: Vec<String> = response
+                .headers()
+                .iter()
+                .map(|h| h.name().to_string())
+                .collect();
+            let mut wanted = vec!["Content-Type".to_owned(), "Server".to_owned()];
+            wanted.extend(expected.iter().map(|h| h.name().to_string()));
+            assert_eq!(names, wanted);
+        }
     }
 
     #[test]
