@@ -59,7 +59,7 @@ pub fn security_headers(hsts: bool) -> Vec<Header<'static>> {
 /// for each of its headers it asks the response's header map for the name and then sets it, and
 /// Rocket's map hashes a name one byte at a time (SipHash over the lowercased bytes), about 1,200
 /// instructions a name, twice per header: about 21,600 instructions a response, 15 % of the about
-/// page's. [`SecurityHeaders`] finds which of its headers the response already has by comparing
+/// page's. This fairing finds which of its headers the response already has by comparing
 /// names with the few the response carries, and hashes each name once, to set it (BENCHMARKS.md,
 /// "What each change bought", 24). Rocket's default `Permissions-Policy: interest-cohort=()`
 /// is not sent: Django does not send it, and the feature it turns off is gone from browsers, which
