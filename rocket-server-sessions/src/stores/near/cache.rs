@@ -65,8 +65,9 @@
 //! [`PostgresStore`]: crate::stores::PostgresStore
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use schnellru::{ByLength, LruMap};
@@ -111,6 +112,11 @@ pub struct NearCache<V> {
     generation: AtomicU64,
     start: Instant,
     hits: AtomicU64,
+    /// A watcher that stopped while nothing was served (`sleep`, SQLite's), until a read
+    /// wakes it.
+    asleep: AtomicBool,
+    /// The thread of the watcher that sleeps.
+    sleeper: OnceLock<Thread>,
 }
 
 impl<V: Clone> std::fmt::Debug for NearCache<V> {
@@ -141,6 +147,8 @@ impl<V: Clone> NearCache<V> {
             generation: AtomicU64::new(0),
             start: Instant::now(),
             hits: AtomicU64::new(0),
+            asleep: AtomicBool::new(false),
+            sleeper: OnceLock::new(),
         }
     }
 
@@ -162,9 +170,15 @@ impl<V: Clone> NearCache<V> {
         confirmed != 0 && self.micros(Instant::now()).saturating_sub(confirmed) < lag_micros()
     }
 
-    /// The session under `name`, if it is here and the watch is fresh.
+    /// The session under `name`, if it is here and the watch is fresh; a watcher asleep is
+    /// woken.
     pub fn get(&self, name: &Name) -> Option<V> {
         if !self.watching() {
+            if self.asleep.swap(false, Ordering::AcqRel) {
+                if let Some(sleeper) = self.sleeper.get() {
+                    sleeper.unpark();
+                }
+            }
             return None;
         }
         let value = self.entries().lru.get(name).cloned();
@@ -266,6 +280,24 @@ impl<V: Clone> NearCache<V> {
             self.confirmed
                 .fetch_max(self.micros(sent), Ordering::AcqRel);
         }
+    }
+
+    /// The watcher, on its own thread, stops confirming until the next [`NearCache::get`]
+    /// wakes it (unparks that thread): nothing is served meanwhile, and the read that wakes it
+    /// goes to the store. For a watcher that polls (SQLite's), so that an idle server does not.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sleep(&self) {
+        self.sleeper.get_or_init(std::thread::current);
+        // Asleep before unconfirmed: a read that finds the watch unconfirmed finds it asleep.
+        self.asleep.store(true, Ordering::Release);
+        let _entries = self.entries();
+        self.confirmed.store(0, Ordering::Release);
+    }
+
+    /// Whether the watcher sleeps: no read came since `sleep`.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sleeping(&self) -> bool {
+        self.asleep.load(Ordering::Acquire)
     }
 
     /// The watcher lost its connection: nothing is served until a new watch is confirmed.

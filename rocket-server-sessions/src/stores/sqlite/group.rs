@@ -313,8 +313,8 @@ fn open(path: &Path, synchronous: i64, busy_ms: i64) -> rusqlite::Result<Connect
 }
 
 /// The writer's loop: every save waiting, up to [`MAX_GROUP`], in one commit; every
-/// `watch::POLL`, between groups or while none waits, the near cache's watch (if it has one);
-/// asleep otherwise; until the store is gone.
+/// `watch::POLL`, between groups or while none waits, the near cache's watch (if it has one,
+/// and it is not asleep: `watch::IDLE`); parked otherwise; until the store is gone.
 fn serve(conn: &Connection, shared: &Weak<Shared>) {
     let mut watcher: Option<Watcher> = None;
     while let Some(shared) = shared.upgrade() {
@@ -338,8 +338,8 @@ fn serve(conn: &Connection, shared: &Weak<Shared>) {
                 {
                     watcher = None;
                 }
-                match &watcher {
-                    Some(watch) => std::thread::park_timeout(watch.due_in()),
+                match watcher.as_ref().and_then(Watcher::due_in) {
+                    Some(due) => std::thread::park_timeout(due),
                     None => std::thread::park(),
                 }
                 continue;

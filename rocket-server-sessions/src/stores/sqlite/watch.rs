@@ -26,6 +26,15 @@
 //! than the next poll, [`POLL`] after it while the writer is idle, after the group under way
 //! while it commits; if the writer is held up longer (waiting for another process's write
 //! lock), nothing is served after `MAX_LAG`.
+//!
+//! **Asleep while nothing is served.** After [`IDLE`] with no load answered from the cache,
+//! the watcher stops polling and unconfirms the cache ([`Cache::sleep`]): an idle server does
+//! not wake 200 times a second (each poll a thread wake-up and a read transaction: 1.0–1.7 %
+//! of a core on the benchmarks' host, BENCHMARKS.md, "What each change bought", 25). The next
+//! load finds the watch unconfirmed, goes to the store, and wakes the writer's thread, whose
+//! first poll compares `data_version` with the last one seen as any poll does: whatever another
+//! process committed while it slept drops the copies, and the server's own saves meanwhile
+//! evicted theirs (unconfirmed, the cache keeps no write).
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -33,6 +42,10 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use crate::stores::near::{Cache, Watch};
+
+/// How long the watcher goes on polling while no load is answered from the cache, before it
+/// sleeps until one is asked for.
+pub(crate) const IDLE: Duration = Duration::from_secs(10);
 
 /// How often an idle writer asks `data_version`: the longest a change committed by another
 /// process goes unseen here while this one is idle. One poll is a read transaction that reads
@@ -50,6 +63,11 @@ pub(crate) struct Watcher {
     polled: Instant,
     /// Whether the last poll failed (logged once per outage).
     failing: bool,
+    /// The cache's hits as the last poll saw them, and when they last moved.
+    hits: u64,
+    served: Instant,
+    /// Asleep ([`Cache::sleep`]): no poll until a read wakes the cache.
+    asleep: bool,
 }
 
 impl Watcher {
@@ -59,21 +77,35 @@ impl Watcher {
     /// the cache is gone.
     pub(crate) fn start(conn: &Connection, cache: Weak<Cache>) -> Option<Watcher> {
         let seen = data_version(conn).ok();
-        let watch = cache.upgrade()?.watch();
+        let (watch, hits) = cache.upgrade().map(|cache| (cache.watch(), cache.hits()))?;
         let mut watcher = Watcher {
             cache,
             watch,
             seen,
             polled: Instant::now(),
             failing: false,
+            hits,
+            served: Instant::now(),
+            asleep: false,
         };
         watcher.poll(conn).then_some(watcher)
     }
 
-    /// [`Watcher::poll`] if [`POLL`] has passed since the last one; false once the cache is
-    /// gone.
+    /// [`Watcher::poll`] if [`POLL`] has passed since the last one, or a read woke it from its
+    /// sleep; false once the cache is gone.
     pub(crate) fn poll_when_due(&mut self, conn: &Connection) -> bool {
-        if self.due_in().is_zero() {
+        if self.asleep {
+            let Some(cache) = self.cache.upgrade() else {
+                return false;
+            };
+            if cache.sleeping() {
+                return true;
+            }
+            self.asleep = false;
+            self.served = Instant::now();
+            return self.poll(conn);
+        }
+        if self.due_in().is_some_and(|due| due.is_zero()) {
             self.poll(conn)
         } else {
             self.cache.strong_count() > 0
@@ -89,9 +121,9 @@ impl Watcher {
         }
     }
 
-    /// How long until the next poll is due.
-    pub(crate) fn due_in(&self) -> Duration {
-        POLL.saturating_sub(self.polled.elapsed())
+    /// How long until the next poll is due; `None` while asleep.
+    pub(crate) fn due_in(&self) -> Option<Duration> {
+        (!self.asleep).then(|| POLL.saturating_sub(self.polled.elapsed()))
     }
 
     /// Drops every session kept if another connection committed since the last poll, then
@@ -111,6 +143,14 @@ impl Watcher {
                 cache.confirm(self.watch, sent);
                 if std::mem::take(&mut self.failing) {
                     log::info!("session near cache on again: the SQLite file can be read");
+                }
+                let hits = cache.hits();
+                if hits != self.hits {
+                    self.hits = hits;
+                    self.served = sent;
+                } else if sent.saturating_duration_since(self.served) >= IDLE {
+                    cache.sleep();
+                    self.asleep = true;
                 }
             }
             Err(e) => {
@@ -175,6 +215,86 @@ mod tests {
 
         drop(cache);
         assert!(!watcher.poll(&own), "the cache is gone: the watcher ends");
+    }
+
+    #[test]
+    fn an_idle_watch_sleeps_until_a_read_wakes_it_and_then_misses_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.sqlite3");
+        let own = Connection::open(&path).expect("open");
+        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .expect("schema");
+        let other = Connection::open(&path).expect("open");
+        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
+        kept(&cache, A);
+
+        // Served lately: the watch goes on.
+        assert!(cache.get(&A).is_some());
+        watcher.served = Instant::now() - IDLE;
+        assert!(watcher.poll(&own));
+        assert!(
+            !watcher.asleep && cache.watching(),
+            "a hit since the last poll"
+        );
+
+        // Nothing served for IDLE: asleep, unconfirmed, no poll due.
+        watcher.served = Instant::now() - IDLE;
+        assert!(watcher.poll(&own));
+        assert!(watcher.asleep && cache.sleeping() && !cache.watching());
+        assert_eq!(watcher.due_in(), None);
+        other
+            .execute("INSERT INTO t VALUES (1)", [])
+            .expect("commit");
+        assert!(watcher.poll_when_due(&own), "asleep: no poll");
+        assert!(watcher.asleep);
+
+        // A read wakes it (and is not served); the first poll sees the commit made meanwhile.
+        assert!(cache.get(&A).is_none(), "asleep: nothing served");
+        assert!(!cache.sleeping());
+        assert!(watcher.poll_when_due(&own));
+        assert!(!watcher.asleep && cache.watching());
+        assert!(
+            cache.get(&A).is_none(),
+            "the commit made while asleep dropped the copy"
+        );
+        kept(&cache, A);
+        assert!(cache.get(&A).is_some(), "served again");
+    }
+
+    /// The writer's thread, parked while its watch sleeps, is woken by a read.
+    #[test]
+    fn a_read_unparks_the_sleeping_watchers_thread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("w.sqlite3");
+        Connection::open(&path)
+            .expect("open")
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .expect("schema");
+        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let weak = Arc::downgrade(&cache);
+        let (slept, asleep) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let own = Connection::open(&path).expect("open");
+            let mut watcher = Watcher::start(&own, weak).expect("watching");
+            watcher.served = Instant::now() - IDLE;
+            assert!(watcher.poll(&own));
+            slept.send(watcher.due_in()).expect("sent");
+            // Parked until woken, as the writer's loop parks (here for 10 s at most).
+            let parked = Instant::now();
+            while watcher.due_in().is_none() {
+                std::thread::park_timeout(Duration::from_secs(10));
+                assert!(
+                    parked.elapsed() < Duration::from_secs(5),
+                    "not woken by the read"
+                );
+                assert!(watcher.poll_when_due(&own));
+            }
+        });
+        assert_eq!(asleep.recv().expect("asleep"), None);
+        assert!(cache.get(&A).is_none());
+        thread.join().expect("woken, it polls again");
+        assert!(cache.watching());
     }
 
     #[test]
