@@ -184,15 +184,27 @@ mod tests {
         cache.fill(name, crate::stores::near::kept(), ticket);
     }
 
-    #[test]
-    fn another_connections_commit_drops_the_copies_and_its_own_do_not() {
+    /// A SQLite file in WAL mode with a table, in a directory of its own (kept while the test
+    /// runs), a connection to it (the writer's), and an empty cache.
+    fn file() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Connection,
+        Arc<Cache>,
+    ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("w.sqlite3");
         let own = Connection::open(&path).expect("open");
         own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
             .expect("schema");
-        let other = Connection::open(&path).expect("open");
         let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        (dir, path, own, cache)
+    }
+
+    #[test]
+    fn another_connections_commit_drops_the_copies_and_its_own_do_not() {
+        let (_dir, path, own, cache) = file();
+        let other = Connection::open(&path).expect("open");
         let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
         assert!(cache.watching());
         kept(&cache, A);
@@ -219,13 +231,8 @@ mod tests {
 
     #[test]
     fn an_idle_watch_sleeps_until_a_read_wakes_it_and_then_misses_nothing() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("w.sqlite3");
-        let own = Connection::open(&path).expect("open");
-        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
-            .expect("schema");
+        let (_dir, path, own, cache) = file();
         let other = Connection::open(&path).expect("open");
-        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
         let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
         kept(&cache, A);
 
@@ -265,17 +272,10 @@ mod tests {
     /// The writer's thread, parked while its watch sleeps, is woken by a read.
     #[test]
     fn a_read_unparks_the_sleeping_watchers_thread() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("w.sqlite3");
-        Connection::open(&path)
-            .expect("open")
-            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
-            .expect("schema");
-        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let (_dir, _, own, cache) = file();
         let weak = Arc::downgrade(&cache);
         let (slept, asleep) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let own = Connection::open(&path).expect("open");
             let mut watcher = Watcher::start(&own, weak).expect("watching");
             watcher.served = Instant::now() - IDLE;
             assert!(watcher.poll(&own));
@@ -299,12 +299,7 @@ mod tests {
 
     #[test]
     fn a_poll_that_cannot_read_confirms_nothing_and_misses_nothing() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("w.sqlite3");
-        let own = Connection::open(&path).expect("open");
-        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
-            .expect("schema");
-        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
+        let (dir, path, own, cache) = file();
         let mut watcher = Watcher::start(&own, Arc::downgrade(&cache)).expect("watching");
         kept(&cache, A);
         // A poll that fails, as on a file that cannot be read (here: not a database at all),
@@ -333,15 +328,10 @@ mod tests {
 
     #[test]
     fn a_start_that_cannot_read_watches_once_a_poll_reads() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("w.sqlite3");
-        let own = Connection::open(&path).expect("open");
-        own.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
-            .expect("schema");
+        let (dir, _, own, cache) = file();
         let garbage = dir.path().join("garbage");
         std::fs::write(&garbage, [0x55_u8; 4096]).expect("written");
         let unreadable = Connection::open(&garbage).expect("open");
-        let cache = Arc::new(Cache::new(NonZeroUsize::new(4).expect("not zero")));
         let mut watcher = Watcher::start(&unreadable, Arc::downgrade(&cache)).expect("started");
         assert!(!cache.watching(), "nothing read, nothing confirmed");
         assert!(watcher.poll(&own));
