@@ -49,8 +49,9 @@ pub(crate) const IDLE: Duration = Duration::from_secs(10);
 
 /// How often an idle writer asks `data_version`: the longest a change committed by another
 /// process goes unseen here while this one is idle. One poll is a read transaction that reads
-/// a header (a few microseconds); 200 a second cost under half a percent of a core
-/// (BENCHMARKS.md, "What each change bought", 12).
+/// a header (a few microseconds); 200 a second cost under half a percent of a core on the
+/// host of BENCHMARKS.md's item 12, 1.0–1.7 % on a VM where each timed wake-up is dear (item
+/// 25), and nothing once the watch sleeps ([`IDLE`]).
 pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// A near cache watched through the writer's connection.
